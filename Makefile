@@ -1,0 +1,35 @@
+# Every target does its own setup: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CACHE ?= .cache/mmselect
+
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/mmselect demo --cache $(CACHE)
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q -m benchmark $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(CACHE) .pytest_cache

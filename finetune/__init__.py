@@ -1,0 +1,1 @@
+"""LoRA fine-tuning and evaluation of vision-language models on selected subsets."""

@@ -1,0 +1,68 @@
+"""The `mmselect` command. Each subcommand lives in its own module with `add_parser(subparsers)` and `run(ns)`.
+
+Command modules import only argparse at top level, so `mmselect --help` stays fast; heavy imports happen in `run`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# (subcommand, module). A module that is not installed is simply not offered.
+COMMANDS: list[tuple[str, str]] = [
+    ("select", "selector.commands.select"),
+    ("score", "metrics.command"),
+    ("train-selector", "selector.commands.train_selector"),
+    ("prune", "vision.prune.command"),
+    ("condense", "vision.condense.command"),
+    ("onion", "vision.onion.command"),
+    ("demo", "selector.commands.demo"),
+    ("demo-data", "selector.commands.demo_data"),
+    ("demo-models", "selector.commands.demo_models"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmselect",
+        description="Find the few hundred training samples worth keeping: score, rank and select multimodal "
+                    "instruction data, or prune and condense image datasets, through one ranking interface.",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        p = module.add_parser(sub, name)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selector.errors import MmselectError
+
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if not getattr(ns, "_run", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.WARNING if ns.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(ns._run(ns) or 0)
+    except MmselectError as exc:
+        print(f"mmselect {ns.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmselect {ns.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`mmselect select` as a library call: read -> validate -> score -> rank -> select -> write, with full accounting."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from selector.ranking import Ranking, Selection, select
+from selector.records import RecordSet, atomic_write, read_records, write_rejected, write_records
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where every input record went. `read == rejected + selected + not_selected` always holds."""
+
+    read: int
+    rejected: int
+    selected: int
+    not_selected: int
+
+    def __post_init__(self):
+        if self.read != self.rejected + self.selected + self.not_selected:
+            raise AssertionError(f"accounting does not reconcile: {self}")
+
+    def line(self) -> str:
+        return (f"read {self.read}, rejected {self.rejected}, "
+                f"selected {self.selected}, not selected {self.not_selected}")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Typed parameters of one selection run (the CLI fills this; library code never sees argv)."""
+
+    input: Path
+    out: Path
+    budget: int | float
+    images: Path | None = None
+    fmt: str | None = None
+    metrics: tuple[str, ...] = ("length",)
+    weights: tuple[float, ...] | None = None
+    normalise: str = "robust-z"
+    scores: Path | None = None
+    seed: int = 0
+    strict: bool = False
+    workers: int = 0
+    batch_size: int = 64
+    progress: bool = True
+
+
+@dataclass
+class SelectResult:
+    out: Path
+    rejected_path: Path
+    report_path: Path
+    accounting: Accounting
+    selection: Selection
+    ranking: Ranking
+    records: RecordSet = field(repr=False)
+
+
+def load_scores(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)
+
+
+def align_scores(scores: pa.Table, ids: list[str]) -> pa.Table:
+    """Rows of `scores` in the order of `ids`; ids absent from the table get nulls (scored later or ranked last)."""
+    index = {rid: i for i, rid in enumerate(scores.column("id").to_pylist())}
+    pos = [index.get(rid) for rid in ids]
+    return scores.take(pa.array(pos, pa.int64()))
+
+
+def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
+    """Scores for the valid records: from `config.scores` where present, computed for the rest."""
+    from metrics import build
+    from metrics.runner import RunnerConfig, score_records
+
+    valid = records.valid()
+    ids = valid["id"]
+    have = align_scores(load_scores(config.scores), ids) if config.scores else None
+    cols = {"id": pa.array(ids, pa.string())}
+    todo = []
+    for m in config.metrics:
+        if have is not None and m in have.column_names and have.column(m).null_count == 0:
+            cols[m] = have.column(m)
+        else:
+            todo.append(m)
+    if todo:
+        computed = score_records(valid, [build(m) for m in todo],
+                                 RunnerConfig(batch_size=config.batch_size, progress=config.progress),
+                                 images_root=str(records.images_root) if records.images_root else None)
+        for m in todo:
+            cols[m] = computed.column(m)
+    return pa.table(cols)
+
+
+def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], object] | None = None) -> SelectResult:
+    """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json`."""
+    from selector.rankers import MetricRanker
+
+    records = read_records(config.input, images=config.images, fmt=config.fmt, strict=config.strict,
+                           workers=config.workers)
+    valid_rows = np.flatnonzero(records.valid_mask())
+    scores = score_table(records, config)
+    ranker = ranker_factory(config) if ranker_factory else MetricRanker(tuple(config.metrics), config.weights,
+                                                                       config.normalise)
+    ranking = ranker.rank(scores)
+    selection = select(ranking, config.budget, seed=config.seed)
+    out = write_records(records, valid_rows[selection.indices], config.out)
+    rejected_path = write_rejected(records, config.out)
+    n_rejected = len(records) - len(valid_rows)
+    accounting = Accounting(read=len(records), rejected=n_rejected, selected=len(selection),
+                            not_selected=len(valid_rows) - len(selection))
+    report = {
+        "input": str(config.input), "format": asdict(records.layout), "out": str(out),
+        "rejected_file": str(rejected_path), "ranker": ranking.source, "budget": config.budget,
+        "seed": config.seed, "accounting": asdict(accounting),
+        "selected_ids": [str(i) for i in selection.ids],
+    }
+    report_path = Path(f"{config.out}.report.json")
+    atomic_write(report_path, [json.dumps(report, indent=2).encode()])
+    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records)

@@ -1,0 +1,57 @@
+"""Rankers over a score table: one metric, a weighted mix of normalised metrics, or random."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from selector.normalize import fit_normaliser
+from selector.ranking import Ranking
+
+
+@dataclass(frozen=True)
+class MetricRanker:
+    """Rank by the mean of normalised metric columns (weights optional). A record missing a metric is scored on the
+    metrics it has; one missing all of them gets NaN and ranks last. `lower_is_better` lists metrics to negate."""
+
+    metrics: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+    normalise: str = "robust-z"
+    lower_is_better: frozenset[str] = field(default_factory=frozenset)
+
+    def rank(self, scores: pa.Table) -> Ranking:
+        missing = [m for m in self.metrics if m not in scores.column_names]
+        if missing:
+            raise KeyError(f"score table has no column(s) {missing}; it has {scores.column_names}")
+        cols = []
+        for m in self.metrics:
+            col = scores.column(m)
+            if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
+                raise ValueError(f"metric {m!r} is an embedding, not a score; rank with the learned selector instead")
+            v = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            cols.append(-v if m in self.lower_is_better else v)
+        x = np.stack(cols, axis=1)
+        if len(self.metrics) > 1:
+            x = fit_normaliser(x, self.normalise).transform(x)
+        w = np.ones(len(self.metrics)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        if len(w) != len(self.metrics):
+            raise ValueError(f"{len(w)} weights for {len(self.metrics)} metrics")
+        present = ~np.isnan(x)
+        num = np.where(present, x, 0.0) @ w
+        den = present.astype(np.float64) @ np.abs(w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            combined = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        ids = np.asarray(scores.column("id").to_pylist(), dtype=object)
+        return Ranking(ids=ids, scores=combined, source="+".join(self.metrics))
+
+
+@dataclass(frozen=True)
+class RandomRanker:
+    """Uniformly random scores from `seed`: the baseline every benchmark reports."""
+
+    seed: int = 0
+
+    def rank(self, scores: pa.Table) -> Ranking:
+        ids = np.asarray(scores.column("id").to_pylist(), dtype=object)
+        return Ranking(ids=ids, scores=np.random.default_rng(self.seed).random(len(ids)), source="random")

@@ -1,0 +1,178 @@
+"""The shared ranking interface: every way of choosing data yields a `Ranking`, and `select` turns it into a `Selection`.
+
+Metric scores, pruning scores (forgetting, EL2N, herding, ...) and the learned selector all produce a `Ranking`
+whose scores follow one convention: **higher = more worth keeping**. `select` is the only place that turns scores
+into a kept subset, so budgets, per-group quotas and tie-breaking behave the same everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from selector.errors import BudgetError
+
+__all__ = ["Ranking", "Ranker", "Selection", "select", "resolve_budget", "group_quotas"]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Scores for items, higher = keep. NaN scores mean "no score" and rank below every scored item."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        ids = np.asarray(self.ids)
+        scores = np.asarray(self.scores, dtype=np.float64)
+        if ids.ndim != 1 or scores.ndim != 1 or len(ids) != len(scores):
+            raise ValueError(f"Ranking needs 1-d ids and scores of equal length, got {ids.shape} and {scores.shape}")
+        n_unique = len(set(ids.tolist())) if ids.dtype == object else len(np.unique(ids))
+        if n_unique != len(ids):
+            raise ValueError("Ranking ids must be unique")
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "scores", scores)
+        if self.groups is not None:
+            groups = np.asarray(self.groups)
+            if groups.shape != ids.shape:
+                raise ValueError(f"groups has shape {groups.shape}, expected {ids.shape}")
+            object.__setattr__(self, "groups", groups)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def order(self, seed: int = 0) -> np.ndarray:
+        """Positions from best to worst; equal scores are ordered by a permutation drawn from `seed`."""
+        tiebreak = np.random.default_rng(seed).permutation(len(self.scores))
+        key = np.where(np.isnan(self.scores), -np.inf, self.scores)
+        # lexsort sorts by the last key first: descending score, then the seeded tiebreak.
+        return np.lexsort((tiebreak, -key))
+
+    def with_groups(self, groups: np.ndarray | None) -> "Ranking":
+        return Ranking(self.ids, self.scores, groups, self.source, dict(self.meta))
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Anything that scores a dataset: `rank(data) -> Ranking` (higher score = keep)."""
+
+    def rank(self, data: Any) -> Ranking: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The kept items of a `Ranking`, best first."""
+
+    indices: np.ndarray  # positions into the ranking
+    ids: np.ndarray
+    scores: np.ndarray
+    source: str
+    budget: int
+    quotas: dict[Any, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def mask(self, n: int) -> np.ndarray:
+        """Boolean keep-mask over the ranking's n items."""
+        m = np.zeros(n, dtype=bool)
+        m[self.indices] = True
+        return m
+
+
+def resolve_budget(budget: int | float, n: int) -> int:
+    """An int is an exact count; a float in (0, 1] is a fraction of n (rounded half up). Clipped to n."""
+    if isinstance(budget, bool):
+        raise BudgetError(f"budget must be a count or a fraction, got {budget!r}")
+    if isinstance(budget, (int, np.integer)):
+        if budget < 0:
+            raise BudgetError(f"budget must be >= 0, got {budget}")
+        return min(int(budget), n)
+    if isinstance(budget, (float, np.floating)):
+        if not 0.0 < budget <= 1.0:
+            raise BudgetError(f"a fractional budget must lie in (0, 1], got {budget}")
+        return min(int(np.floor(budget * n + 0.5)), n)
+    raise BudgetError(f"budget must be an int or a float, got {type(budget).__name__}")
+
+
+def group_quotas(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
+    """Split `budget` over groups in proportion to their sizes (largest remainder), each >= 1 where the budget allows.
+
+    No quota exceeds its group's size; what a small group cannot take goes to the others, in proportion.
+    """
+    keys = sorted(sizes, key=lambda k: (str(type(k)), k))
+    total = sum(sizes.values())
+    budget = min(budget, total)
+    quotas = {k: 0 for k in keys}
+    if budget == 0:
+        return quotas
+    if budget >= len(keys):
+        for k in keys:
+            quotas[k] = 1 if sizes[k] > 0 else 0
+    else:
+        # Too few slots for one per group: the largest groups get one each (ties by key order).
+        for k in sorted(keys, key=lambda k: -sizes[k])[:budget]:
+            quotas[k] = 1
+        return quotas
+    remaining = budget - sum(quotas.values())
+    while remaining > 0:
+        room = {k: sizes[k] - quotas[k] for k in keys if sizes[k] - quotas[k] > 0}
+        weight = sum(sizes[k] for k in room)
+        exact = {k: remaining * sizes[k] / weight for k in room}
+        give = {k: min(int(np.floor(exact[k])), room[k]) for k in room}
+        left = remaining - sum(give.values())
+        by_remainder = sorted(room, key=lambda k: (-(exact[k] - np.floor(exact[k])), -sizes[k], keys.index(k)))
+        for k in by_remainder:
+            if left == 0:
+                break
+            if give[k] < room[k]:
+                give[k] += 1
+                left -= 1
+        for k, g in give.items():
+            quotas[k] += g
+        new_remaining = budget - sum(quotas.values())
+        if new_remaining == remaining:  # cannot place more (all groups full)
+            break
+        remaining = new_remaining
+    return quotas
+
+
+def select(ranking: Ranking, budget: int | float, *, groups: np.ndarray | None = None,
+           per_group: str = "proportional", seed: int = 0) -> Selection:
+    """Keep exactly `budget` items (a count, or a fraction of the ranking), best scores first.
+
+    With groups (the argument, else `ranking.groups`) and `per_group="proportional"`, each group gets a quota
+    proportional to its size and at least 1 where the budget allows, filled with that group's best items.
+    `per_group="none"` ignores groups. Ties are broken by a permutation drawn from `seed`.
+    """
+    n = len(ranking)
+    k = resolve_budget(budget, n)
+    order = ranking.order(seed)
+    groups = ranking.groups if groups is None else np.asarray(groups)
+    if per_group not in ("proportional", "none"):
+        raise ValueError(f"per_group must be 'proportional' or 'none', got {per_group!r}")
+    quotas = None
+    if groups is None or per_group == "none":
+        chosen = order[:k]
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} entries for {n} ranked items")
+        labels, counts = np.unique(groups, return_counts=True)
+        quotas = group_quotas({lab.item() if hasattr(lab, "item") else lab: int(c) for lab, c in zip(labels, counts)}, k)
+        ordered_groups = groups[order]
+        parts = []
+        for lab, q in quotas.items():
+            if q:
+                parts.append(order[ordered_groups == lab][:q])
+        chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        # Report best first, in the ranking's global order.
+        rank_of = np.empty(n, dtype=np.int64)
+        rank_of[order] = np.arange(n)
+        chosen = chosen[np.argsort(rank_of[chosen], kind="stable")]
+    chosen = chosen.astype(np.int64)
+    return Selection(indices=chosen, ids=ranking.ids[chosen], scores=ranking.scores[chosen],
+                     source=ranking.source, budget=k, quotas=quotas)

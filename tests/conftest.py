@@ -1,0 +1,21 @@
+"""Shared fixtures: small generated instruction files and a cached DigitsVQA build."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def digits_vqa(tmp_path_factory):
+    """A default-size DigitsVQA build (about 3 s), shared by the whole session."""
+    from selector.demo_data import DigitsVQAConfig, build_digits_vqa
+
+    out = tmp_path_factory.mktemp("digitsvqa")
+    build_digits_vqa(out, DigitsVQAConfig())
+    return out
