@@ -100,9 +100,11 @@ def resolve_budget(budget: int | float, n: int) -> int:
 
 
 def group_quotas(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
-    """Split `budget` over groups in proportion to their sizes (largest remainder), each >= 1 where the budget allows.
+    """Split `budget` over groups in proportion to their sizes, each >= 1 where the budget allows.
 
-    No quota exceeds its group's size; what a small group cannot take goes to the others, in proportion.
+    Largest-remainder (Hamilton) apportionment of the ideal shares budget * size / total, then every empty group
+    takes one slot from the group most over its ideal share. No quota exceeds its group's size. With fewer slots than
+    groups, the largest groups get one each.
     """
     keys = sorted(sizes, key=lambda k: (str(type(k)), k))
     total = sum(sizes.values())
@@ -110,34 +112,22 @@ def group_quotas(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
     quotas = {k: 0 for k in keys}
     if budget == 0:
         return quotas
-    if budget >= len(keys):
-        for k in keys:
-            quotas[k] = 1 if sizes[k] > 0 else 0
-    else:
-        # Too few slots for one per group: the largest groups get one each (ties by key order).
+    if budget < len(keys):
         for k in sorted(keys, key=lambda k: -sizes[k])[:budget]:
             quotas[k] = 1
         return quotas
-    remaining = budget - sum(quotas.values())
-    while remaining > 0:
-        room = {k: sizes[k] - quotas[k] for k in keys if sizes[k] - quotas[k] > 0}
-        weight = sum(sizes[k] for k in room)
-        exact = {k: remaining * sizes[k] / weight for k in room}
-        give = {k: min(int(np.floor(exact[k])), room[k]) for k in room}
-        left = remaining - sum(give.values())
-        by_remainder = sorted(room, key=lambda k: (-(exact[k] - np.floor(exact[k])), -sizes[k], keys.index(k)))
-        for k in by_remainder:
-            if left == 0:
-                break
-            if give[k] < room[k]:
-                give[k] += 1
-                left -= 1
-        for k, g in give.items():
-            quotas[k] += g
-        new_remaining = budget - sum(quotas.values())
-        if new_remaining == remaining:  # cannot place more (all groups full)
-            break
-        remaining = new_remaining
+    ideal = {k: budget * sizes[k] / total for k in keys}
+    for k in keys:
+        quotas[k] = int(np.floor(ideal[k]))
+    leftover = budget - sum(quotas.values())
+    by_remainder = sorted(keys, key=lambda k: (-(ideal[k] - quotas[k]), -sizes[k], keys.index(k)))
+    for k in by_remainder[:leftover]:
+        quotas[k] += 1
+    for k in keys:
+        if quotas[k] == 0 and sizes[k] > 0:
+            donor = max((j for j in keys if quotas[j] > 1), key=lambda j: (quotas[j] - ideal[j], sizes[j]))
+            quotas[donor] -= 1
+            quotas[k] = 1
     return quotas
 
 

@@ -1,0 +1,190 @@
+"""Instruction-record I/O: format round trips, every rejection reason, strict mode."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selector.errors import FormatError, RecordError
+from selector.records import read_records, write_records
+
+
+def _png(path: Path, value: int = 128) -> str:
+    """A 64x64 noisy PNG, large enough that cutting it in half leaves a valid header but truncated pixel data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(value).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    return path.name
+
+
+def _llava(i, image="img/a.png", answer="A cat on a mat.", **extra):
+    rec = {"id": f"r{i}", "image": image,
+           "conversations": [{"from": "human", "value": "<image>\nDescribe it."}, {"from": "gpt", "value": answer}]}
+    rec.update(extra)
+    return rec
+
+
+def _write_jsonl(path: Path, rows) -> Path:
+    with open(path, "wb") as f:
+        for r in rows:
+            f.write(r if isinstance(r, bytes) else json.dumps(r, ensure_ascii=False).encode())
+            f.write(b"\n")
+    return path
+
+
+def _roundtrip(tmp_path, src: Path, **kw):
+    rs = read_records(src, **kw)
+    assert rs.rejected() == []
+    out = tmp_path / ("out" + src.suffix)
+    write_records(rs, np.arange(len(rs)), out)
+    return rs, out
+
+
+def test_llava_jsonl_roundtrip_preserves_every_field(tmp_path):
+    _png(tmp_path / "img" / "a.png")
+    rows = [_llava(0, extra_field={"nested": [1, 2.5, None]}), _llava(1, answer="Ünïcödé ✓ text", score=3)]
+    src = _write_jsonl(tmp_path / "in.jsonl", rows)
+    rs, out = _roundtrip(tmp_path, src)
+    assert rs.layout.container == "jsonl" and rs.layout.schema == "llava"
+    assert [json.loads(l) for l in out.read_text().splitlines()] == rows
+    row = rs.valid()[0]
+    assert row["instruction"] == "Describe it." and row["answer"] == "A cat on a mat." and row["images"] == ["img/a.png"]
+
+
+def test_llava_json_list_roundtrip(tmp_path):
+    _png(tmp_path / "img" / "a.png")
+    rows = [_llava(i, answer=f"answer {i}") for i in range(5)]
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(rows, indent=2))
+    rs, out = _roundtrip(tmp_path, src)
+    assert rs.layout.container == "json"
+    assert json.loads(out.read_text()) == rows
+
+
+def test_cc_sbu_align_folder_roundtrip(tmp_path):
+    root = tmp_path / "cc_sbu_align"
+    for i in (1, 2):
+        _png(root / "image" / f"{i}.jpg".replace(".jpg", ".png"))
+        Image.open(root / "image" / f"{i}.png").convert("RGB").save(root / "image" / f"{i}.jpg")
+    doc = {"info": "kept", "annotations": [{"image_id": "1", "caption": "A red bus."},
+                                           {"image_id": "2", "caption": "Two dogs play.", "extra": 1}]}
+    (root / "filter_cap.json").write_text(json.dumps(doc, indent=4))
+    rs = read_records(root)
+    assert rs.layout.schema == "cc_sbu" and rs.rejected() == []
+    assert rs.valid()[0]["instruction"] == "Describe this image in detail."
+    out = tmp_path / "sel.json"
+    write_records(rs, np.array([1]), out)
+    assert json.loads(out.read_text()) == {"info": "kept", "annotations": [doc["annotations"][1]]}
+
+
+def test_sharegpt_and_messages_roundtrip(tmp_path):
+    share = [{"id": "s1", "conversations": [{"from": "system", "value": "be nice"}, {"from": "human", "value": "Hi"},
+                                            {"from": "gpt", "value": "Hello!"}]}]
+    src = _write_jsonl(tmp_path / "share.jsonl", share)
+    rs, out = _roundtrip(tmp_path, src)
+    assert rs.layout.schema == "sharegpt"
+    assert [json.loads(l) for l in out.read_text().splitlines()] == share
+
+    _png(tmp_path / "pics" / "x.png")
+    msgs = [{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "pics/x.png"}},
+                                                       {"type": "text", "text": "What is it?"}]},
+                          {"role": "assistant", "content": "A grey square."}]}]
+    src = _write_jsonl(tmp_path / "msgs.jsonl", msgs)
+    rs = read_records(src)
+    assert rs.layout.schema == "messages" and rs.rejected() == []
+    row = rs.valid()[0]
+    assert row["id"] == "line-1" and row["images"] == ["pics/x.png"] and row["instruction"] == "What is it?"
+    out = tmp_path / "m_out.jsonl"
+    write_records(rs, np.array([0]), out)
+    assert [json.loads(l) for l in out.read_text().splitlines()] == msgs
+
+
+def test_format_override(tmp_path):
+    src = _write_jsonl(tmp_path / "x.jsonl", [{"id": 1, "conversations": [{"from": "human", "value": "q"},
+                                                                           {"from": "gpt", "value": "a"}]}])
+    assert read_records(src, fmt="llava").layout.schema == "llava"
+    with pytest.raises(FormatError):
+        read_records(src, fmt="nope")
+
+
+@pytest.fixture
+def bad_file(tmp_path):
+    img = tmp_path / "img"
+    _png(img / "a.png")
+    _png(img / "b.png", 30)
+    full = (img / "b.png").read_bytes()
+    (img / "trunc.png").write_bytes(full[: len(full) // 2])
+    (img / "fake.png").write_text("this is not an image")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    outside.write_bytes(full)
+    rows = [
+        _llava(0),                                                                  # 1 ok
+        b'{"id": "broken", "conversations": [',                                     # 2 invalid JSON
+        {"id": "noconv", "image": "img/a.png"},                                     # 3 no conversation
+        {"id": "noans", "conversations": [{"from": "human", "value": "hi"}]},      # 4 no answer
+        _llava(5, answer="   "),                                                   # 5 empty answer
+        {"id": "role", "conversations": [{"from": "robot", "value": "x"}, {"from": "gpt", "value": "y"}]},  # 6
+        _llava(7, image="img/missing.png"),                                        # 7 missing image
+        _llava(8, image="img/trunc.png"),                                          # 8 truncated
+        _llava(9, image="img/fake.png"),                                           # 9 not an image
+        _llava(10, image=f"../{outside.name}"),                                        # 10 leaves root
+        _llava(11, image=str(outside)),                           # 11 absolute outside
+        _llava(0, answer="another answer"),                                        # 12 duplicate id r0
+        b'{"id": "utf", "conversations": [{"from": "gpt", "value": "caf\xe9"}]}',  # 13 invalid UTF-8
+        _llava(14, image="img/b.png"),                                             # 14 ok
+        _llava(15, image="img/b.png"),                                             # 15 duplicate content of r14
+        {"id": "unreadable", "image": "img", "conversations": [{"from": "gpt", "value": "x"}]},  # 16 a folder
+    ]
+    return _write_jsonl(tmp_path / "data.jsonl", rows), img
+
+
+EXPECTED = {
+    2: "invalid JSON", 3: "no conversation", 4: "no answer", 5: "empty answer", 6: "unknown role 'robot'",
+    7: "image file missing", 8: "image truncated or corrupt", 9: "not an image", 10: "leaves the images root",
+    11: "leaves the images root", 12: "duplicate id (first seen at line 1)", 13: "invalid UTF-8",
+    15: "duplicate content of id 'r14'", 16: "image path is not a file",
+}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_rejection_reason(bad_file, workers):
+    src, img = bad_file
+    rs = read_records(src, images=img.parent, workers=workers)
+    rejected = {r["line"]: r for r in rs.rejected()}
+    assert sorted(rejected) == sorted(EXPECTED)
+    for line, fragment in EXPECTED.items():
+        assert fragment in rejected[line]["reason"], (line, rejected[line])
+    assert rejected[12]["id"] == "r0"
+    assert list(rs.valid()["id"]) == ["r0", "r14"]
+
+
+def test_strict_stops_at_first_bad_record_with_file_and_line(bad_file):
+    src, img = bad_file
+    with pytest.raises(RecordError) as err:
+        read_records(src, images=img.parent, strict=True)
+    assert f"{src}:2:" in str(err.value) and "invalid JSON" in str(err.value)
+
+
+def test_invalid_utf8_inside_json_list_rejects_only_that_record(tmp_path):
+    _png(tmp_path / "img" / "a.png")
+    good = json.dumps(_llava(0)).encode()
+    bad = json.dumps(_llava(1, answer="PLACEHOLDER")).encode().replace(b"PLACEHOLDER", b"caf\xe9")
+    (tmp_path / "in.json").write_bytes(b"[" + good + b"," + bad + b"]")
+    rs = read_records(tmp_path / "in.json")
+    assert [r["reason"] for r in rs.rejected()] == ["invalid UTF-8 bytes"]
+    assert list(rs.valid()["id"]) == ["r0"]
+
+
+def test_large_jsonl_parsed_in_parallel_equals_serial(tmp_path, monkeypatch):
+    import selector.records as records
+
+    rows = [{"id": i, "conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": "a" * (i % 7 + 1)}]}
+            for i in range(3000)]
+    rows[1500] = b"not json"
+    src = _write_jsonl(tmp_path / "big.jsonl", rows)
+    serial = read_records(src, workers=1).table
+    monkeypatch.setattr(records, "PARALLEL_MIN_BYTES", 1)
+    parallel = read_records(src, workers=2).table
+    assert parallel.equals(serial)
+    assert parallel.column("line").to_pylist() == list(range(1, 3001))
