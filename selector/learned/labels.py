@@ -1,0 +1,92 @@
+"""Genuine quality labels: fine-tune on each subset, evaluate on held-out data, and use the score as the label.
+
+Each (subset, seed) result is cached as one small JSON file keyed by the subset's ids, the seed and the label
+function's key, so a re-run (or a run interrupted half-way) skips the subsets already done. Several seeds per subset
+measure how noisy the labels are: `LabelResult.noise` is the mean over subsets of the std across seeds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from selector.records import RecordSet, atomic_write, write_records
+
+
+class LabelFn(Protocol):
+    """Fine-tune on the records in `subset_file` (images under `images_root`) with `seed`; return at least
+    {"label": float}. `key` names everything that changes the result (hashed into the cache key)."""
+
+    key: str
+
+    def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict: ...
+
+
+@dataclass
+class LabelResult:
+    labels: np.ndarray            # (k,) mean over seeds
+    per_seed: np.ndarray          # (k, n_seeds)
+    seeds: tuple[int, ...]
+    details: list[list[dict]] = field(default_factory=list)
+
+    @property
+    def noise(self) -> float:
+        """Mean over subsets of the std of the label across seeds (NaN with one seed)."""
+        if self.per_seed.shape[1] < 2:
+            return float("nan")
+        return float(self.per_seed.std(axis=1, ddof=1).mean())
+
+    @property
+    def spread(self) -> float:
+        """Std of the (seed-averaged) labels across subsets: the signal the selector has to learn from."""
+        return float(self.labels.std(ddof=1)) if len(self.labels) > 1 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"labels": self.labels.tolist(), "per_seed": self.per_seed.tolist(), "seeds": list(self.seeds),
+                "noise": self.noise, "spread": self.spread, "details": self.details}
+
+
+def _cache_key(ids: list[str], seed: int, fn_key: str) -> str:
+    h = hashlib.sha256()
+    h.update(fn_key.encode())
+    h.update(f"|seed={seed}|".encode())
+    h.update("\n".join(sorted(ids)).encode())
+    return h.hexdigest()[:16]
+
+
+def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, label_fn: LabelFn, cache_dir: Path,
+                   seeds: tuple[int, ...] = (0,), progress: bool = True) -> LabelResult:
+    """Label every subset: `rows[i]` is the RecordSet row of pool sample i, `subsets[i]` its subset (-1 = none)."""
+    from tqdm.auto import tqdm
+
+    from selector.learned.subsets import subset_members
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    members = subset_members(np.asarray(subsets))
+    all_ids = records.table.column("id").to_pylist()
+    per_seed = np.full((len(members), len(seeds)), np.nan)
+    details: list[list[dict]] = [[{} for _ in seeds] for _ in members]
+    jobs = [(s, j) for s in range(len(members)) for j in range(len(seeds))]
+    bar = tqdm(jobs, desc="genuine labels", unit="run", disable=not progress)
+    for s, j in bar:
+        keep = np.asarray(rows)[members[s]]
+        ids = [all_ids[r] for r in keep]
+        key = _cache_key(ids, seeds[j], label_fn.key)
+        done = cache_dir / f"subset-{s:03d}-seed{seeds[j]}-{key}.json"
+        if done.exists():
+            result = json.loads(done.read_text())
+        else:
+            subset_file = write_records(records, keep, cache_dir / f"subset-{s:03d}.jsonl")
+            result = label_fn(Path(subset_file), records.images_root, seeds[j])
+            if "label" not in result or result["label"] is None or not np.isfinite(result["label"]):
+                raise RuntimeError(f"label function returned no finite label for subset {s} seed {seeds[j]}: {result}")
+            atomic_write(done, [json.dumps({**result, "subset": s, "seed": seeds[j], "n": len(ids)}).encode()])
+        per_seed[s, j] = float(result["label"])
+        details[s][j] = result
+        bar.set_postfix(subset=s, label=f"{per_seed[s, j]:.3f}")
+    return LabelResult(per_seed.mean(axis=1), per_seed, tuple(seeds), details)
