@@ -28,10 +28,15 @@ SCHEMA = pa.schema([
     ("instruction", pa.string()),
     ("answer", pa.string()),
     ("images", pa.list_(pa.string())),
+    ("offset", pa.int64()),
+    ("length", pa.int64()),
     ("raw", pa.string()),
     ("reason", pa.string()),
 ])
+# JSONL records are referenced by byte range (offset, length) in the source file and re-read on write, so a large
+# file is never held in memory as text; records from JSON containers keep their serialised text in `raw`.
 PARALLEL_MIN_BYTES = 32 << 20  # below this a second process costs more than it saves
+RANGE_BYTES = 64 << 20  # one worker task; bounds the memory a worker holds
 
 
 @dataclass
@@ -56,7 +61,10 @@ class RecordSet:
         """The records that passed validation, as a datasets.Dataset (row order of the file)."""
         import datasets
 
-        return datasets.Dataset(datasets.table.InMemoryTable(self.table.filter(pc.is_null(self.table.column("reason")))))
+        table = self.table.drop_columns(["raw"])
+        if table.column("reason").null_count != table.num_rows:
+            table = table.filter(pc.is_null(table.column("reason")))
+        return datasets.Dataset(datasets.table.InMemoryTable(table))
 
     def rejected(self) -> list[dict]:
         t = self.table.filter(pc.invert(pc.is_null(self.table.column("reason"))))
@@ -68,71 +76,61 @@ class RecordSet:
 
 
 class _Columns:
-    """Accumulates parsed records column-wise and flushes them to Arrow batches (no per-record Python objects kept)."""
+    """Accumulates parsed records as row tuples and flushes them to Arrow batches (transposed in C by zip)."""
 
     def __init__(self, batch_rows: int = 65536):
         self.batch_rows = batch_rows
         self.batches: list[pa.RecordBatch] = []
-        self._reset()
+        self.rows: list[tuple] = []
 
-    def _reset(self):
-        self.cols: dict[str, list] = {name: [] for name in SCHEMA.names}
-
-    def add(self, line: int, parsed: Parsed, raw: str | None):
-        c = self.cols
-        c["line"].append(line)
-        c["id"].append(parsed.id)
-        c["instruction"].append(parsed.instruction)
-        c["answer"].append(parsed.answer)
-        c["images"].append(parsed.images)
-        c["raw"].append(raw)
-        c["reason"].append(parsed.reason)
-        if len(c["line"]) >= self.batch_rows:
+    def add(self, line: int, parsed: Parsed, offset: int | None = None, length: int | None = None,
+            raw: str | None = None):
+        self.rows.append((line, parsed.id, parsed.instruction, parsed.answer, parsed.images, offset, length, raw,
+                          parsed.reason))
+        if len(self.rows) >= self.batch_rows:
             self.flush()
 
     def flush(self):
-        if self.cols["line"]:
-            self.batches.append(pa.RecordBatch.from_pydict(self.cols, schema=SCHEMA))
-            self._reset()
+        if self.rows:
+            cols = [pa.array(col, type=f.type) for col, f in zip(zip(*self.rows), SCHEMA)]
+            self.batches.append(pa.RecordBatch.from_arrays(cols, schema=SCHEMA))
+            self.rows = []
 
     def table(self) -> pa.Table:
         self.flush()
         return pa.Table.from_batches(self.batches, schema=SCHEMA)
 
 
-def _parse_line(data: bytes, line_no: int, parse) -> tuple[Parsed, str | None]:
+def _parse_line(data: bytes, line_no: int, parse) -> Parsed:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as uexc:
-            return Parsed(None, "", "", [], f"invalid UTF-8 bytes at byte {uexc.start}"), None
-        return Parsed(None, "", "", [], f"invalid JSON: {exc}"), None
-    return parse(obj, line_no), data.decode("utf-8")
+            return Parsed(None, "", "", [], f"invalid UTF-8 bytes at byte {uexc.start}")
+        return Parsed(None, "", "", [], f"invalid JSON: {exc}")
+    return parse(obj, line_no)
 
 
 def _parse_jsonl_range(path: str, start: int, end: int, schema: str, strict: bool) -> tuple[pa.Table, int]:
-    """Parse the lines that begin in [start, end); line numbers are relative to `start` (1-based)."""
+    """Parse the lines in the byte range [start, end) (line-aligned); line numbers are relative to `start`."""
     parse = PARSERS[schema]
     cols = _Columns()
-    n_lines = 0
     with open(path, "rb") as f:
         f.seek(start)
-        pos = start
-        while pos < end:
-            data = f.readline()
-            if not data:
-                break
-            pos += len(data)
-            n_lines += 1
-            data = data.rstrip(b"\r\n")
-            if not data.strip():
-                continue
-            parsed, raw = _parse_line(data, n_lines, parse)
-            if strict and parsed.reason:
-                raise RecordError(parsed.reason, path=path, line=n_lines, record_id=parsed.id)
-            cols.add(n_lines, parsed, raw)
+        data = f.read(end - start)
+    n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    pos = start
+    for line_no, line in enumerate(data.split(b"\n")[:n_lines], 1):
+        offset = pos
+        pos += len(line) + 1
+        if not line or line.isspace():
+            continue
+        parsed = _parse_line(line, line_no, parse)
+        if strict and parsed.reason:
+            raise RecordError(parsed.reason, path=path, line=line_no, record_id=parsed.id)
+        cols.add(line_no, parsed, offset, len(line.rstrip(b"\r")))
     return cols.table(), n_lines
 
 
@@ -150,12 +148,13 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
 
 def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table:
     size = path.stat().st_size
-    parts = workers if size >= PARALLEL_MIN_BYTES and workers > 1 else 1
+    parallel = size >= PARALLEL_MIN_BYTES and workers > 1
+    parts = max(workers, -(-size // RANGE_BYTES)) if parallel else max(1, -(-size // RANGE_BYTES))
     ranges = _line_aligned_splits(path, parts)
-    if parts == 1:
+    if not parallel:
         results = [_parse_jsonl_range(str(path), a, b, schema, strict) for a, b in ranges]
     else:
-        with ProcessPoolExecutor(max_workers=parts) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_parse_jsonl_range, str(path), a, b, schema, strict) for a, b in ranges]
             results = []
             offset = 0
@@ -203,48 +202,61 @@ def _read_json_items(path: Path, items: Iterable[Any], schema: str, strict: bool
             parsed = parse(obj, n)
         if strict and parsed.reason:
             raise RecordError(parsed.reason, path=str(path), line=n, record_id=parsed.id)
-        cols.add(n, parsed, raw)
+        cols.add(n, parsed, raw=raw)
     return cols.table()
+
+
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Dense integer codes of a column's values (equal values, equal codes): exact, with no hash collisions."""
+    return pc.dictionary_encode(column.combine_chunks()).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _later_repeats(key: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Among row positions `candidates` (in file order), those whose key appeared at an earlier candidate, and
+    the position of that first occurrence."""
+    k = key[candidates]
+    _, first_idx, inverse = np.unique(k, return_index=True, return_inverse=True)
+    first_pos = candidates[first_idx[inverse]]
+    later = first_pos != candidates
+    return candidates[later], first_pos[later]
+
+
+def _set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Table:
+    if len(rows) == 0:
+        return table
+    current = table.column("reason").to_pylist()
+    for r, text in zip(rows.tolist(), reasons):
+        current[r] = text
+    return table.set_column(SCHEMA.get_field_index("reason"), "reason", pa.array(current, pa.string()))
+
+
+def _valid_positions(table: pa.Table) -> np.ndarray:
+    return np.flatnonzero(pc.is_null(table.column("reason")).to_numpy(zero_copy_only=False))
 
 
 def _mark_duplicates(table: pa.Table) -> pa.Table:
     """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
-    ids = table.column("id").to_pylist()
-    reasons = table.column("reason").to_pylist()
-    lines = table.column("line").to_pylist()
-    first: dict[str, int] = {}
-    changed = False
-    for i, (rid, reason) in enumerate(zip(ids, reasons)):
-        if reason is not None or rid is None:
-            continue
-        if rid in first:
-            reasons[i] = f"duplicate id (first seen at line {first[rid]})"
-            changed = True
-        else:
-            first[rid] = lines[i]
-    if not changed:
+    valid = _valid_positions(table)
+    if len(valid) == 0:
         return table
-    return table.set_column(SCHEMA.get_field_index("reason"), "reason", pa.array(reasons, pa.string()))
+    rows, first = _later_repeats(_codes(table.column("id")), valid)
+    lines = table.column("line").to_numpy()
+    return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
 def _mark_duplicate_content(table: pa.Table) -> pa.Table:
     """Reject later records whose (images, instruction, answer) repeat an earlier valid record exactly."""
-    reasons = table.column("reason").to_pylist()
-    ids = table.column("id").to_pylist()
-    first: dict[tuple, int] = {}
-    changed = False
-    keys = zip(table.column("images").to_pylist(), table.column("instruction").to_pylist(),
-               table.column("answer").to_pylist())
-    for i, (imgs, ins, ans) in enumerate(keys):
-        if reasons[i] is not None:
-            continue
-        j = first.setdefault((tuple(imgs), ins, ans), i)
-        if j != i:
-            reasons[i] = f"duplicate content of id {ids[j]!r}"
-            changed = True
-    if not changed:
+    valid = _valid_positions(table)
+    if len(valid) == 0:
         return table
-    return table.set_column(SCHEMA.get_field_index("reason"), "reason", pa.array(reasons, pa.string()))
+    images = pc.binary_join(table.column("images"), "\x00")
+    key = np.zeros(table.num_rows, dtype=np.int64)
+    for col in (images, table.column("instruction"), table.column("answer")):
+        codes = _codes(col)
+        key = np.unique(key * (int(codes.max()) + 1) + codes, return_inverse=True)[1].astype(np.int64)
+    rows, first = _later_repeats(key, valid)
+    ids = table.column("id")
+    return _set_reasons(table, rows, [f"duplicate content of id {ids[int(f)].as_py()!r}" for f in first])
 
 
 def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
@@ -278,6 +290,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
 
     path = resolve_input(Path(path))
     layout = detect_layout(path, fmt)
+    st = path.stat()
     workers = workers or (os.cpu_count() or 1)
     container = None
     if layout.container == "jsonl":
@@ -304,7 +317,8 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
             first = bad.slice(0, 1).to_pylist()[0]
             raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
     dataset = datasets.Dataset(datasets.table.InMemoryTable(table))
-    return RecordSet(path=path, layout=layout, images_root=root, dataset=dataset, container=container)
+    return RecordSet(path=path, layout=layout, images_root=root, dataset=dataset, container=container,
+                     meta={"source_stat": (st.st_size, st.st_mtime_ns)})
 
 
 def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:
@@ -325,19 +339,36 @@ def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:
 def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) -> Path:
     """Write the records at row positions `keep` in the input's own format, in file order, JSON values unchanged."""
     out = Path(out)
-    rows = np.sort(np.asarray(keep, dtype=np.int64))
-    raws = records.table.column("raw").take(pa.array(rows)).to_pylist()
-    if any(r is None for r in raws):
+    rows = pa.array(np.sort(np.asarray(keep, dtype=np.int64)))
+    if records.table.column("reason").take(rows).null_count != len(rows):
         raise ValueError("cannot write rejected records")
     if records.layout.container == "jsonl":
-        atomic_write(out, (r.encode("utf-8") + b"\n" for r in raws))
-    elif records.layout.container == "json":
+        _check_unchanged(records)
+        offsets = records.table.column("offset").take(rows).to_numpy()
+        lengths = records.table.column("length").take(rows).to_numpy()
+        atomic_write(out, _byte_ranges(records.path, offsets, lengths))
+        return out
+    raws = records.table.column("raw").take(rows).to_pylist()
+    if records.layout.container == "json":
         atomic_write(out, [b"[\n", ",\n".join(raws).encode("utf-8"), b"\n]\n"])
     else:
         doc = dict(records.container or {})
         doc["annotations"] = [json.loads(r) for r in raws]
         atomic_write(out, [json.dumps(doc, ensure_ascii=False, indent=4).encode("utf-8"), b"\n"])
     return out
+
+
+def _byte_ranges(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterable[bytes]:
+    with open(path, "rb") as f:
+        for off, n in zip(offsets.tolist(), lengths.tolist()):
+            f.seek(off)
+            yield f.read(n) + b"\n"
+
+
+def _check_unchanged(records: RecordSet) -> None:
+    st = records.path.stat()
+    if (st.st_size, st.st_mtime_ns) != records.meta.get("source_stat"):
+        raise FormatError(f"{records.path} changed since it was read; re-run the selection")
 
 
 def write_rejected(records: RecordSet, out: str | os.PathLike) -> Path:
