@@ -146,7 +146,9 @@ def parse_conversations(obj: Any, line: int) -> Parsed:
     """LLaVA / ShareGPT: {"id", "image"?, "conversations": [{"from", "value"}]}."""
     if not isinstance(obj, dict):
         return reject("record is not a JSON object")
-    rid = obj.get("id", f"line-{line}")
+    rid = obj.get("id")
+    if rid is None:
+        rid = f"line-{line}"
     conv = obj.get("conversations")
     if not isinstance(conv, list) or not conv:
         return reject("no conversation", rid)
@@ -154,8 +156,11 @@ def parse_conversations(obj: Any, line: int) -> Parsed:
     for turn_no, turn in enumerate(conv, 1):
         if not isinstance(turn, dict):
             return reject(f"turn {turn_no} is not an object", rid)
-        role = turn.get("from", turn.get("role"))
-        text = _text(turn.get("value", turn.get("content")))
+        role = turn.get("from")
+        if role is None:
+            role = turn.get("role")
+        value = turn.get("value")
+        text = _text(turn.get("content") if value is None else value)
         if role in USER_ROLES:
             user.append(text or "")
         elif role in ASSISTANT_ROLES:
@@ -166,7 +171,9 @@ def parse_conversations(obj: Any, line: int) -> Parsed:
             return reject(f"unknown role {role!r} (turn {turn_no})", rid)
     if not answers:
         return reject("no answer", rid)
-    images = obj.get("image", obj.get("images"))
+    images = obj.get("image")
+    if images is None:
+        images = obj.get("images")
     if images is None:
         images = []
     elif isinstance(images, str):

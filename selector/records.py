@@ -146,24 +146,44 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, 0)]
 
 
+def _fast_range(path: Path, start: int, end: int) -> tuple[pa.Table, int] | None:
+    from selector.fastjsonl import parse_block
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    table = parse_block(data, start, SCHEMA)
+    return None if table is None else (table, table.num_rows)
+
+
 def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table:
+    """Conversation files go through the vectorised Arrow parser range by range; ranges it cannot type, other
+    schemas, and strict mode (which must stop at the first bad line) use the per-record parser in worker processes."""
     size = path.stat().st_size
     parallel = size >= PARALLEL_MIN_BYTES and workers > 1
     parts = max(workers, -(-size // RANGE_BYTES)) if parallel else max(1, -(-size // RANGE_BYTES))
     ranges = _line_aligned_splits(path, parts)
-    if not parallel:
-        results = [_parse_jsonl_range(str(path), a, b, schema, strict) for a, b in ranges]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_parse_jsonl_range, str(path), a, b, schema, strict) for a, b in ranges]
-            results = []
-            offset = 0
-            for fut in futures:  # in file order, so a strict-mode error names the first bad line
+    results: list[tuple[pa.Table, int] | None] = [None] * len(ranges)
+    if schema in ("llava", "sharegpt") and not strict:
+        for i, (a, b) in enumerate(ranges):
+            results[i] = _fast_range(path, a, b)
+    todo = [i for i, r in enumerate(results) if r is None]
+    pool = ProcessPoolExecutor(max_workers=workers) if parallel and len(todo) > 1 else None
+    try:
+        futures = {i: pool.submit(_parse_jsonl_range, str(path), *ranges[i], schema, strict) for i in todo} if pool else {}
+        offset = 0
+        for i in range(len(ranges)):  # in file order, so a strict-mode error names the first bad line
+            if results[i] is None:
                 try:
-                    results.append(fut.result())
+                    results[i] = futures[i].result() if pool else _parse_jsonl_range(str(path), *ranges[i], schema,
+                                                                                      strict)
                 except RecordError as exc:
-                    raise RecordError(exc.reason, path=str(path), line=exc.line + offset, record_id=exc.record_id) from None
-                offset += results[-1][1]
+                    raise RecordError(exc.reason, path=str(path), line=exc.line + offset,
+                                      record_id=exc.record_id) from None
+            offset += results[i][1]
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     tables, offset = [], 0
     for table, n_lines in results:
         if offset:
