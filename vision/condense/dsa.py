@@ -97,14 +97,15 @@ class DSA:
     # ---- sampling -------------------------------------------------------------------------------------------
     def sample(self, groups: int, height: int, width: int, generator: torch.Generator,
                device: torch.device | str = "cpu") -> AugParams:
-        """Draw `groups` parameter sets from `generator` (a CPU generator), and the families for this call."""
+        """Draw `groups` parameter sets from `generator` (on the generator's device), and the call's families."""
         c, g = self.config, generator
+        gd = g.device
         if c.mode == "single":
-            pick = int(torch.randint(len(c.strategy), (1,), generator=g))
+            pick = int(torch.randint(len(c.strategy), (1,), generator=g, device=gd))
             families = (c.strategy[pick],)
         else:
             families = tuple(c.strategy)
-        r = lambda: torch.rand(groups, generator=g)  # noqa: E731
+        r = lambda: torch.rand(groups, generator=g, device=gd)  # noqa: E731
         shift_h, shift_w = int(height * c.ratio_crop_pad + 0.5), int(width * c.ratio_crop_pad + 0.5)
         cut_h, cut_w = int(height * c.ratio_cutout + 0.5), int(width * c.ratio_cutout + 0.5)
         lo = 1.0 / c.ratio_scale
@@ -113,10 +114,10 @@ class DSA:
             brightness=(r() - 0.5) * c.brightness,
             saturation=r() * c.saturation,
             contrast=r() + c.contrast,
-            shift_x=torch.randint(-shift_w, shift_w + 1, (groups,), generator=g),
-            shift_y=torch.randint(-shift_h, shift_h + 1, (groups,), generator=g),
-            cut_x=torch.randint(0, width + (1 - cut_w % 2), (groups,), generator=g),
-            cut_y=torch.randint(0, height + (1 - cut_h % 2), (groups,), generator=g),
+            shift_x=torch.randint(-shift_w, shift_w + 1, (groups,), generator=g, device=gd),
+            shift_y=torch.randint(-shift_h, shift_h + 1, (groups,), generator=g, device=gd),
+            cut_x=torch.randint(0, width + (1 - cut_w % 2), (groups,), generator=g, device=gd),
+            cut_y=torch.randint(0, height + (1 - cut_h % 2), (groups,), generator=g, device=gd),
             flip=r() < c.prob_flip,
             scale_x=r() * (c.ratio_scale - lo) + lo,
             scale_y=r() * (c.ratio_scale - lo) + lo,
