@@ -1,1 +1,26 @@
-"""LoRA fine-tuning and evaluation of vision-language models on selected subsets."""
+"""LoRA fine-tuning and evaluation of vision-language models on instruction files.
+
+    from finetune import FinetuneConfig, train, evaluate
+    result = train(FinetuneConfig(model="MODELS/vlm-base", data="selected.jsonl", eval_data="test.jsonl", out="OUT"))
+
+Heavy modules load on first use, so `import finetune` stays cheap.
+"""
+from __future__ import annotations
+
+from finetune.config import FinetuneConfig, FinetuneResult
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "train", "evaluate"]
+
+
+def train(config: FinetuneConfig) -> FinetuneResult:
+    """Fine-tune and evaluate one model (see `finetune.trainer.train`)."""
+    from finetune.trainer import train as _train
+
+    return _train(config)
+
+
+def evaluate(model: str, data: str, **kwargs) -> dict:
+    """Evaluate a model, optionally with a LoRA adapter (see `finetune.evaluation.evaluate`)."""
+    from finetune.evaluation import evaluate as _evaluate
+
+    return _evaluate(model, data, **kwargs)

@@ -1,0 +1,127 @@
+"""Load a vision-language model and its processor, attach LoRA to the language model, and save the result."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def load_model(name_or_path: str, *, flag: str = "--model", trust_remote_code: bool = False, dtype=None):
+    """(model, processor) through AutoModelForImageTextToText / AutoProcessor; local folder -> HF cache -> hub.
+
+    A model that is missing offline raises `ModelNotAvailable` naming it and `flag`.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from metrics.resolve import loading, resolve_hf_model
+
+    source = resolve_hf_model(name_or_path, flag=flag, trust_remote_code=trust_remote_code)
+    with loading(str(name_or_path), flag):
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
+        kwargs = {"trust_remote_code": trust_remote_code}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    if getattr(processor, "chat_template", None) is None:
+        from selector.errors import MmselectError
+
+        raise MmselectError(f"model {name_or_path!r}: its processor has no chat template; fine-tuning renders "
+                            "records through it, so use a chat/instruction model or add chat_template.jinja")
+    return model, processor
+
+
+def _find_child(model, attrs: tuple[str, ...]):
+    """The first submodule reachable as model.<attr> or model.model.<attr>, with its qualified name."""
+    names = {id(m): n for n, m in model.named_modules()}
+    for owner in (model, getattr(model, "model", None)):
+        for attr in attrs:
+            sub = getattr(owner, attr, None) if owner is not None else None
+            if sub is not None and id(sub) in names:
+                return names[id(sub)], sub
+    return None, None
+
+
+def language_model(model):
+    """(qualified name, module) of the model's language model."""
+    name, sub = _find_child(model, ("language_model", "text_model"))
+    if sub is None:
+        sub = model.get_decoder()
+        name = {id(m): n for n, m in model.named_modules()}[id(sub)]
+    return name, sub
+
+
+def vision_tower(model):
+    """(qualified name, module) of the vision encoder, or (None, None) for a text-only model."""
+    return _find_child(model, ("vision_tower", "vision_model", "visual", "vision_encoder"))
+
+
+def lora_target_names(model, targets: tuple[str, ...]) -> list[str]:
+    """Full names of the linear layers inside the language model whose last name part is in `targets`.
+
+    Matching only inside the language model keeps LoRA off the vision tower, whose attention layers share names
+    such as q_proj with the language model's.
+    """
+    import torch.nn as nn
+
+    prefix, lm = language_model(model)
+    found = [f"{prefix}.{name}" if prefix else name for name, mod in lm.named_modules()
+             if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in targets]
+    if not found:
+        from selector.errors import MmselectError
+
+        raise MmselectError(f"no linear layer named {', '.join(targets)} in the language model ({prefix}); "
+                            "pass --target-modules with names from model.named_modules()")
+    return found
+
+
+def prepare_model(model, *, method: str, lora_r: int, lora_alpha: int, lora_dropout: float,
+                  target_modules: tuple[str, ...], freeze_vision: bool):
+    """LoRA on the language model (base weights frozen), or full fine-tuning; the vision tower frozen if asked."""
+    _, tower = vision_tower(model)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                         target_modules=lora_target_names(model, target_modules), bias="none")
+        model = get_peft_model(model, cfg)  # freezes every base weight
+    if tower is not None and freeze_vision:
+        for p in tower.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def trainable_summary(model) -> dict:
+    total = sum(p.numel() for p in model.parameters())
+    train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable_params": train, "total_params": total}
+
+
+def save_outputs(model, processor, out: Path, *, method: str, merge: bool) -> tuple[Path | None, Path | None]:
+    """LoRA: only the adapter (safetensors) in OUT/adapter, plus OUT/merged when `merge`. Full: OUT/model."""
+    adapter_path = model_path = None
+    if method == "lora":
+        adapter_path = out / "adapter"
+        model.save_pretrained(adapter_path, safe_serialization=True)
+        processor.save_pretrained(adapter_path)
+        if merge:
+            model_path = out / "merged"
+            merged = model.merge_and_unload()
+            merged.save_pretrained(model_path, safe_serialization=True)
+            processor.save_pretrained(model_path)
+    else:
+        model_path = out / "model"
+        model.save_pretrained(model_path, safe_serialization=True)
+        processor.save_pretrained(model_path)
+    return adapter_path, model_path
+
+
+def load_with_adapter(name_or_path: str, adapter: str | Path | None = None, *, flag: str = "--model",
+                      trust_remote_code: bool = False):
+    """(model, processor) of a base model with an optional LoRA adapter folder applied (for evaluation)."""
+    model, processor = load_model(name_or_path, flag=flag, trust_remote_code=trust_remote_code)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model, processor

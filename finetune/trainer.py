@@ -1,0 +1,302 @@
+"""`train(config)`: LoRA (or full) fine-tuning of a vision-language model through accelerate, then evaluation.
+
+The same function serves `python -m finetune`, `accelerate launch finetune` and the learned selector's label loop.
+Under `accelerate launch` it runs data-parallel over the configured processes with no code change.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from finetune.config import FinetuneConfig, FinetuneResult
+from finetune.data import IGNORE, EncodedSet, collate, encode_records
+from finetune.evaluation import EvalSettings, evaluate_model
+from finetune.outputs import write_json, write_predictions, write_rejected
+
+log = logging.getLogger(__name__)
+CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def _trackers(setting: str) -> list[str]:
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    if setting == "none":
+        return []
+    if setting == "auto":  # only local trackers unasked: wandb would upload, so it must be named explicitly
+        return ["tensorboard"] if is_tensorboard_available() else []
+    if setting == "all":
+        return [n for n, ok in (("tensorboard", is_tensorboard_available()), ("wandb", is_wandb_available())) if ok]
+    return [setting]
+
+
+def _set_threads(threads: int, accelerator) -> None:
+    """Avoid oversubscribing CPU cores: N local processes each get cores / N threads unless told otherwise."""
+    import os
+
+    if accelerator.device.type != "cpu":
+        return
+    if threads <= 0:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        if local <= 1:
+            return
+        threads = max(1, (os.cpu_count() or 1) // local)
+    torch.set_num_threads(threads)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled record order of one epoch: a function of (seed, epoch) only, so a resumed run sees the same."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _micro_batches(n: int, batch_size: int, seed: int, start: int, total: int):
+    """Global micro-batches number start..total-1 as (epoch, record indices). Epochs restart the shuffle."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, order = -1, []
+    for k in range(start, total):
+        e, pos = divmod(k, per_epoch)
+        if e != epoch:
+            epoch, order = e, _epoch_order(n, seed, e)
+        yield e, order[pos * batch_size:(pos + 1) * batch_size]
+
+
+def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+    root = out / "checkpoints"
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = CHECKPOINT_RE.match(p.name)
+            if m and (p / "trainer_state.json").is_file():
+                found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def _batch_nll(model, batch: dict, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of answer-token NLL, answer-token count) of one batch; summed so processes can share one normaliser."""
+    labels = batch.pop("labels")
+    if "pixel_values" in batch and dtype is not None:
+        batch["pixel_values"] = batch["pixel_values"].to(dtype)
+    logits = model(**batch).logits
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
+                                            shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    return nll, (shift_labels != IGNORE).sum()
+
+
+class _Run:
+    """State of one training run (kept small: the loop itself lives in `train`)."""
+
+    def __init__(self, config: FinetuneConfig):
+        self.config = config
+        self.out = Path(config.out)
+        self.step = 0
+        self.history: list[dict] = []  # one entry per optimizer step: step, epoch, loss, lr, tokens
+
+    def state(self) -> dict:
+        return {"step": self.step, "history": self.history}
+
+
+def _save_checkpoint(accelerator, run: _Run) -> None:
+    out = run.out / "checkpoints"
+    final = out / f"step-{run.step}"
+    tmp = out / f".tmp-step-{run.step}"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / "trainer_state.json", run.state())
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)  # a checkpoint is only visible once complete
+        for _, old in _checkpoints(run.out)[:-max(1, run.config.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(accelerator, run: _Run) -> bool:
+    found = _checkpoints(run.out)
+    if not found:
+        log.warning("--resume: no checkpoint under %s/checkpoints; starting from step 0", run.out)
+        return False
+    step, path = found[-1]
+    accelerator.load_state(str(path), strict=False)  # checkpoints hold trainable weights only
+    state = json.loads((path / "trainer_state.json").read_text())
+    run.step, run.history = state["step"], state["history"]
+    log.info("resumed from %s (step %d)", path, run.step)
+    return True
+
+
+def train(config: FinetuneConfig) -> FinetuneResult:
+    """Fine-tune `config.model` on `config.data`, evaluate on `config.eval_data`, write OUT/metrics.json.
+
+    LoRA runs save only the adapter (OUT/adapter, safetensors); `merge` adds OUT/merged; full runs save OUT/model.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    from finetune.modeling import load_model, prepare_model, save_outputs, trainable_summary
+    from selector.errors import MmselectError
+
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+                              log_with=_trackers(config.report_to) or None,
+                              project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
+    world, rank = accelerator.num_processes, accelerator.process_index
+    _set_threads(config.threads, accelerator)
+    set_seed(config.seed)
+    show = config.progress and accelerator.is_local_main_process and sys.stderr.isatty()
+
+    model, processor = load_model(config.model, flag=config.model_flag, trust_remote_code=config.trust_remote_code)
+    pad_id = processor.tokenizer.pad_token_id
+    if pad_id is None:
+        raise MmselectError(f"model {config.model!r}: its tokenizer has no pad token; set one in tokenizer_config")
+    train_set = encode_records(config.data, processor, images=config.images, max_length=config.max_length,
+                               limit=config.limit, progress=show)
+    if len(train_set) == 0:
+        raise MmselectError(f"{config.data}: no usable training records ({len(train_set.rejected)} rejected; "
+                            f"see {out / 'rejected.jsonl'})")
+    eval_set = (encode_records(config.eval_data, processor, images=config.eval_images, max_length=config.max_length,
+                               dedup=False, progress=show) if config.eval_data else EncodedSet([]))
+    t_data = time.perf_counter()
+
+    model = prepare_model(model, method=config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                          lora_dropout=config.lora_dropout, target_modules=config.target_modules,
+                          freeze_vision=config.freeze_vision)
+    params_info = trainable_summary(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    n = len(train_set)
+    per_epoch = math.ceil(n / config.batch_size)
+    total_micro = math.ceil(config.epochs * per_epoch)
+    total_steps = math.ceil(total_micro / config.grad_accum)
+    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=round(config.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    # The scheduler is stepped here once per optimizer step, not through accelerator.prepare (which would step it
+    # once per process); it is registered so checkpoints carry it.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    accelerator.register_save_state_pre_hook(
+        lambda models, weights, _dir: weights.__setitem__(0, {k: v for k, v in weights[0].items() if k in trainable}))
+    dtype = next(p.dtype for p in accelerator.unwrap_model(model).parameters() if p.is_floating_point())
+
+    run = _Run(config)
+    if config.resume:
+        _load_checkpoint(accelerator, run)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_rejected(out / "rejected.jsonl", train_set.rejected)
+    trackers = _trackers(config.report_to)
+    if trackers:
+        accelerator.init_trackers("finetune", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                                                      for k, v in config.to_dict().items()})
+
+    stop = total_steps if config.stop_after_steps is None else min(total_steps, config.stop_after_steps)
+    model.train()
+    bar = tqdm(total=total_steps, initial=run.step, desc="finetune", disable=not show)
+    batches = _micro_batches(n, config.batch_size, config.seed, run.step * config.grad_accum, total_micro)
+    t_train = time.perf_counter()
+    while run.step < stop:
+        group = [b for _, b in zip(range(config.grad_accum), batches)]
+        epoch = None
+        step_nll = torch.zeros((), device=accelerator.device)
+        step_tokens = torch.zeros((), device=accelerator.device)
+        for j, (epoch, idx) in enumerate(group):
+            mine = idx[rank::world]
+            weight = 1.0
+            if not mine:  # fewer records than processes: take part in the all-reduce with a zero-weight sample
+                mine, weight = idx[:1], 0.0
+            batch = {k: v.to(accelerator.device) for k, v in
+                     collate([train_set.examples[i] for i in mine], pad_id).items()}
+            # The loss is normalised by the answer tokens of the whole global micro-batch (all processes), so the
+            # gradient equals the single-process one; DDP averages over processes, hence the factor `world`.
+            global_tokens = sum(int((train_set.examples[i].labels[1:] != IGNORE).sum()) for i in idx)
+            sync = j == len(group) - 1
+            with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
+                nll, tokens = _batch_nll(model, batch, dtype)
+                loss = nll * weight * world / max(global_tokens, 1) / len(group)
+                accelerator.backward(loss)
+            step_nll += nll.detach() * weight
+            step_tokens += tokens * weight
+        if config.max_grad_norm and config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        run.step += 1
+        tot_nll, tot_tokens = accelerator.reduce(torch.stack([step_nll, step_tokens.float()]), "sum").tolist()
+        entry = {"step": run.step, "epoch": epoch, "loss": tot_nll / max(tot_tokens, 1.0),
+                 "lr": scheduler.get_last_lr()[0], "tokens": int(tot_tokens)}
+        run.history.append(entry)
+        if trackers:
+            accelerator.log({"train/loss": entry["loss"], "train/lr": entry["lr"]}, step=run.step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}")
+        if config.save_every and run.step % config.save_every == 0 and run.step < total_steps:
+            _save_checkpoint(accelerator, run)
+    bar.close()
+    t_trained = time.perf_counter()
+    finished = run.step >= total_steps
+    if not finished:
+        _save_checkpoint(accelerator, run)
+
+    net = accelerator.unwrap_model(model)
+    eval_metrics, predictions = {}, {}
+    if finished and len(eval_set):
+        settings = EvalSettings(config.eval_batch_size, config.max_new_tokens, config.short_answer_words,
+                                config.generate, show)
+        eval_metrics, predictions = evaluate_model(net, processor, eval_set, settings, accelerator)
+        eval_metrics["eval_rejected"] = len(eval_set.rejected)
+    t_eval = time.perf_counter()
+    if trackers and eval_metrics:
+        accelerator.log({f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))},
+                        step=run.step)
+
+    adapter_path = model_path = None
+    accelerator.wait_for_everyone()
+    if finished and accelerator.is_main_process:
+        adapter_path, model_path = save_outputs(net, processor, out, method=config.method, merge=config.merge)
+    t_end = time.perf_counter()
+    losses = [h["loss"] for h in run.history]
+    train_metrics = {"steps": run.step, "total_steps": total_steps, "finished": finished,
+                     "examples": n, "epochs": config.epochs, "processes": world,
+                     "final_loss": losses[-1] if losses else float("nan"),
+                     "first_loss": losses[0] if losses else float("nan"),
+                     "mean_loss": sum(losses) / len(losses) if losses else float("nan"),
+                     "rejected": len(train_set.rejected), **params_info}
+    timings = {"load_and_encode_s": t_data - t_start, "train_s": t_trained - t_train,
+               "eval_s": t_eval - t_trained, "save_s": t_end - t_eval, "total_s": t_end - t_start}
+    metrics = {"train": train_metrics, "eval": eval_metrics}
+    if accelerator.is_main_process:
+        write_json(out / "metrics.json", {**metrics, "history": run.history, "timings": timings,
+                                          "config": config.to_dict()})
+        if predictions:
+            write_predictions(out / "predictions.jsonl", eval_set, predictions)
+    if trackers:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return FinetuneResult(out=out, adapter_path=adapter_path, model_path=model_path, metrics=metrics,
+                          timings=timings, steps=run.step,
+                          rejected={"train": len(train_set.rejected), "eval": len(eval_set.rejected)})
