@@ -2,7 +2,8 @@
 
 features="trained" embeds with the proxy net trained over its schedule (DeepCore-style), "random" with an untrained
 proxy (seeded), "pixels" uses the flattened images. The reference code ignores the chosen model; here it is the
-`proxy` setting. Selection is per class (`per_class=True`, the DC authors' choice) or over the whole set.
+`proxy` setting. Selection is per class (`per_class=True`, the DC authors' choice) or over the whole set. The greedy search runs on
+`proxy.device` (default: CUDA when present).
 
 Score direction: both are greedy orders, scored 1 - j/k for the j-th of k picks (first pick = 1, higher = keep).
 Per class, `select` with class groups then takes each class's first picks, exactly the per-class greedy subset.
@@ -56,10 +57,9 @@ class _GreedyRanker:
     per_class: bool = True
     budget: int | float | None = None  # picks per class (or overall); None orders everything
     seed: int = 0
-    device: str | None = None
 
     def rank_features(self, data: ImageData, feats: torch.Tensor) -> Ranking:
-        device = torch.device(self.device) if self.device else default_device()
+        device = torch.device(self.proxy.device) if self.proxy.device else default_device()
         scores = _greedy_scores(feats, data.labels.numpy(), self.per_class, self._order, self.budget, device)
         return make_ranking(data, scores, self.name, self.per_class, self)
 
