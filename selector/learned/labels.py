@@ -90,3 +90,45 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
         details[s][j] = result
         bar.set_postfix(subset=s, label=f"{per_seed[s, j]:.3f}")
     return LabelResult(per_seed.mean(axis=1), per_seed, tuple(seeds), details)
+
+
+@dataclass
+class FinetuneLabel:
+    """The genuine label: LoRA-fine-tune `base_model` on the subset (`finetune.train`), evaluate on `eval_data`, and
+    return the chosen evaluation metric. `metric` is a key of the eval metrics ("exact_match", "contains") or
+    "-eval_loss" (negated, so that higher is better like every label)."""
+
+    base_model: str
+    eval_data: str
+    work_dir: str
+    eval_images: str | None = None
+    metric: str = "exact_match"
+    epochs: float = 3.0
+    batch_size: int = 8
+    lr: float = 2e-4
+    lora_r: int = 16
+    extra: dict = field(default_factory=dict)  # any other FinetuneConfig fields
+
+    @property
+    def key(self) -> str:
+        fields = {k: v for k, v in self.__dict__.items() if k != "work_dir"}
+        return "finetune-v1:" + json.dumps(fields, sort_keys=True, default=str)
+
+    def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict:
+        import finetune
+
+        out = Path(self.work_dir) / f"{Path(subset_file).stem}-seed{seed}"
+        cfg = finetune.FinetuneConfig(model=self.base_model, data=str(subset_file), out=str(out),
+                                      images=str(images_root) if images_root else None, eval_data=self.eval_data,
+                                      eval_images=self.eval_images, epochs=self.epochs, batch_size=self.batch_size,
+                                      lr=self.lr, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
+                                      progress=False, report_to="none", **self.extra)
+        result = finetune.train(cfg)
+        ev = result.metrics.get("eval", {})
+        name = self.metric.lstrip("-")
+        if name not in ev:
+            raise RuntimeError(f"fine-tuning on {subset_file} reported no eval metric {name!r} (got {sorted(ev)}); "
+                               f"pass an eval set with short answers or choose --label-metric -eval_loss")
+        value = float(ev[name])
+        return {"label": -value if self.metric.startswith("-") else value, "eval": ev,
+                "train_s": result.timings.get("total_s")}
