@@ -52,7 +52,7 @@ def parse_block(data: bytes, base_offset: int, schema_columns) -> pa.Table | Non
     n = len(starts)
     try:
         tab = pj.read_json(pa.BufferReader(data), parse_options=_PARSE,
-                           read_options=pj.ReadOptions(block_size=max(1 << 20, min(len(data) + 1, 1 << 26))))
+                           read_options=pj.ReadOptions(block_size=1 << 22))  # small blocks: parsed on all cores
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     if tab.num_rows != n or tab.column("images").null_count != n:
@@ -69,8 +69,9 @@ def parse_block(data: bytes, base_offset: int, schema_columns) -> pa.Table | Non
     is_asst = pc.is_in(role, pa.array(sorted(ASSISTANT_ROLES))).to_numpy(zero_copy_only=False)
     is_sys = pc.is_in(role, pa.array(sorted(SYSTEM_ROLES))).to_numpy(zero_copy_only=False)
     unknown = ~(is_user | is_asst | is_sys)
-    trimmed = pc.utf8_trim_whitespace(value)
-    empty = pc.fill_null(pc.equal(trimmed, ""), True).to_numpy(zero_copy_only=False)
+    # "" or all whitespace (utf8_is_space is false for ""), without materialising trimmed copies
+    empty = pc.fill_null(pc.or_(pc.equal(pc.utf8_length(value), 0), pc.utf8_is_space(value)), True)
+    empty = empty.to_numpy(zero_copy_only=False)
     bad = unknown | (is_asst & empty)
 
     reasons: list[str | None] = [None] * n
@@ -101,9 +102,14 @@ def parse_block(data: bytes, base_offset: int, schema_columns) -> pa.Table | Non
     instruction = pc.fill_null(pc.take(value, pa.array(np.where(first_user >= 0, first_user, 0)),), "")
     instruction = pc.utf8_trim_whitespace(pc.replace_substring(instruction, "<image>", ""))
     instruction = pc.if_else(pa.array(ok & (first_user >= 0)), instruction, "")
-    answer_lists = pa.ListArray.from_arrays(pa.array(np.concatenate(([0], np.cumsum(n_answers))).astype(np.int32)),
-                                            pc.take(value, pa.array(asst_idx)))
-    answer = pc.if_else(pa.array(ok), pc.fill_null(pc.binary_join(answer_lists, "\n\n"), ""), "")
+    if n_answers.max(initial=0) <= 1:  # one answer per row: no join needed
+        first_answer = _first_per_row(parent, asst_idx, n)
+        answer = pc.take(value, pa.array(np.where(first_answer >= 0, first_answer, 0)))
+    else:
+        answer = pa.ListArray.from_arrays(pa.array(np.concatenate(([0], np.cumsum(n_answers))).astype(np.int32)),
+                                          pc.take(value, pa.array(asst_idx)))
+        answer = pc.binary_join(answer, "\n\n")
+    answer = pc.if_else(pa.array(ok), pc.fill_null(answer, ""), "")
     image = tab.column("image").combine_chunks()
     has_image = pc.and_(pc.is_valid(image), pa.array(ok)).to_numpy(zero_copy_only=False)
     images = pa.ListArray.from_arrays(pa.array(np.concatenate(([0], np.cumsum(has_image))).astype(np.int32)),

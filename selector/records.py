@@ -64,7 +64,15 @@ class RecordSet:
         table = self.table.drop_columns(["raw"])
         if table.column("reason").null_count != table.num_rows:
             table = table.filter(pc.is_null(table.column("reason")))
-        return datasets.Dataset(datasets.table.InMemoryTable(table))
+        return datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=self.fingerprint + "-valid")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies this read (file, its size and mtime, format); passed to datasets so it need not hash the table."""
+        import hashlib
+
+        key = f"{self.path.resolve()}|{self.meta.get('source_stat')}|{self.layout}|{self.images_root}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def rejected(self) -> list[dict]:
         t = self.table.filter(pc.invert(pc.is_null(self.table.column("reason"))))
@@ -336,9 +344,10 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
         if bad.num_rows:
             first = bad.slice(0, 1).to_pylist()[0]
             raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
-    dataset = datasets.Dataset(datasets.table.InMemoryTable(table))
-    return RecordSet(path=path, layout=layout, images_root=root, dataset=dataset, container=container,
-                     meta={"source_stat": (st.st_size, st.st_mtime_ns)})
+    records = RecordSet(path=path, layout=layout, images_root=root, dataset=None, container=container,
+                        meta={"source_stat": (st.st_size, st.st_mtime_ns)})
+    records.dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=records.fingerprint)
+    return records
 
 
 def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:
