@@ -1,0 +1,123 @@
+"""I/O benchmark: read, validate and select by length on a large text-only JSONL, against a bare JSON parse.
+
+Each stage runs in its own subprocess, so its peak RSS is its own. The baseline is the faster of two bare parses of
+the same file, measured in the same run: an orjson loop over lines, and pyarrow's multithreaded JSON reader.
+Image-record validation (full decode of every PNG) is measured with 1 and with N worker processes.
+
+    python benchmarks/io_bench.py --records 1000000 --images 2000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+stage, path, extra = sys.argv[1], sys.argv[2], sys.argv[3]
+t = time.perf_counter()
+if stage == "orjson":
+    import orjson
+    with open(path, "rb") as f:
+        for line in f:
+            orjson.loads(line)
+elif stage == "pyarrow":
+    import pyarrow.json as pj
+    pj.read_json(path)
+elif stage == "select":
+    from selector.pipeline import SelectConfig, run_select
+    r = run_select(SelectConfig(input=path, out=extra, budget=200, metrics=("length",), progress=False))
+    print(r.accounting.line(), file=sys.stderr)
+elif stage == "images":
+    from selector.records import read_records
+    workers = int(extra)
+    rs = read_records(path, workers=workers)
+    assert len(rs.rejected()) == 0
+wall = time.perf_counter() - t
+rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(json.dumps({"wall": wall, "rss_mib": rss / 1024}))
+"""
+
+
+def make_text_file(path: Path, n: int, seed: int = 0) -> None:
+    import numpy as np
+    import orjson
+
+    rng = np.random.default_rng(seed)
+    words = np.array("the a cat dog image shows red blue small large on under with and of picture digit".split())
+    with open(path, "wb") as f:
+        for start in range(0, n, 10000):
+            m = min(10000, n - start)
+            lens = rng.integers(5, 40, m)
+            for i in range(m):
+                q = " ".join(rng.choice(words, 8))
+                a = " ".join(rng.choice(words, lens[i]))
+                f.write(orjson.dumps({"id": f"rec-{start + i:07d}", "conversations": [
+                    {"from": "human", "value": q}, {"from": "gpt", "value": a}]}) + b"\n")
+
+
+def make_image_file(folder: Path, n: int, seed: int = 0) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    with open(folder / "images.jsonl", "w") as f:
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / "img" / f"{i}.png")
+            f.write(json.dumps({"id": f"r{i}", "image": f"img/{i}.png", "conversations": [
+                {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": f"Noise {i}."}]}) + "\n")
+    return folder / "images.jsonl"
+
+
+def run(stage: str, path: Path, extra: str = "") -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, stage, str(path), extra], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mmselect-io-bench")
+    ap.add_argument("--repeats", type=int, default=2, help="each timing is the best of this many runs")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    text = args.workdir / f"text-{args.records}.jsonl"
+    if not text.exists():
+        make_text_file(text, args.records)
+    best = lambda stage, *a: min((run(stage, *a) for _ in range(args.repeats)), key=lambda r: r["wall"])  # noqa: E731
+    orj, arrow = best("orjson", text), best("pyarrow", text)
+    sel = best("select", text, str(args.workdir / "selected.jsonl"))
+    base_name, base = min([("orjson line loop", orj), ("pyarrow.json.read_json", arrow)], key=lambda kv: kv[1]["wall"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"file: {text.stat().st_size / 2**20:.0f} MiB, {args.records:,} records\n")
+    print("| stage | wall (s) | peak RSS (MiB) |\n|---|---|---|")
+    print(f"| bare parse, orjson line loop | {orj['wall']:.2f} | {orj['rss_mib']:.0f} |")
+    print(f"| bare parse, pyarrow.json.read_json | {arrow['wall']:.2f} | {arrow['rss_mib']:.0f} |")
+    print(f"| mmselect: read + validate + select 200 by length + write | {sel['wall']:.2f} | {sel['rss_mib']:.0f} |")
+    print(f"\nratio vs fastest bare parse ({base_name}): {sel['wall'] / base['wall']:.2f}x (target <= 2x); "
+          f"peak RSS {sel['rss_mib'] / 1024:.2f} GiB (target < 2 GiB)")
+    if args.images:
+        imgs = args.workdir / f"img-{args.images}"
+        jl = imgs / "images.jsonl"
+        if not jl.exists():
+            make_image_file(imgs, args.images)
+        one = best("images", jl, "1")
+        many = best("images", jl, str(os.cpu_count() or 1))
+        print(f"\nimage records ({args.images} PNGs, 64x64, full decode): "
+              f"1 worker {args.images / one['wall']:.0f} records/s, "
+              f"{os.cpu_count()} workers {args.images / many['wall']:.0f} records/s "
+              f"({one['wall'] / many['wall']:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
