@@ -4,24 +4,45 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.commands.common import show_progress
+from selector.commands.common import csv_list, show_progress
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="run the selection loop end to end on DigitsVQA (offline)",
                        description="Build DigitsVQA and the demo models into CACHE (once), score the train pool, "
-                                   "train the learned selector, select BUDGET records, fine-tune on them and on "
-                                   "baseline selections, evaluate on test.jsonl, and write a report.")
+                                   "train the learned selector on genuine LoRA labels, select BUDGET records, "
+                                   "fine-tune on them, on baseline selections and on the full pool, evaluate on "
+                                   "test.jsonl, print a table and write a Markdown report with plots.")
     p.add_argument("--cache", type=Path, default=Path(".cache/mmselect"), help="cache folder (default .cache/mmselect)")
     p.add_argument("--budget", type=int, default=200, help="records to select (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
+    p.add_argument("--subsets", type=int, default=30, help="label subsets (default 30)")
+    p.add_argument("--subset-method", choices=["kmeans", "random"], default="kmeans")
+    p.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0,),
+                   help="fine-tuning seeds per label subset (several measure label noise)")
+    p.add_argument("--label-metric", default="exact_match")
+    p.add_argument("--metrics", type=csv_list, default=("length", "clip", "embed-image", "embed-text"),
+                   help="metrics to score (default: length,clip,embed-image,embed-text)")
+    p.add_argument("--no-full-pool", action="store_true", help="skip fine-tuning on the whole pool")
+    p.add_argument("--report", type=Path, help="report folder (default CACHE/report-seedSEED)")
+    p.add_argument("--minimal", action="store_true",
+                   help="only build the data and select by answer length (no models, no fine-tuning)")
     return p
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.learned.demo_loop import DemoConfig, run_minimal
+    from selector.learned.demo_loop import DemoConfig, full_loop_available, run_demo, run_minimal
 
-    run_minimal(DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise,
-                           progress=show_progress(ns)))
+    config = DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise, n_subsets=ns.subsets,
+                        subset_method=ns.subset_method, label_seeds=ns.label_seeds, label_metric=ns.label_metric,
+                        metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, report=ns.report,
+                        progress=show_progress(ns))
+    missing = None if ns.minimal else full_loop_available()
+    if ns.minimal or missing:
+        if missing:
+            print(f"full demo unavailable ({missing} is not installed): running the minimal demo")
+        run_minimal(config)
+        return 0
+    run_demo(config)
     return 0

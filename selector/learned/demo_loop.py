@@ -1,22 +1,40 @@
-"""The `mmselect demo` loop on DigitsVQA, as a library call: build data, score, select, and measure the selection.
+"""The `mmselect demo` loop on DigitsVQA, as a library call: data and models -> scores -> learned selector -> select
+200 -> LoRA on each selection (and baselines, and the full pool) -> test accuracy -> table and report.
 
-`truth.jsonl` is read here ONLY to report how clean a selection is; no metric or ranker ever sees it.
+Everything is cached under the cache folder (data, models, score cache, genuine labels, fine-tuning runs), so a
+second run only redoes what changed. `truth.jsonl` is read ONLY to report how clean a selection is and to draw the
+clean-vs-corrupted plots; no metric, ranker or label ever sees it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     cache: Path
     budget: int = 200
-    seed: int = 0
+    seed: int = 0       # selector, clustering, random baseline and fine-tuning seed
+    data_seed: int = 0  # DigitsVQA build and demo models (kept fixed across seeds: the models are built once)
     noise: float = 0.4
+    n_subsets: int = 30
+    subset_method: str = "kmeans"
+    label_metric: str = "exact_match"
+    label_seeds: tuple[int, ...] = (0,)
+    label_epochs: float = 3.0
+    finetune_epochs: float = 3.0
+    full_pool: bool = True
+    metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
+    report: Path | None = None  # default CACHE/report-seed{seed}
     progress: bool = True
 
 
@@ -24,9 +42,9 @@ def build_data(config: DemoConfig) -> Path:
     """DigitsVQA under CACHE/digitsvqa-noise{noise}-seed{seed}, built once (meta.json marks a finished build)."""
     from selector.demo_data import DigitsVQAConfig, build_digits_vqa
 
-    out = Path(config.cache) / f"digitsvqa-noise{config.noise:g}-seed{config.seed}"
+    out = Path(config.cache) / f"digitsvqa-noise{config.noise:g}-seed{config.data_seed}"
     if not (out / "meta.json").exists():
-        build_digits_vqa(out, DigitsVQAConfig(noise=config.noise, seed=config.seed))
+        build_digits_vqa(out, DigitsVQAConfig(noise=config.noise, seed=config.data_seed))
     return out
 
 
@@ -37,13 +55,14 @@ def clean_share(ids, truth: dict[str, dict]) -> float:
 
 
 def run_minimal(config: DemoConfig, print_fn=print) -> dict:
-    """Build DigitsVQA, select `budget` train records by answer length, and report the clean share."""
+    """Build DigitsVQA, select `budget` train records by answer length, and report the clean share (the fallback
+    when the CLIP metrics or the fine-tuning package are not installed)."""
     from selector.demo_data import load_truth
     from selector.pipeline import SelectConfig, run_select
 
     data = build_data(config)
     truth = load_truth(data / "truth.jsonl")
-    out_dir = Path(config.cache) / "runs" / f"minimal-seed{config.seed}"
+    out_dir = Path(config.cache) / "runs" / f"minimal-data{config.data_seed}-seed{config.seed}"
     out_dir.mkdir(parents=True, exist_ok=True)
     result = run_select(SelectConfig(input=data / "train.jsonl", out=out_dir / "selected-length.jsonl",
                                      budget=config.budget, images=data, metrics=("length",), seed=config.seed,
@@ -56,3 +75,199 @@ def run_minimal(config: DemoConfig, print_fn=print) -> dict:
              f"selected by length {sel_share:.3f}  ({result.out})")
     return {"accounting": result.accounting, "pool_clean": pool_share, "valid_clean": valid_share,
             "selected_clean": sel_share}
+
+
+# ------------------------------------------------------------------------------------------------ full loop
+
+def full_loop_available() -> str | None:
+    """None when every piece of the full loop is installed, else what is missing."""
+    import importlib
+
+    for mod in ("finetune", "finetune.demo_vlm", "metrics.demo_clip", "metrics.clip", "metrics.embed"):
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            return f"{mod} ({exc})"
+    return None
+
+
+def build_models(data: Path, cache: Path, seed: int, progress: bool) -> dict[str, Path]:
+    """The demo's CLIP (open_clip local dir) and stage-1 VLM, trained offline on pretrain.jsonl; built once."""
+    from finetune.demo_vlm import build_vlm_base
+    from metrics.demo_clip import is_built, train_demo_clip
+
+    models = Path(cache)
+    clip = models / "clip"
+    if not is_built(clip, data):
+        train_demo_clip(data, clip, progress=progress)
+    vlm = build_vlm_base(data, models / "vlm-base", seed=seed, progress=progress)
+    return {"clip": clip, "vlm-base": vlm}
+
+
+def demo_metrics(names: tuple[str, ...], clip_dir: Path):
+    """Metric objects for the demo: the CLIP ones use the demo CLIP, the text embedding the bundled MiniLM."""
+    from metrics.registry import build
+
+    clip = f"local-dir:{clip_dir}"
+    params = {"clip": {"model": clip}, "embed-image": {"model": clip}, "embed-text": {"encoder": "st"}}
+    return [build(n, **params.get(n, {})) for n in names]
+
+
+def score_pool(data: Path, cache: Path, metrics, progress: bool):
+    """Score the valid train records (runner cache under CACHE/scores); returns (records, valid rows, table)."""
+    import pyarrow.parquet as pq
+
+    from metrics.runner import RunnerConfig, score_records
+    from selector.records import read_records
+
+    records = read_records(data / "train.jsonl", images=data)
+    rows = np.flatnonzero(records.valid_mask())
+    table = score_records(records.valid(), metrics, RunnerConfig(cache_dir=Path(cache), progress=progress),
+                          images_root=str(data))
+    pq.write_table(table, Path(cache) / "train-scores.parquet")
+    return records, rows, table
+
+
+def _selection_key(ids, **settings) -> str:
+    h = hashlib.sha256(json.dumps({"ids": sorted(str(i) for i in ids), **settings}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path, runs: Path, epochs: float,
+                      seed: int, progress: bool) -> dict:
+    """LoRA on `subset_file`, evaluated on test.jsonl; cached by the selection's ids and the settings."""
+    import finetune
+
+    key = _selection_key(ids, base=str(base), epochs=epochs, seed=seed)
+    out = runs / f"ft-{name}"
+    done = out / "demo-result.json"
+    if done.exists():
+        cached = json.loads(done.read_text())
+        if cached.get("key") == key:
+            return cached
+    t0 = time.perf_counter()
+    result = finetune.train(finetune.FinetuneConfig(
+        model=str(base), data=str(subset_file), images=str(data), out=str(out), eval_data=str(data / "test.jsonl"),
+        epochs=epochs, seed=seed, progress=progress, report_to="none"))
+    res = {"key": key, "name": name, "n": len(ids), "eval": result.metrics["eval"],
+           "seconds": time.perf_counter() - t0}
+    done.write_text(json.dumps(res, indent=2))
+    return res
+
+
+def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
+    """The stage-1 model's own test metrics (no stage 2), cached."""
+    import finetune
+
+    done = runs / "base-test.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    ev = finetune.evaluate(str(base), str(data / "test.jsonl"), images=str(data))
+    done.write_text(json.dumps(ev, indent=2))
+    return ev
+
+
+def run_demo(config: DemoConfig, print_fn=print) -> dict:
+    """The whole loop. Returns the result rows and the report path."""
+    import torch
+
+    from selector.demo_data import load_truth
+    from selector.learned.baselines import RandomRanker, single_metric_rankers
+    from selector.learned.features import FeatureConfig
+    from selector.learned.final import ClusterConfig
+    from selector.learned.labels import FinetuneLabel
+    from selector.learned.model import LearnedSelector
+    from selector.learned.network import TrainConfig
+    from selector.learned.train import SelectorConfig, TrainSelectorConfig, train_selector
+    from selector.ranking import select
+    from selector.records import write_records
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    cache = Path(config.cache)
+    data = build_data(config)
+    truth = load_truth(data / "truth.jsonl")
+    models = build_models(data, cache / f"models-data{config.data_seed}", config.data_seed, config.progress)
+    timings["data+models"] = time.perf_counter() - t
+    print_fn(f"data {data}; models {models['clip']}, {models['vlm-base']}  ({timings['data+models']:.0f} s)")
+
+    t = time.perf_counter()
+    metrics = demo_metrics(config.metrics, models["clip"])
+    records, rows, table = score_pool(data, cache / f"scores-data{config.data_seed}", metrics, config.progress)
+    timings["score"] = time.perf_counter() - t
+    print_fn(f"scored {table.num_rows} valid train records with {', '.join(config.metrics)}  "
+             f"({timings['score']:.0f} s)")
+
+    t = time.perf_counter()
+    runs = cache / "runs" / f"data{config.data_seed}-seed{config.seed}"
+    sel_dir = runs / "selector"
+    sc = SelectorConfig(features=FeatureConfig(seed=config.seed), n_subsets=config.n_subsets,
+                        subset_method=config.subset_method, train=TrainConfig(seed=config.seed),
+                        clusters=ClusterConfig(seed=config.seed), seed=config.seed)
+    label_fn = FinetuneLabel(base_model=str(models["vlm-base"]), eval_data=str(data / "val.jsonl"),
+                             eval_images=str(data), work_dir=str(runs / "label-runs"), metric=config.label_metric,
+                             epochs=config.label_epochs)
+    trained = train_selector(TrainSelectorConfig(
+        data=data / "train.jsonl", images=data, scores=cache / f"scores-data{config.data_seed}" / "train-scores.parquet",
+        out=sel_dir, selector=sc, label_seeds=config.label_seeds, label_cache=runs / "labels",
+        progress=config.progress), label_fn)
+    timings["labels+selector"] = time.perf_counter() - t
+    lab = trained.labels
+    print_fn(f"genuine labels on {len(lab.labels)} subsets: {lab.labels.min():.3f}..{lab.labels.max():.3f} "
+             f"(spread {lab.spread:.4f}, seed noise {lab.noise:.4f}); selector best epoch "
+             f"{trained.fitted.history.best_epoch + 1}  ({timings['labels+selector']:.0f} s)")
+
+    learned = LearnedSelector.load(sel_dir)
+    rankings = {"learned": learned.rank(table)}
+    groups = rankings["learned"].groups
+    rankings["linear"] = trained.fitted.linear.rank(table).with_groups(groups)
+    rankings["random"] = RandomRanker(seed=config.seed).rank(table)
+    for m, r in single_metric_rankers(table).items():
+        rankings[f"metric:{m}"] = r.rank(table)
+    selections = {name: select(r, config.budget, seed=config.seed) for name, r in rankings.items()}
+
+    finetuned = {"learned": "selected-200 (learned)", "random": "random-200", "metric:clip": "top-200 by CLIP",
+                 "linear": "linear baseline 200"}
+    t = time.perf_counter()
+    results = []
+    base = base_accuracy(models["vlm-base"], data, runs)
+    results.append({"name": "base model (no stage 2)", "n": 0, "clean": float("nan"),
+                    "exact_match": base.get("exact_match"), "contains": base.get("contains")})
+    for name, sel in selections.items():
+        row = {"name": finetuned.get(name, name), "n": len(sel), "clean": clean_share(sel.ids, truth)}
+        if name in finetuned:
+            f = write_records(records, rows[sel.indices], runs / f"{name.replace(':', '-')}.jsonl")
+            r = finetune_and_test(name.replace(":", "-"), f, sel.ids, data, models["vlm-base"], runs,
+                                  config.finetune_epochs, config.seed, config.progress)
+            row.update(exact_match=r["eval"].get("exact_match"), contains=r["eval"].get("contains"))
+        results.append(row)
+    if config.full_pool:
+        r = finetune_and_test("full-pool", data / "train.jsonl", table.column("id").to_pylist(), data,
+                              models["vlm-base"], runs, config.finetune_epochs, config.seed, config.progress)
+        results.append({"name": "full pool", "n": table.num_rows, "clean": clean_share(table.column("id").to_pylist(),
+                                                                                      truth),
+                        "exact_match": r["eval"].get("exact_match"), "contains": r["eval"].get("contains")})
+    timings["finetune+test"] = time.perf_counter() - t
+
+    print_fn(format_table(results))
+    from selector.learned.report import write_report
+
+    report = write_report(config.report or cache / f"report-data{config.data_seed}-seed{config.seed}", results=results, table=table,
+                          truth=truth, selections=selections, groups=groups, labels=lab,
+                          history=trained.fitted.history, timings=timings, config=asdict(config))
+    print_fn(f"report: {report}")
+    return {"results": results, "report": report, "labels": lab.to_dict(), "timings": timings}
+
+
+def format_table(rows: list[dict]) -> str:
+    def f(v, pct=True):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "-"
+        return f"{100 * v:.1f}" if pct else str(v)
+
+    lines = [f"{'training set':<26} {'n':>5} {'clean %':>8} {'test EM %':>10} {'contains %':>11}"]
+    for r in rows:
+        lines.append(f"{r['name']:<26} {r['n']:>5} {f(r['clean']):>8} {f(r.get('exact_match')):>10} "
+                     f"{f(r.get('contains')):>11}")
+    return "\n".join(lines)
