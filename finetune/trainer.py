@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import sys
@@ -48,8 +49,6 @@ def _trackers(setting: str) -> list[str]:
 
 def _set_threads(threads: int, accelerator) -> None:
     """Avoid oversubscribing CPU cores: N local processes each get cores / N threads unless told otherwise."""
-    import os
-
     if accelerator.device.type != "cpu":
         return
     if threads <= 0:
@@ -160,7 +159,10 @@ def train(config: FinetuneConfig) -> FinetuneResult:
 
     t_start = time.perf_counter()
     out = Path(config.out)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
+    # Launched as several processes (torchrun / `accelerate launch --multi_gpu`) on a machine without CUDA: run them
+    # as accelerate's MULTI_CPU (gloo) group instead of as unrelated single-process runs.
+    cpu_group = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(cpu=cpu_group, mixed_precision=_mixed_precision(config.mixed_precision),
                               log_with=_trackers(config.report_to) or None,
                               project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
     world, rank = accelerator.num_processes, accelerator.process_index
