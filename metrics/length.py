@@ -13,6 +13,7 @@ class LengthMetric(Metric):
 
     name = "length"
     needs = frozenset({"text"})
+    uses_torch = False
 
     def score(self, batch: Batch) -> np.ndarray:
         return np.array([len(a) for a in batch.answers], dtype=np.float64)

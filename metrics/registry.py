@@ -42,4 +42,4 @@ def _load_builtin() -> None:
         importlib.import_module(module)
 
 
-BUILTIN_MODULES: list[str] = ["metrics.length"]
+BUILTIN_MODULES: list[str] = ["metrics.length", "metrics.clip", "metrics.embed", "metrics.reward", "metrics.judge"]

@@ -1,0 +1,221 @@
+"""`judge`: the "GPT score" of InstructionGPT-4, an LLM rating each answer 0-100, from an OpenAI-compatible server
+or a local HF causal LM. A failed request or an unparsable reply is recorded as missing with its reason: never a
+made-up default (the original code mapped parse failures to 60 and "10" to 100)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import mimetypes
+import re
+from typing import Any
+
+import numpy as np
+
+from metrics.base import Batch, Metric, Scored
+from metrics.registry import register
+
+JUDGE_MODEL_FLAG = "--judge-model"
+
+# InstructionGPT-4's rubric: quality and variety of the answer for the instruction, 0-100, score on the first line.
+DEFAULT_PROMPT = """You are judging one sample of a multimodal instruction-tuning dataset.
+Rate the quality and variety of the assistant's answer to the instruction on a scale from 0 to 100:
+100 means the answer is accurate, detailed, helpful and varied; 0 means it is wrong, off-topic or useless.
+
+Instruction:
+{instruction}
+
+Answer:
+{answer}
+
+Reply with the score alone (an integer from 0 to 100) on the first line, then a short reason on the second line."""
+
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+_FRACTION = re.compile(_NUMBER + r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?", re.I)
+_KEYWORD = re.compile(r"(?:score|rating|rate)\w*\s*(?:is|of|:|=|-)?\s*\**\s*" + _NUMBER
+                      + r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?", re.I)
+_ENUMERATION = re.compile(r"^\s*\d+[.)]\s+\D")
+
+
+def _value(num: str, den: str | None, scale: float) -> tuple[float | None, str | None]:
+    v = float(num)
+    if den is not None:
+        d = float(den)
+        if d <= 0:
+            return None, f"bad denominator in '{num}/{den}'"
+        v = v / d * scale  # "8/10" means 80 on a 0-100 scale: rescaled explicitly, never guessed
+    if not 0.0 <= v <= scale:
+        return None, f"score {v:g} outside 0-{scale:g}"
+    return v, None
+
+
+def parse_score(text: str | None, scale: float = 100.0) -> tuple[float | None, str | None]:
+    """(score, None) or (None, reason). Looks at the first non-empty line (markdown stripped), then for a
+    'score: N' phrase anywhere; a fraction N/D is rescaled to 0-`scale`; out-of-range numbers are failures."""
+    if text is None or not text.strip():
+        return None, "empty reply"
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    first = re.sub(r"[*_`#>]", "", lines[0]).strip()
+    m = _KEYWORD.search(first)
+    if m is None and not _ENUMERATION.match(first):
+        m = _FRACTION.search(first)
+    if m is None:
+        m = _KEYWORD.search(re.sub(r"[*_`#>]", "", text))
+    if m is None:
+        snippet = text.strip().replace("\n", " ")[:60]
+        return None, f"unparsable reply: {snippet!r}"
+    return _value(m.group(1), m.group(2), scale)
+
+
+class ImageDataURL:
+    """Picklable loader for DataLoader workers: an image file as a base64 data URL for vision judges."""
+
+    def __call__(self, path: str) -> str:
+        mime = mimetypes.guess_type(path)[0] or "image/png"
+        with open(path, "rb") as f:
+            return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
+
+
+@register
+class JudgeMetric(Metric):
+    """LLM-judge score 0-100. backend "openai": an OpenAI-compatible chat-completions server (`url`, `model`,
+    key from the env var `api_key_env`); backend "hf": a local causal LM (`model` = folder or hub id), greedy."""
+
+    name = "judge"
+
+    def __init__(self, backend: str = "openai", url: str | None = None, model: str | None = None,
+                 api_key_env: str | None = "OPENAI_API_KEY", prompt: str = DEFAULT_PROMPT, send_images: bool = False,
+                 temperature: float = 0.0, max_tokens: int = 64, concurrency: int = 8, timeout: float = 60.0,
+                 max_retries: int = 5, backoff: float = 1.0, response_cache: str | None = None,
+                 scale: float = 100.0, trust_remote_code: bool = False, column: str | None = None):
+        if backend not in ("openai", "hf"):
+            raise ValueError(f"judge backend must be 'openai' or 'hf', got {backend!r}")
+        if backend == "openai" and not (url and model):
+            raise ValueError("the openai judge needs --judge-url and --judge-model")
+        if backend == "hf" and not model:
+            raise ValueError("the hf judge needs --judge-model (a local folder or hub id)")
+        if "{answer}" not in prompt:
+            raise ValueError("the judge prompt template must contain {answer} (and usually {instruction})")
+        self.backend, self.url, self.model, self.api_key_env = backend, url, model, api_key_env
+        self.uses_torch = backend == "hf"
+        self.prompt, self.send_images = prompt, bool(send_images)
+        self.needs = frozenset({"text", "image"}) if send_images else frozenset({"text"})
+        self.temperature, self.max_tokens = float(temperature), int(max_tokens)
+        self.concurrency, self.timeout = int(concurrency), float(timeout)
+        self.max_retries, self.backoff = int(max_retries), float(backoff)
+        self.response_cache, self.scale, self.trust_remote_code = response_cache, float(scale), trust_remote_code
+        self._column = column
+        self._client = None
+        self._hf = None
+        self._failures: dict[str, int] = {}
+
+    @property
+    def column(self) -> str:
+        return self._column or self.name
+
+    def config(self) -> dict[str, Any]:
+        # Never the key, nor settings that do not change replies (concurrency, timeouts, retries).
+        return {"backend": self.backend, "url": self.url, "model": self.model,
+                "prompt_sha256": hashlib.sha256(self.prompt.encode()).hexdigest()[:16],
+                "send_images": self.send_images, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "scale": self.scale}
+
+    def preprocessor(self):
+        return ImageDataURL()
+
+    def preprocess(self, image_path: str) -> str:
+        return ImageDataURL()(image_path)
+
+    def preprocess_key(self) -> str | None:
+        return "image-data-url" if self.send_images else None
+
+    def setup(self, device: str = "cpu") -> None:
+        if self.backend == "openai":
+            from metrics.judge_client import ChatClient, ChatConfig, ResponseCache
+
+            cfg = ChatConfig(url=self.url, model=self.model, api_key_env=self.api_key_env,
+                             temperature=self.temperature, max_tokens=self.max_tokens, timeout=self.timeout,
+                             max_retries=self.max_retries, backoff=self.backoff, concurrency=self.concurrency)
+            self._client = ChatClient(cfg, ResponseCache(self.response_cache) if self.response_cache else None)
+        else:
+            self._hf = _load_causal_lm(self.model, device, self.trust_remote_code)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"failures": dict(self._failures)}
+        if self._client is not None:
+            out.update(self._client.stats())
+        return out
+
+    def messages(self, instruction: str, answer: str, image: str | None = None) -> list[dict]:
+        text = self.prompt.replace("{instruction}", instruction or "").replace("{answer}", answer or "")
+        if image is None:
+            return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                             {"type": "text", "text": text}]}]
+
+    def score(self, batch: Batch) -> Scored:
+        n = len(batch)
+        images = batch.images if self.send_images else [None] * n
+        reasons: list[str | None] = [None] * n
+        if self.send_images and batch.image_errors is not None:
+            reasons = list(batch.image_errors)
+        todo = [i for i in range(n) if reasons[i] is None]
+        convs = [self.messages(batch.instructions[i], batch.answers[i], images[i]) for i in todo]
+        if self.backend == "openai":
+            replies = self._client.complete_many(convs)
+            texts = [r.text for r in replies]
+            errors = [r.error for r in replies]
+        else:
+            texts = _generate(self._hf, convs, self.max_tokens)
+            errors = [None] * len(texts)
+        values = np.full(n, np.nan)
+        raw: list[str | None] = [None] * n
+        for i, text, err in zip(todo, texts, errors):
+            raw[i] = text
+            if err is not None:
+                reasons[i] = f"request failed: {err}"
+                continue
+            value, why = parse_score(text, self.scale)
+            if value is None:
+                reasons[i] = why
+            else:
+                values[i] = value
+        for r in reasons:
+            if r is not None:
+                key = r.split(":")[0]
+                self._failures[key] = self._failures.get(key, 0) + 1
+        return Scored(values, reasons, {"reply": raw})
+
+
+def _load_causal_lm(ref: str, device: str, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from metrics.resolve import loading, resolve_hf_model
+
+    path = resolve_hf_model(ref, flag=JUDGE_MODEL_FLAG, trust_remote_code=trust_remote_code)
+    with loading(ref, JUDGE_MODEL_FLAG):
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code).to(device).eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    tok.padding_side = "left"
+    return tok, model, device
+
+
+def _generate(hf, convs: list[list[dict]], max_new_tokens: int) -> list[str]:
+    """Greedy replies of a local causal LM (chat template when the tokenizer has one)."""
+    tok, model, device = hf
+    prompts = []
+    for conv in convs:
+        text = conv[-1]["content"] if isinstance(conv[-1]["content"], str) else \
+            "".join(p.get("text", "") for p in conv[-1]["content"])
+        if getattr(tok, "chat_template", None):
+            prompts.append(tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                   add_generation_prompt=True))
+        else:
+            prompts.append(text + "\n")
+    if not prompts:
+        return []
+    enc = tok(prompts, return_tensors="pt", padding=True).to(device)
+    enc.pop("token_type_ids", None)  # BERT-style tokenizers emit them; causal LMs take none
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)

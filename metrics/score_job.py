@@ -1,0 +1,121 @@
+"""One scoring run as a typed, serialisable job: read records -> build metrics -> score -> write the table.
+
+`mmselect score --num-processes N` writes the job as JSON and starts `accelerate launch -m metrics.score_job JOB`;
+every process runs the same job on its shard of the batches and rank 0 writes the merged table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    input: str
+    out: str
+    metrics: tuple[str, ...]
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: str | None = None
+    fmt: str | None = None
+    batch_size: int = 64
+    workers: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    cache_dir: str | None = None
+    progress: bool = True
+    read_workers: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ScoreJob":
+        data = json.loads(text)
+        data["metrics"] = tuple(data["metrics"])
+        return cls(**data)
+
+
+@dataclass
+class ScoreResult:
+    table: pa.Table
+    read: int
+    rejected: int
+    out: Path
+
+
+def build_metrics(names, params: dict[str, dict[str, Any]]):
+    from metrics import build
+
+    return [build(name, **params.get(name, {})) for name in names]
+
+
+def write_table(table: pa.Table, out: Path) -> None:
+    """Atomic Parquet write (temp file, then rename)."""
+    import pyarrow.parquet as pq
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+
+
+def run_score_job(job: ScoreJob) -> ScoreResult:
+    from metrics.runner import RunnerConfig, score_records, world
+    from selector.records import read_records
+
+    records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers)
+    valid = records.valid()
+    config = RunnerConfig(batch_size=job.batch_size, device=job.device, workers=job.workers,
+                          precision=job.precision, cache_dir=Path(job.cache_dir) if job.cache_dir else None,
+                          progress=job.progress)
+    table = score_records(valid, build_metrics(job.metrics, job.params), config,
+                          images_root=str(records.images_root) if records.images_root else None)
+    out = Path(job.out)
+    if world()[0] == 0:
+        write_table(table, out)
+    return ScoreResult(table, len(records), len(records) - valid.num_rows, out)
+
+
+def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:
+    """Run `job` in `num_processes` processes through `accelerate launch` (CPU processes when no GPU)."""
+    import subprocess
+
+    import torch
+
+    job_file.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(job.to_json())
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if not torch.cuda.is_available():
+        cmd.append("--cpu")
+    elif num_processes > 1:
+        cmd.append("--multi_gpu")
+    cmd += ["-m", "metrics.score_job", str(job_file)]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
+    return subprocess.run(cmd, env=env).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selector.errors import MmselectError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m metrics.score_job JOB.json", file=sys.stderr)
+        return 2
+    try:
+        run_score_job(ScoreJob.from_json(Path(args[0]).read_text()))
+    except MmselectError as exc:
+        print(f"mmselect score: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
