@@ -30,8 +30,10 @@ class DemoConfig:
     subset_method: str = "kmeans"
     label_metric: str = "exact_match"
     label_seeds: tuple[int, ...] = (0,)
+    subset_seed: int | None = 0  # label subsets and their labels are shared by every seed (None: vary with seed)
     label_epochs: float = 3.0
     finetune_epochs: float = 3.0
+    lr: float = 3e-3  # LoRA learning rate (labels and final runs); the tiny VLM needs more than the usual 2e-4
     full_pool: bool = True
     metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
     report: Path | None = None  # default CACHE/report-seed{seed}
@@ -83,7 +85,7 @@ def full_loop_available() -> str | None:
     """None when every piece of the full loop is installed, else what is missing."""
     import importlib
 
-    for mod in ("finetune", "finetune.demo_vlm", "metrics.demo_clip", "metrics.clip", "metrics.embed"):
+    for mod in ("finetune.trainer", "finetune.demo_vlm", "metrics.demo_clip", "metrics.clip", "metrics.embed"):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
@@ -134,11 +136,12 @@ def _selection_key(ids, **settings) -> str:
 
 
 def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path, runs: Path, epochs: float,
-                      seed: int, progress: bool) -> dict:
+                      lr: float, seed: int, progress: bool) -> dict:
     """LoRA on `subset_file`, evaluated on test.jsonl; cached by the selection's ids and the settings."""
-    import finetune
+    from finetune.config import FinetuneConfig
+    from finetune.trainer import train
 
-    key = _selection_key(ids, base=str(base), epochs=epochs, seed=seed)
+    key = _selection_key(ids, base=str(base), epochs=epochs, lr=lr, seed=seed)
     out = runs / f"ft-{name}"
     done = out / "demo-result.json"
     if done.exists():
@@ -146,9 +149,9 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
         if cached.get("key") == key:
             return cached
     t0 = time.perf_counter()
-    result = finetune.train(finetune.FinetuneConfig(
+    result = train(FinetuneConfig(
         model=str(base), data=str(subset_file), images=str(data), out=str(out), eval_data=str(data / "test.jsonl"),
-        epochs=epochs, seed=seed, progress=progress, report_to="none"))
+        epochs=epochs, lr=lr, seed=seed, progress=progress, report_to="none", max_new_tokens=4))
     res = {"key": key, "name": name, "n": len(ids), "eval": result.metrics["eval"],
            "seconds": time.perf_counter() - t0}
     done.write_text(json.dumps(res, indent=2))
@@ -157,12 +160,12 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
 
 def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
     """The stage-1 model's own test metrics (no stage 2), cached."""
-    import finetune
+    from finetune.evaluation import evaluate
 
     done = runs / "base-test.json"
     if done.exists():
         return json.loads(done.read_text())
-    ev = finetune.evaluate(str(base), str(data / "test.jsonl"), images=str(data))
+    ev = evaluate(str(base), str(data / "test.jsonl"), images=str(data))
     done.write_text(json.dumps(ev, indent=2))
     return ev
 
@@ -202,15 +205,17 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     t = time.perf_counter()
     runs = cache / "runs" / f"data{config.data_seed}-seed{config.seed}"
     sel_dir = runs / "selector"
+    # Labels are cached by subset content + LoRA seed + settings, so seeds sharing subsets share the label runs.
+    labels_dir = cache / "labels" / f"data{config.data_seed}"
     sc = SelectorConfig(features=FeatureConfig(seed=config.seed), n_subsets=config.n_subsets,
                         subset_method=config.subset_method, train=TrainConfig(seed=config.seed),
-                        clusters=ClusterConfig(seed=config.seed), seed=config.seed)
+                        clusters=ClusterConfig(seed=config.seed), seed=config.seed, subset_seed=config.subset_seed)
     label_fn = FinetuneLabel(base_model=str(models["vlm-base"]), eval_data=str(data / "val.jsonl"),
-                             eval_images=str(data), work_dir=str(runs / "label-runs"), metric=config.label_metric,
-                             epochs=config.label_epochs)
+                             eval_images=str(data), work_dir=str(labels_dir / "runs"), metric=config.label_metric,
+                             epochs=config.label_epochs, lr=config.lr, extra={"max_new_tokens": 4})
     trained = train_selector(TrainSelectorConfig(
         data=data / "train.jsonl", images=data, scores=cache / f"scores-data{config.data_seed}" / "train-scores.parquet",
-        out=sel_dir, selector=sc, label_seeds=config.label_seeds, label_cache=runs / "labels",
+        out=sel_dir, selector=sc, label_seeds=config.label_seeds, label_cache=labels_dir,
         progress=config.progress), label_fn)
     timings["labels+selector"] = time.perf_counter() - t
     lab = trained.labels
@@ -239,12 +244,13 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
         if name in finetuned:
             f = write_records(records, rows[sel.indices], runs / f"{name.replace(':', '-')}.jsonl")
             r = finetune_and_test(name.replace(":", "-"), f, sel.ids, data, models["vlm-base"], runs,
-                                  config.finetune_epochs, config.seed, config.progress)
+                                  config.finetune_epochs, config.lr, config.seed, config.progress)
             row.update(exact_match=r["eval"].get("exact_match"), contains=r["eval"].get("contains"))
         results.append(row)
     if config.full_pool:
         r = finetune_and_test("full-pool", data / "train.jsonl", table.column("id").to_pylist(), data,
-                              models["vlm-base"], runs, config.finetune_epochs, config.seed, config.progress)
+                              models["vlm-base"], runs, config.finetune_epochs, config.lr, config.seed,
+                              config.progress)
         results.append({"name": "full pool", "n": table.num_rows, "clean": clean_share(table.column("id").to_pylist(),
                                                                                       truth),
                         "exact_match": r["eval"].get("exact_match"), "contains": r["eval"].get("contains")})

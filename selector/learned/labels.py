@@ -115,15 +115,17 @@ class FinetuneLabel:
         return "finetune-v1:" + json.dumps(fields, sort_keys=True, default=str)
 
     def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict:
-        import finetune
+        # Submodule imports: they work even where `finetune` resolves as a namespace package (stale editable install).
+        from finetune.config import FinetuneConfig
+        from finetune.trainer import train
 
         out = Path(self.work_dir) / f"{Path(subset_file).stem}-seed{seed}"
-        cfg = finetune.FinetuneConfig(model=self.base_model, data=str(subset_file), out=str(out),
+        cfg = FinetuneConfig(model=self.base_model, data=str(subset_file), out=str(out),
                                       images=str(images_root) if images_root else None, eval_data=self.eval_data,
                                       eval_images=self.eval_images, epochs=self.epochs, batch_size=self.batch_size,
                                       lr=self.lr, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
                                       progress=False, report_to="none", **self.extra)
-        result = finetune.train(cfg)
+        result = train(cfg)
         ev = result.metrics.get("eval", {})
         name = self.metric.lstrip("-")
         if name not in ev:

@@ -37,6 +37,7 @@ class SelectorConfig:
     passes: int = 8
     linear_alpha: float = 1.0
     seed: int = 0
+    subset_seed: int | None = None  # seed of the label subsets (default: `seed`); fix it to reuse labels across seeds
 
 
 @dataclass
@@ -59,7 +60,8 @@ def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
         bad = np.isnan(emb).any(axis=1)
         if bad.any():  # documented rule: a sample without an image embedding is placed at the pool mean
             emb[bad] = np.nanmean(emb[~bad], axis=0)
-    return make_subsets(table.num_rows, config.n_subsets, config.subset_method, emb, config.seed)
+    seed = config.seed if config.subset_seed is None else config.subset_seed
+    return make_subsets(table.num_rows, config.n_subsets, config.subset_method, emb, seed)
 
 
 def fit_selector(table: pa.Table, subsets: np.ndarray, labels: np.ndarray, config: SelectorConfig = SelectorConfig(),
