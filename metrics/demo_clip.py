@@ -26,12 +26,12 @@ class DemoClipConfig:
     """Model size and training schedule (defaults: about a minute or two on 2 CPU cores)."""
 
     image_size: int = 32
-    patch_size: int = 4
+    patch_size: int = 8
     width: int = 128
     layers: int = 3
     text_width: int = 128
     text_layers: int = 2
-    context_length: int = 32
+    context_length: int = 24
     embed_dim: int = 64
     epochs: int = 40
     batch_size: int = 100
@@ -128,7 +128,9 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
     model.train()
     bar = tqdm(total=total, desc="train demo CLIP", unit="step", disable=not progress or not sys.stderr.isatty())
     last = float("nan")
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
+        if epoch % 10 == 0:
+            log.info("demo CLIP epoch %d/%d, loss %.3f, %.0f s", epoch, config.epochs, last, time.perf_counter() - t0)
         order = torch.randperm(n, generator=gen)
         for s in range(steps_per_epoch):
             idx = order[s * config.batch_size:(s + 1) * config.batch_size]
@@ -142,7 +144,7 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
             loss.backward()
             opt.step()
             sched.step()
-            last = float(loss)
+            last = loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{last:.3f}")
     bar.close()

@@ -24,9 +24,13 @@ def tiny_open_clip_cfg(image_size: int = 32, embed_dim: int = 16) -> dict:
             "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
-def save_open_clip_dir(model, cfg: dict, out: Path, *, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> Path:
-    """Write `model` in open_clip's local-dir layout (open_clip_config.json + open_clip_model.safetensors)."""
+def save_open_clip_dir(model, cfg: dict, out: Path, *, size: int, mean=None, std=None) -> Path:
+    """Write `model` in open_clip's local-dir layout (open_clip_config.json + open_clip_model.safetensors);
+    mean/std default to open_clip's (OpenAI) normalisation, as for a built-in architecture."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from safetensors.torch import save_file
+
+    mean, std = mean or OPENAI_DATASET_MEAN, std or OPENAI_DATASET_STD
 
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))

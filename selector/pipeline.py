@@ -50,6 +50,9 @@ class SelectConfig:
     workers: int = 0
     batch_size: int = 64
     progress: bool = True
+    metric_params: dict = field(default_factory=dict)  # metric name -> keyword arguments for metrics.build
+    score_cache: Path | None = None  # metrics' on-disk score cache (None: no reuse across runs)
+    device: str = "auto"
 
 
 @dataclass
@@ -77,26 +80,42 @@ def align_scores(scores: pa.Table, ids: list[str]) -> pa.Table:
 
 
 def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
-    """Scores for the valid records: from `config.scores` where present, computed for the rest."""
+    """Scores for the valid records: columns of `config.scores` are reused as they are (nulls there are scores
+    recorded as missing, with their `__reason`), and only records absent from that table are computed."""
     from metrics import build
-    from metrics.runner import RunnerConfig, score_records
+    from metrics.runner import REASON_SUFFIX, RunnerConfig, score_records
 
     valid = records.valid()
     ids = valid["id"]
     have = align_scores(load_scores(config.scores), ids) if config.scores else None
+    known = None
+    if have is not None:
+        table_ids = set(load_scores(config.scores).column("id").to_pylist())
+        known = np.array([rid in table_ids for rid in ids], dtype=bool)
     cols = {"id": pa.array(ids, pa.string())}
-    todo = []
+    runner = RunnerConfig(batch_size=config.batch_size, progress=config.progress, cache_dir=config.score_cache,
+                          device=config.device)
+    root = str(records.images_root) if records.images_root else None
     for m in config.metrics:
-        if have is not None and m in have.column_names and have.column(m).null_count == 0:
+        reuse = have is not None and m in have.column_names
+        if reuse and known.all():
             cols[m] = have.column(m)
+            if m + REASON_SUFFIX in have.column_names:
+                cols[m + REASON_SUFFIX] = have.column(m + REASON_SUFFIX)
+            continue
+        metric = build(m, **config.metric_params.get(m, {}))
+        if reuse:  # score only the records the table does not cover
+            missing_rows = np.flatnonzero(~known)
+            computed = score_records(valid.select(missing_rows), [metric], runner, images_root=root)
+            merged = have.column(m).to_pylist()
+            for row, value in zip(missing_rows, computed.column(metric.column).to_pylist()):
+                merged[row] = value
+            cols[m] = pa.array(merged, have.column(m).type)
         else:
-            todo.append(m)
-    if todo:
-        computed = score_records(valid, [build(m) for m in todo],
-                                 RunnerConfig(batch_size=config.batch_size, progress=config.progress),
-                                 images_root=str(records.images_root) if records.images_root else None)
-        for m in todo:
-            cols[m] = computed.column(m)
+            computed = score_records(valid, [metric], runner, images_root=root)
+            cols[m] = computed.column(metric.column)
+            if metric.column + REASON_SUFFIX in computed.column_names:
+                cols[m + REASON_SUFFIX] = computed.column(metric.column + REASON_SUFFIX)
     return pa.table(cols)
 
 

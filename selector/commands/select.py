@@ -30,16 +30,26 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad record and exit non-zero")
     p.add_argument("--workers", type=int, default=0, help="processes for parsing and image checks (0 = one per CPU)")
     p.add_argument("--batch-size", type=int, default=64, help="scoring batch size (default: 64)")
+    try:
+        from metrics.command import add_metric_args
+    except ModuleNotFoundError:  # metrics layer not installed: length only
+        return p
+    add_metric_args(p)
     return p
 
 
 def run(ns: argparse.Namespace) -> int:
     from selector.pipeline import SelectConfig, run_select
 
+    extra = {}
+    if hasattr(ns, "clip_model"):  # metric flags from metrics.command.add_metric_args
+        from metrics.command import metric_params
+
+        extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
     config = SelectConfig(input=ns.input, out=ns.out, budget=ns.budget, images=ns.images, fmt=ns.fmt,
                           metrics=ns.metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
                           seed=ns.seed, strict=ns.strict, workers=ns.workers, batch_size=ns.batch_size,
-                          progress=show_progress(ns))
+                          progress=show_progress(ns), **extra)
     result = run_select(config)
     if not ns.quiet:
         print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
