@@ -21,7 +21,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--subset-method", choices=["kmeans", "random"], default="kmeans")
     p.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0,),
                    help="fine-tuning seeds per label subset (several measure label noise)")
-    p.add_argument("--label-metric", default="exact_match")
+    p.add_argument("--label-metric", default="eval_loss",
+                   help="label of a subset: eval_loss (default; negated so higher is better), exact_match or contains")
+    p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate (labels and final runs)")
+    p.add_argument("--stage1-epochs", type=float, help="stage-1 epochs of the demo VLM (default: finetune's)")
     p.add_argument("--metrics", type=csv_list, default=("length", "clip", "embed-image", "embed-text"),
                    help="metrics to score (default: length,clip,embed-image,embed-text)")
     p.add_argument("--no-full-pool", action="store_true", help="skip fine-tuning on the whole pool")
@@ -36,7 +39,8 @@ def run(ns: argparse.Namespace) -> int:
 
     config = DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise, n_subsets=ns.subsets,
                         subset_method=ns.subset_method, label_seeds=ns.label_seeds, label_metric=ns.label_metric,
-                        metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, report=ns.report,
+                        metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, lr=ns.lr,
+                        stage1_epochs=ns.stage1_epochs, report=ns.report,
                         progress=show_progress(ns))
     missing = None if ns.minimal else full_loop_available()
     if ns.minimal or missing:

@@ -28,7 +28,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--subset-method", choices=["kmeans", "random"], default="kmeans",
                    help="k-means on image embeddings rebalanced to equal size (default), or random")
     g.add_argument("--label-metric", default="exact_match",
-                   help="eval metric used as label: exact_match (default), contains, or -eval_loss")
+                   help="eval metric used as label: exact_match (default), contains, or eval_loss (negated)")
     g.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0,),
                    help="comma-separated fine-tuning seeds per subset; several measure label noise (default 0)")
     g.add_argument("--label-epochs", type=float, default=3.0, help="LoRA epochs per subset (default 3)")

@@ -28,13 +28,16 @@ class DemoConfig:
     noise: float = 0.4
     n_subsets: int = 30
     subset_method: str = "kmeans"
-    label_metric: str = "exact_match"
+    # Validation answer loss (negated) as the label: continuous, so a 36-sample LoRA run moves it measurably where
+    # exact match on 200 single-digit answers moves in 0.5-point steps.
+    label_metric: str = "eval_loss"
     label_seeds: tuple[int, ...] = (0,)
     subset_seed: int | None = 0  # label subsets and their labels are shared by every seed (None: vary with seed)
     label_epochs: float = 3.0
     finetune_epochs: float = 3.0
     lr: float = 3e-3  # LoRA learning rate (labels and final runs); the tiny VLM needs more than the usual 2e-4
     full_pool: bool = True
+    stage1_epochs: float | None = None  # stage-1 epochs of the demo VLM (None: the finetune package's default)
     metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
     report: Path | None = None  # default CACHE/report-seed{seed}
     progress: bool = True
@@ -93,16 +96,23 @@ def full_loop_available() -> str | None:
     return None
 
 
-def build_models(data: Path, cache: Path, seed: int, progress: bool) -> dict[str, Path]:
+def build_models(data: Path, cache: Path, seed: int, progress: bool,
+                 stage1_epochs: float | None = None) -> dict[str, Path]:
     """The demo's CLIP (open_clip local dir) and stage-1 VLM, trained offline on pretrain.jsonl; built once."""
-    from finetune.demo_vlm import build_vlm_base
+    from dataclasses import replace
+
+    from finetune.demo_vlm import STAGE1, build_vlm_base
     from metrics.demo_clip import is_built, train_demo_clip
 
     models = Path(cache)
     clip = models / "clip"
     if not is_built(clip, data):
         train_demo_clip(data, clip, progress=progress)
-    vlm = build_vlm_base(data, models / "vlm-base", seed=seed, progress=progress)
+    if stage1_epochs is None:
+        vlm = build_vlm_base(data, models / "vlm-base", seed=seed, progress=progress)
+    else:
+        vlm = build_vlm_base(data, models / f"vlm-base-e{stage1_epochs:g}", seed=seed, progress=progress,
+                             settings=replace(STAGE1, epochs=float(stage1_epochs)))
     return {"clip": clip, "vlm-base": vlm}
 
 
@@ -191,7 +201,8 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     cache = Path(config.cache)
     data = build_data(config)
     truth = load_truth(data / "truth.jsonl")
-    models = build_models(data, cache / f"models-data{config.data_seed}", config.data_seed, config.progress)
+    models = build_models(data, cache / f"models-data{config.data_seed}", config.data_seed, config.progress,
+                          config.stage1_epochs)
     timings["data+models"] = time.perf_counter() - t
     print_fn(f"data {data}; models {models['clip']}, {models['vlm-base']}  ({timings['data+models']:.0f} s)")
 

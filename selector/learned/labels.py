@@ -95,8 +95,8 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
 @dataclass
 class FinetuneLabel:
     """The genuine label: LoRA-fine-tune `base_model` on the subset (`finetune.train`), evaluate on `eval_data`, and
-    return the chosen evaluation metric. `metric` is a key of the eval metrics ("exact_match", "contains") or
-    "-eval_loss" (negated, so that higher is better like every label)."""
+    return the chosen evaluation metric. `metric` is a key of the eval metrics: "exact_match", "contains", or
+    "eval_loss" / "eval_perplexity", which are negated so that higher is better like every label."""
 
     base_model: str
     eval_data: str
@@ -128,9 +128,10 @@ class FinetuneLabel:
         result = train(cfg)
         ev = result.metrics.get("eval", {})
         name = self.metric.lstrip("-")
+        negate = self.metric.startswith("-") or name in ("eval_loss", "eval_perplexity")
         if name not in ev:
             raise RuntimeError(f"fine-tuning on {subset_file} reported no eval metric {name!r} (got {sorted(ev)}); "
-                               f"pass an eval set with short answers or choose --label-metric -eval_loss")
+                               f"pass an eval set with short answers or choose --label-metric eval_loss")
         value = float(ev[name])
-        return {"label": -value if self.metric.startswith("-") else value, "eval": ev,
+        return {"label": -value if negate else value, "eval": ev,
                 "train_s": result.timings.get("total_s")}
