@@ -18,7 +18,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
     p.add_argument("--subsets", type=int, default=30, help="label subsets (default 30)")
-    p.add_argument("--subset-method", choices=["kmeans", "random"], default="kmeans")
+    p.add_argument("--subset-method", choices=["kmeans", "random"], default="random",
+                   help="label subsets: random (default here: DigitsVQA's image clusters are its digit classes) or "
+                        "k-means on image embeddings")
     p.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0,),
                    help="fine-tuning seeds per label subset (several measure label noise)")
     p.add_argument("--label-metric", default="eval_loss",
