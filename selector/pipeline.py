@@ -86,7 +86,7 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     from metrics.runner import REASON_SUFFIX, RunnerConfig, score_records
 
     valid = records.valid()
-    ids = valid["id"]
+    ids = valid.data.table.column("id").to_pylist()  # one Arrow conversion, not a datasets lookup per row
     have = align_scores(load_scores(config.scores), ids) if config.scores else None
     known = None
     if have is not None:
