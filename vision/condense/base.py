@@ -158,7 +158,8 @@ class Condenser:
 
     def augment_pair(self, real: torch.Tensor, syn: torch.Tensor, generator: torch.Generator):
         """Siamese DSA on (C, m, ...) real and (C, k, ...) synthetic batches: one transform per class, shared by the
-        class's real and synthetic images. Identity without DSA."""
+        class's real and synthetic images, all classes in one call. Identity without DSA. (In the default 'single'
+        mode the transform family is drawn once per call, so all classes share the family, not its parameters.)"""
         if self.dsa is None:
             return real, syn
         c, m, k = real.shape[0], real.shape[1], syn.shape[1]

@@ -22,6 +22,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on/off, got {text!r}")
 
 
+def json_dict(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc})")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="learn a small synthetic image set (dataset condensation)", description=HELP)
     p.add_argument("--dataset", default="digits", help="digits, folder:PATH, or mnist:ROOT / cifar10:ROOT ... "
@@ -35,6 +47,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default: 0)")
     p.add_argument("--iterations", type=int, help="outer iterations (default: the method's paper value)")
     p.add_argument("--init", help="noise, real, or a pruning ranker (herding, kcenter, forgetting, ...)")
+    p.add_argument("--init-params", type=json_dict, default={},
+                   help='settings for a ranker init, as JSON, e.g. \'{"features": "pixels"}\'')
     p.add_argument("--lr-img", type=float, help="synthetic image learning rate (default: the method's)")
     p.add_argument("--batch-real", type=int, help="real images per class per step (default: 256)")
     p.add_argument("--dsa", type=_bool, help="siamese augmentation while matching: on/off (default: the method's)")
@@ -64,6 +78,8 @@ def run(ns: argparse.Namespace) -> int:
     splits = split(data, (0.7, 0.15, 0.15), seed=ns.split_seed)
     settings = {"ipc": ns.ipc, "seed": ns.seed, "progress": progress, "device": ns.device,
                 "net_options": {"width": ns.width, "depth": ns.depth}}
+    if ns.init_params:
+        settings["init_params"] = ns.init_params
     for key, value in (("iterations", ns.iterations), ("init", ns.init), ("lr_img", ns.lr_img),
                        ("batch_real", ns.batch_real), ("dsa", ns.dsa)):
         if value is not None:

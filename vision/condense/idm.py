@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vision.condense.base import CondenseError
 from vision.condense.dm import DM, DMConfig
 
 __all__ = ["IDMConfig", "IDM", "expand", "partition"]
@@ -76,7 +77,7 @@ class IDM(DM):
     def setup(self, data, generator):
         f = self.config.factor
         if f < 1 or f > min(data.images.shape[2:]):
-            raise ValueError(f"IDM factor must be between 1 and the image size, got {f}")
+            raise CondenseError(f"IDM factor must be between 1 and the image size, got {f}")
         full = self.init_images(data, self.config.ipc * f * f, generator)
         self.queue: deque = deque(maxlen=self.config.queue_size)
         self._pushed = 0
