@@ -16,6 +16,7 @@ def _pair(**kw):
     torch.manual_seed(0)
     config = OnionViTConfig(**SMALL, **kw)
     dense = build_dense_vit(config).eval()
+    torch.nn.init.normal_(dense.head.weight, std=0.5)  # "jax" init zeroes the head: outputs would all be equal
     onion = build_onion_vit(config).eval()
     onion.load_state_dict(dense.state_dict())
     return config, dense, onion

@@ -1,0 +1,172 @@
+"""Onion benchmark: dense ViT vs each level alone vs all three, equal epochs, several seeds, interleaved runs.
+
+    .venv/bin/python benchmarks/onion_bench.py --seeds 0 1 2 --epochs 20 --out benchmarks/results/onion.md
+
+For every seed the five variants run back to back (in a rotating order), so each variant's time is compared with
+the dense run of the same seed taken minutes apart on the same (shared) CPU. Reported per variant: training time
+(inside the training loop only), processed images/s, time-to-train speed-up vs dense (dense seconds / variant seconds
+at equal epochs, per seed), and test accuracy, as mean +- std over seeds. Raw results go to --raw (JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VARIANTS = {  # name -> levels switched on
+    "dense": (),
+    "example": ("example",),
+    "token": ("token",),
+    "attention": ("attention",),
+    "all three": ("example", "token", "attention"),
+}
+
+
+def make_config(levels, a, seed):
+    from vision.onion.examples import ExampleLevelConfig
+    from vision.onion.run import OnionConfig
+    from vision.onion.vit import OnionViTConfig
+
+    vit = OnionViTConfig(img_size=a.image_size, patch_size=a.patch, in_chans=1, num_classes=10, embed_dim=a.dim,
+                         depth=a.depth, num_heads=a.heads, keep_ratio=a.keep_ratio if "token" in levels else 1.0,
+                         attn_ratio=a.attn_ratio if "attention" in levels else 1.0)
+    example = ExampleLevelConfig(drop=a.example_drop if "example" in levels else 0.0, every=a.swap_every,
+                                 max_swaps=a.max_swaps, swap_share=a.swap_share, seed=seed)
+    return OnionConfig(vit=vit, example=example, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=seed,
+                       device="cpu")
+
+
+def ms(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def write_report(rows, a, out: Path, command: str, finished: bool):
+    names = [n for n in VARIANTS if any(r["variant"] == n for r in rows)]
+    seeds = sorted({r["seed"] for r in rows})
+    by = {(r["variant"], r["seed"]): r for r in rows}
+    lines = [
+        "# Onion (tri-level redundancy reduction) benchmark",
+        "",
+        f"Machine: 2-core CPU shared with other jobs, no GPU ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__}, {a.threads} torch thread(s). GPU paths untested on GPU.",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Data: sklearn digits upscaled to {a.image_size}x{a.image_size} (1 channel), split 0.7/0.15/0.15 (seed 0): "
+        f"1257 train / 270 val / 270 test. Model: timm ViT, patch {a.patch}, dim {a.dim}, depth {a.depth}, "
+        f"{a.heads} heads, jax init, trained {a.epochs} epochs through `vision.train.train` (SGD lr {a.lr}, momentum "
+        f"0.9, wd 5e-4, lr x0.1 at half-way, batch {a.batch_size}); phases of {a.swap_every} epochs (at most "
+        f"{a.max_swaps} swaps) for every variant. Levels: token keep_ratio {a.keep_ratio} in the default blocks, "
+        f"attention attn_ratio {a.attn_ratio} in every block, example drop {a.example_drop} with swap_share "
+        f"{a.swap_share}. Test accuracy of the final weights. Seeds: {seeds}" + ("" if finished else
+                                                                                 " (run incomplete)") + ".",
+        "",
+        "| variant | train s | processed img/s | time-to-train speed-up vs dense | processed img/s ratio | "
+        "test acc | Δ acc vs dense (points) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    summary = {}
+    for name in names:
+        rs = [by[(name, s)] for s in seeds if (name, s) in by]
+        pairs = [(by[(name, s)], by[("dense", s)]) for s in seeds if (name, s) in by and ("dense", s) in by]
+        speed = [d["train_seconds"] / r["train_seconds"] for r, d in pairs]
+        tput = [r["throughput"] / d["throughput"] for r, d in pairs]
+        dacc = [100 * (r["test_accuracy"] - d["test_accuracy"]) for r, d in pairs]
+        summary[name] = dict(speed=speed, acc=[r["test_accuracy"] for r in rs], dacc=dacc)
+        lines.append(f"| {name} | {ms([r['train_seconds'] for r in rs])} | {ms([r['throughput'] for r in rs])} | "
+                     f"{ms(speed)}x | {ms(tput)}x | {ms([100 * r['test_accuracy'] for r in rs])} | {ms(dacc)} |")
+    lines += ["", "Tokens per block (into attention, into MLP) with the token level: "
+              f"{rows[[r['variant'] for r in rows].index('token')]['tokens_per_block'] if any(r['variant'] == 'token' for r in rows) else 'n/a'}"
+              f"; dense: {(a.image_size // a.patch) ** 2 + 1} everywhere.", ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_suffix(".png")
+    try:
+        plot(summary, png)
+        lines.append(f"![onion benchmark]({png.name})")
+    except Exception as exc:  # plotting must not lose the table
+        lines.append(f"(plot failed: {exc})")
+    out.write_text("\n".join(lines) + "\n")
+
+
+def plot(summary, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key, label in ((axes[0], "speed", "time-to-train speed-up vs dense (x)"),
+                           (axes[1], "acc", "test accuracy")):
+        vals = [np.mean(summary[n][key]) if summary[n][key] else np.nan for n in names]
+        errs = [np.std(summary[n][key], ddof=1) if len(summary[n][key]) > 1 else 0 for n in names]
+        ax.bar(names, vals, yerr=errs, capsize=3, color=["grey", "tab:blue", "tab:orange", "tab:green", "tab:red"][:len(names)])
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    axes[0].axhline(1.15, color="black", linestyle="--", linewidth=0.8)
+    lo = min(np.min(summary[n]["acc"]) for n in names)
+    axes[1].set_ylim(max(0, lo - 0.05), 1.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--patch", type=int, default=4)
+    p.add_argument("--dim", type=int, default=48)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--heads", type=int, default=3)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--keep-ratio", type=float, default=0.7)
+    p.add_argument("--attn-ratio", type=float, default=0.3)
+    p.add_argument("--example-drop", type=float, default=0.2)
+    p.add_argument("--swap-every", type=int, default=5)
+    p.add_argument("--max-swaps", type=int, default=3)
+    p.add_argument("--swap-share", type=float, default=0.5)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/onion.md"))
+    p.add_argument("--raw", type=Path, default=Path("/tmp/onion_bench.json"))
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from vision.data import load_digits_data, split
+    from vision.onion.run import run_onion
+
+    command = "python " + " ".join(["benchmarks/onion_bench.py", *sys.argv[1:]]) if argv is None else str(argv)
+    splits = split(load_digits_data(size=a.image_size, channels=1), (0.7, 0.15, 0.15), seed=0)
+    rows = []
+    variants = [v for v in VARIANTS if v in a.variants]
+    for i, seed in enumerate(a.seeds):
+        order = variants[i % len(variants):] + variants[:i % len(variants)]  # rotate who runs first
+        for name in order:
+            t0 = time.perf_counter()
+            result = run_onion(splits, make_config(VARIANTS[name], a, seed))
+            s = result.summary()
+            row = {"variant": name, "seed": seed, **{k: s[k] for k in ("train_seconds", "throughput",
+                   "epoch_throughput", "images_processed", "val_accuracy", "test_accuracy", "tokens_per_block")},
+                   "swaps": len(result.swaps)}
+            rows.append(row)
+            print(f"seed {seed} {name:10s} {row['train_seconds']:7.1f} s  {row['throughput']:6.1f} img/s  "
+                  f"test {row['test_accuracy']:.4f}  ({time.perf_counter() - t0:.0f} s wall)", flush=True)
+            a.raw.parent.mkdir(parents=True, exist_ok=True)
+            a.raw.write_text(json.dumps(rows, indent=1))
+            write_report(rows, a, a.out, command, finished=False)
+    write_report(rows, a, a.out, command, finished=True)
+    print(a.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
