@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from finetune.config import DEFAULT_ATTENTION_PROJECTIONS, FinetuneConfig
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("finetune: interrupted (resume with --resume if checkpoints were saved)", file=sys.stderr)
         return 130
-    if not ns.quiet:
+    if not ns.quiet and int(os.environ.get("RANK", "0")) == 0:
         summary = {"out": str(result.out), "steps": result.steps, **{
             k: v for k, v in result.metrics["eval"].items() if k in ("eval_loss", "exact_match", "contains")}}
         print(json.dumps(summary))

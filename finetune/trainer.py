@@ -108,8 +108,8 @@ class _Run:
         self.step = 0
         self.history: list[dict] = []  # one entry per optimizer step: step, epoch, loss, lr, tokens
 
-    def state(self) -> dict:
-        return {"step": self.step, "history": self.history}
+    def state(self, processes: int) -> dict:
+        return {"step": self.step, "history": self.history, "processes": processes}
 
 
 def _save_checkpoint(accelerator, run: _Run) -> None:
@@ -122,7 +122,7 @@ def _save_checkpoint(accelerator, run: _Run) -> None:
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        write_json(tmp / "trainer_state.json", run.state())
+        write_json(tmp / "trainer_state.json", run.state(accelerator.num_processes))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)  # a checkpoint is only visible once complete
@@ -131,14 +131,31 @@ def _save_checkpoint(accelerator, run: _Run) -> None:
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(accelerator, run: _Run) -> bool:
+def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
     found = _checkpoints(run.out)
     if not found:
         log.warning("--resume: no checkpoint under %s/checkpoints; starting from step 0", run.out)
         return False
     step, path = found[-1]
-    accelerator.load_state(str(path), strict=False)  # checkpoints hold trainable weights only
     state = json.loads((path / "trainer_state.json").read_text())
+    if state.get("processes", 1) != accelerator.num_processes:
+        from selector.errors import MmselectError
+
+        # Weight names carry the process wrapper's prefix and the RNG states are per process.
+        raise MmselectError(f"{path} was written by {state.get('processes', 1)} process(es); resume it with the "
+                            f"same number (this run has {accelerator.num_processes})")
+    saved = path / "model.safetensors"
+    if saved.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(saved), "pt") as f:
+            keys = set(f.keys())
+        if keys != trainable:
+            from selector.errors import MmselectError
+
+            raise MmselectError(f"{path} holds other trainable weights than this run ({len(keys)} vs "
+                                f"{len(trainable)} tensors): was it written with other LoRA/method settings?")
+    accelerator.load_state(str(path), strict=False)  # checkpoints hold trainable weights only
     run.step, run.history = state["step"], state["history"]
     log.info("resumed from %s (step %d)", path, run.step)
     return True
@@ -206,7 +223,7 @@ def train(config: FinetuneConfig) -> FinetuneResult:
 
     run = _Run(config)
     if config.resume:
-        _load_checkpoint(accelerator, run)
+        _load_checkpoint(accelerator, run, trainable)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_rejected(out / "rejected.jsonl", train_set.rejected)
