@@ -91,3 +91,20 @@ def test_idm_partition_expand_round_trip():
     back = expand(stored, 2)
     assert back.shape == full.shape
     assert (back - full).abs().mean() < (full - full.mean()).abs().mean()  # a blurred copy, not noise
+
+
+def test_dc_vmap_and_class_loop_agree(digits8):
+    from vision.nets import build_net
+
+    net = build_net("convnet", 1, 10, 8, seed=0, width=16, depth=2)
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(10, 4, 1, 8, 8, generator=g)
+    grads = []
+    for loop in (True, False):
+        syn = torch.randn(10, 2, 1, 8, 8, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        dc = build_condenser("dc", ipc=2, class_loop=loop, **SMALL)
+        loss = dc.matching_loss(net, real, syn)
+        loss.backward()
+        grads.append((float(loss), syn.grad))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-5)
