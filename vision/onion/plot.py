@@ -1,0 +1,30 @@
+"""Plot of one onion run: training accuracy per epoch and the swap epochs of the example level."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_training(result, path: Path) -> Path:
+    """Training accuracy and loss per epoch, with a dashed line at every example-level swap; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] + 1 for h in result.history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [h["train_accuracy"] for h in result.history], marker="o", label="train accuracy")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train accuracy (active set)")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [h["train_loss"] for h in result.history], color="tab:red", alpha=0.6, label="train loss")
+    ax2.set_ylabel("train loss")
+    for s in result.swaps:
+        ax.axvline(s.epoch + 0.5, color="grey", linestyle="--", linewidth=0.8)
+    levels = ",".join(result.config.levels) or "dense"
+    ax.set_title(f"onion ({levels}): test acc {result.test_accuracy:.3f}, {result.throughput:.0f} img/s")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
