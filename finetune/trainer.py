@@ -167,7 +167,7 @@ def train(config: FinetuneConfig) -> FinetuneResult:
     LoRA runs save only the adapter (OUT/adapter, safetensors); `merge` adds OUT/merged; full runs save OUT/model.
     """
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
@@ -179,7 +179,10 @@ def train(config: FinetuneConfig) -> FinetuneResult:
     # Launched as several processes (torchrun / `accelerate launch --multi_gpu`) on a machine without CUDA: run them
     # as accelerate's MULTI_CPU (gloo) group instead of as unrelated single-process runs.
     cpu_group = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # Full fine-tuning may leave the vision tower unused in a text-only batch; DDP must then not wait for its grads.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=config.method == "full")
     accelerator = Accelerator(cpu=cpu_group, mixed_precision=_mixed_precision(config.mixed_precision),
+                              kwargs_handlers=[ddp],
                               log_with=_trackers(config.report_to) or None,
                               project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
     world, rank = accelerator.num_processes, accelerator.process_index
