@@ -12,6 +12,7 @@ Forgetting events are counted online by `vision.prune.ForgettingTracker` (the fo
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,6 +24,8 @@ from vision.data import ImageData, Splits
 from vision.onion.examples import DynamicExampleSelector, ExampleLevelConfig, Swap
 from vision.onion.vit import OnionViTConfig, build_onion_vit, token_counts
 from vision.train import BatchInfo, Hook, TrainConfig, evaluate, train
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OnionConfig", "OnionResult", "run_onion", "phase_bounds", "phase_schedule", "Reindex"]
 
@@ -156,7 +159,10 @@ def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResul
         for h in result.history:
             history.append({**h, "epoch": start + h["epoch"], "phase": phase, "active": len(active)})
         if end < config.epochs and selector.due(end):
-            selector.swap(_forgetting_ranking(tracker, labels), end)
+            swap = selector.swap(_forgetting_ranking(tracker, labels), end)
+            log.info("epoch %d: swapped %d least-forgotten examples (forgetting counts %s..%s) for %d set-aside ones",
+                     end, len(swap.removed), swap.removed_scores.min(initial=0), swap.removed_scores.max(initial=0),
+                     len(swap.restored))
         start = end
     device = next(net.parameters()).device
     return OnionResult(net=net, config=config, train_seconds=seconds, images_processed=processed, n_train=n,
