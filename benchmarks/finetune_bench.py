@@ -155,8 +155,9 @@ def write_report(out: Path, ns, stage1: dict, stage1_s, base: dict, runs: dict, 
                   f"{mean_std([r['exact_match'] for r in clean])} vs {mean_std([r['exact_match'] for r in rnd])}; "
                   f"answer loss on test {statistics.mean(r['eval_loss'] for r in clean):.3f} vs "
                   f"{statistics.mean(r['eval_loss'] for r in rnd):.3f}. Short-answer accuracy moves little with 40% "
-                  "corrupted training answers (most corruptions are long-answer kinds), while the test answer loss "
-                  "separates the subsets clearly: it is the more sensitive quality label for the learned selector."]
+                  "corrupted training answers (only about a fifth of the corrupted records are short-answer "
+                  "questions), while the test answer loss separates the subsets clearly: it is the more sensitive "
+                  "quality label for the learned selector."]
     lines += ["", "## Speed: one LoRA run, 200 samples x 3 epochs (in-process `finetune.train`)", "",
               "| seed | total wall s | load+encode s | train s | eval (400 test, generate) s |", "|---|---|---|---|---|"]
     for r in clean:

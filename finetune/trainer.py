@@ -165,7 +165,16 @@ def train(config: FinetuneConfig) -> FinetuneResult:
     """Fine-tune `config.model` on `config.data`, evaluate on `config.eval_data`, write OUT/metrics.json.
 
     LoRA runs save only the adapter (OUT/adapter, safetensors); `merge` adds OUT/merged; full runs save OUT/model.
+    The caller's torch thread count is restored afterwards (the selector calls this many times in one process).
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: FinetuneConfig) -> FinetuneResult:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
