@@ -60,6 +60,10 @@ class _ClipBase(Metric):
         return {"texts_truncated": self._truncated}
 
     def _image_embeddings(self, batch: Batch):
+        import torch
+
+        if not isinstance(batch.images, torch.Tensor):  # no image of the batch could be decoded
+            return torch.full((len(batch), self.backend.embed_dim()), float("nan"), device=self.backend.device)
         return self.backend.encode_images(batch.images)
 
     @staticmethod

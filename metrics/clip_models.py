@@ -64,6 +64,15 @@ class ClipBackend:
             feats = _features(self.model.get_image_features(pixel_values=pixels))
         return F.normalize(feats.float(), dim=-1)
 
+    def embed_dim(self) -> int:
+        """Width of the joint embedding space (from a one-token text encode, cached)."""
+        if not hasattr(self, "_dim"):
+            import torch
+
+            with torch.inference_mode():
+                self._dim = int(self.encode_texts(["a"]).shape[-1])
+        return self._dim
+
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens each text needs including start/end markers (to count truncations)."""
         if self.kind == "open_clip" and hasattr(self.tokenizer, "encode"):
