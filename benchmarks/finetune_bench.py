@@ -159,7 +159,8 @@ def write_report(out: Path, ns, stage1: dict, stage1_s, base: dict, runs: dict, 
                   "questions), while the test answer loss separates the subsets clearly: it is the more sensitive "
                   "quality label for the learned selector."]
     lines += ["", "## Speed: one LoRA run, 200 samples x 3 epochs (in-process `finetune.train`)", "",
-              "| seed | total wall s | load+encode s | train s | eval (400 test, generate) s |", "|---|---|---|---|---|"]
+              "| seed | total wall s | load+encode s | train s | eval (400 test, generate) s |",
+              "|---|---|---|---|---|"]
     for r in clean:
         lines.append(f"| {r['seed']} | {r['wall_s']:.1f} | {r['load_s']:.1f} | {r['train_s']:.1f} | "
                      f"{r['eval_s']:.1f} |")

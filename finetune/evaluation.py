@@ -132,7 +132,8 @@ def summarize(losses: list[tuple[float, int]], predictions: dict[str, str], enco
     return metrics
 
 
-def evaluate_model(model, processor, encoded: EncodedSet, settings: EvalSettings, accelerator=None) -> tuple[dict, dict]:
+def evaluate_model(model, processor, encoded: EncodedSet, settings: EvalSettings,
+                   accelerator=None) -> tuple[dict, dict]:
     """(metrics, predictions by id) on `encoded`; with an accelerator, examples are sharded over its processes."""
     was_training = model.training
     model.eval()

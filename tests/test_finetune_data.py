@@ -108,7 +108,8 @@ def test_bad_records_are_rejected_with_reasons_not_crash(loaded, digits_vqa, tmp
                                     {"from": "gpt", "value": " ".join(["digit"] * 600)}]
     lines = [json.dumps(good[0]), "{not json", json.dumps(dict(good[2], id="no-image", image="images/missing.png")),
              json.dumps({"id": "empty", "image": good[3]["image"],
-                         "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": ""}]}),
+                         "conversations": [{"from": "human", "value": "<image>\nWhat?"},
+                                           {"from": "gpt", "value": ""}]}),
              json.dumps(long_answer), json.dumps(good[3])]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")

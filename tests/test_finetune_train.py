@@ -127,11 +127,12 @@ def test_two_process_run_matches_single_process_loss(tiny, small_sets, tmp_path)
     train_path, eval_path = small_sets
     one = _run([sys.executable, "-m", "finetune", *_cli_args(tiny, train_path, eval_path, tmp_path / "one"),
                 "--lora-dropout", "0"], tmp_path / "one")
-    # accelerate runs several CPU processes through its torchrun launcher (--multi_gpu); train() makes them a gloo group.
+    # accelerate starts several CPU processes through its torchrun launcher (--multi_gpu); train() joins them
+    # as one gloo group.
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    two = _run([*launcher, "finetune", *_cli_args(tiny, train_path, eval_path, tmp_path / "two"), "--lora-dropout", "0"],
-               tmp_path / "two")
+    two = _run([*launcher, "finetune", *_cli_args(tiny, train_path, eval_path, tmp_path / "two"),
+                "--lora-dropout", "0"], tmp_path / "two")
     assert two["train"]["processes"] == 2 and two["train"]["steps"] == one["train"]["steps"]
     assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], rel=1e-4)
     assert two["eval"]["eval_loss"] == pytest.approx(one["eval"]["eval_loss"], rel=1e-4)
