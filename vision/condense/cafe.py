@@ -31,6 +31,7 @@ class CAFEConfig(CondenseConfig):
     outer_loop: int | None = None  # default: DC's schedule for ipc
     inner_loop: int | None = None
     align_weight: float = 1.0
+    align_reduction: str = "sum"  # per layer: squared L2 of the mean-feature difference ("mean": MSE)
     disc_weight: float = 1.0
     disc_temperature: float = 1.0
     plateau_tol: float = 0.005
@@ -45,6 +46,7 @@ class CAFE(Condenser):
     Config = CAFEConfig
 
     def matching_loss(self, net, real, syn):
+        cfg = self.config
         c, m, k = real.shape[0], real.shape[1], syn.shape[1]
         with torch.no_grad():
             f_real, _ = layer_features(net, real.flatten(0, 1))
@@ -53,7 +55,8 @@ class CAFE(Condenser):
         for fr, fs in zip(f_real, f_syn):
             mr = fr.reshape(c, m, -1).mean(1)
             ms = fs.reshape(c, k, -1).mean(1)
-            align = align + ((mr - ms) ** 2).mean(-1).sum()
+            d = (mr - ms) ** 2
+            align = align + (d.sum(-1) if cfg.align_reduction == "sum" else d.mean(-1)).sum()
         e_real = f_real[-1].reshape(c * m, -1)
         centres = f_syn[-1].reshape(c, k, -1).mean(1)
         logits = e_real @ centres.t() / self.config.disc_temperature
