@@ -57,12 +57,12 @@ def test_train_selector_then_select(digits_vqa, tmp_path):
     pixel_scores(digits_vqa, tmp_path / "scores.parquet")
     truth = load_truth(digits_vqa / "truth.jsonl")
     fn = CleanShareLabel(truth)
-    sc = SelectorConfig(features=FeatureConfig(text_embedding=None), n_subsets=20,
-                        train=TrainConfig(epochs=15), clusters=ClusterConfig(k=5), passes=2)
+    sc = SelectorConfig(features=FeatureConfig(text_embedding=None), n_subsets=10,
+                        train=TrainConfig(epochs=5), clusters=ClusterConfig(k=5), passes=1)
     cfg = TrainSelectorConfig(data=digits_vqa / "train.jsonl", images=digits_vqa, scores=tmp_path / "scores.parquet",
                               out=tmp_path / "sel", selector=sc, progress=False)
     res = train_selector(cfg, fn)
-    assert fn.calls == 20
+    assert fn.calls == 10
     for f in ["selector.safetensors", "network.json", "features.json", "labels.json", "history.json",
               "linear/linear.json", "linear/features.json"]:
         assert (tmp_path / "sel" / f).exists(), f
@@ -70,7 +70,7 @@ def test_train_selector_then_select(digits_vqa, tmp_path):
     assert (sizes == sizes[0]).all()
     # Re-running reuses every cached label.
     train_selector(cfg, fn)
-    assert fn.calls == 20
+    assert fn.calls == 10
 
     result = run_select(SelectConfig(input=digits_vqa / "train.jsonl", images=digits_vqa, out=tmp_path / "out.jsonl",
                                      budget=100, metrics=("length", "embed-image"), scores=tmp_path / "scores.parquet",
