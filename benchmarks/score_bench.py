@@ -61,7 +61,6 @@ def speed(args) -> dict:
     import torch
 
     from metrics import build
-    from metrics.clip_models import load_clip
     from metrics.runner import RunnerConfig, score_records
     from selector.records import read_records
 
@@ -72,7 +71,8 @@ def speed(args) -> dict:
     records = read_records(data, images=tmp, workers=1)
     valid = records.valid()
     metric = build("clip", model=args.model, pretrained="none")
-    backend = load_clip(args.model, None, "cpu")  # the very model object the metric uses (cached loader)
+    metric.setup("cpu")
+    backend = metric.backend  # the very model object the metric scores with
     from PIL import Image
 
     pixels = torch.stack([backend.image_transform(Image.open(tmp / p[0]).convert("RGB")) for p in valid["images"]])

@@ -34,8 +34,9 @@ class _ClipBase(Metric):
 
     def __init__(self, model: str = DEFAULT_CLIP, pretrained: str | None = DEFAULT_PRETRAINED,
                  column: str | None = None):
-        self.model, self.pretrained = model, (None if model.startswith(("local-dir:", "hf-hub:", "hf:"))
-                                              else pretrained)
+        random_init = pretrained is None or str(pretrained).lower() in ("none", "random", "")
+        self.model = model
+        self.pretrained = None if random_init or model.startswith(("local-dir:", "hf-hub:", "hf:")) else pretrained
         self._column = column
         self.backend = None
         self._truncated = 0

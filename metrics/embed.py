@@ -32,6 +32,9 @@ class EmbedImageMetric(_ClipBase):
     def config(self) -> dict[str, Any]:
         return spec_fingerprint(self.model, self.pretrained)
 
+    def stats(self) -> dict[str, Any]:
+        return {}
+
     def score(self, batch: Batch) -> Scored:
         reasons = self._image_reasons(batch)
         values = self._image_embeddings(batch).float().cpu().numpy()
