@@ -63,6 +63,7 @@ class OnionResult:
     net: torch.nn.Module
     config: OnionConfig
     train_seconds: float  # wall time inside the training loop only (no evaluation)
+    train_cpu_seconds: float  # CPU time of this process over the same span (robust to other jobs on the machine)
     images_processed: int  # training images forwarded and back-propagated
     n_train: int
     val_accuracy: float
@@ -83,7 +84,8 @@ class OnionResult:
 
     def summary(self) -> dict:
         return {"levels": list(self.config.levels), "config": asdict(self.config),
-                "train_seconds": self.train_seconds, "images_processed": self.images_processed,
+                "train_seconds": self.train_seconds, "train_cpu_seconds": self.train_cpu_seconds,
+                "cpu_throughput": self.images_processed / self.train_cpu_seconds, "images_processed": self.images_processed,
                 "n_train": self.n_train, "throughput": self.throughput, "epoch_throughput": self.epoch_throughput,
                 "val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
                 "tokens_per_block": self.tokens, "swaps": [s.as_dict() for s in self.swaps],
@@ -142,7 +144,7 @@ def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResul
     selector = DynamicExampleSelector(n, config.example)
     tracker = ForgettingTracker(n)
     labels = data.labels.numpy()
-    seconds, processed, start = 0.0, 0, 0
+    seconds, cpu_seconds, processed, start = 0.0, 0.0, 0, 0
     history: list[dict] = []
     bounds = phase_bounds(config.epochs, config.example)
     for phase, end in enumerate(bounds):
@@ -151,9 +153,10 @@ def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResul
         tc = TrainConfig(epochs=end - start, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
                          batch_size=config.batch_size, decay_at=decay, seed=config.seed * 1000 + phase,
                          device=config.device, progress=config.progress)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = train(net, data.subset(active), tc, hooks=[Reindex(tracker, active)])
         seconds += time.perf_counter() - t0
+        cpu_seconds += time.process_time() - c0
         net = result.net
         processed += len(active) * (end - start)
         for h in result.history:
@@ -165,7 +168,7 @@ def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResul
                      len(swap.restored))
         start = end
     device = next(net.parameters()).device
-    return OnionResult(net=net, config=config, train_seconds=seconds, images_processed=processed, n_train=n,
+    return OnionResult(net=net, config=config, train_seconds=seconds, train_cpu_seconds=cpu_seconds, images_processed=processed, n_train=n,
                        val_accuracy=evaluate(net, splits.val, device=device).accuracy,
                        test_accuracy=evaluate(net, splits.test, device=device).accuracy,
                        swaps=list(selector.swaps), history=history, tokens=token_counts(vit))
