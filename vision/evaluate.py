@@ -74,6 +74,8 @@ def _seed(seed: int, *parts: int) -> int:
 def evaluate_sets(train_sets: Sequence[ImageData], val: ImageData, test: ImageData,
                   config: EvalConfig = EvalConfig()) -> EvalResult:
     """Train `config.models` fresh networks on each training set; weights chosen on `val`, accuracy on `test`."""
+    from tqdm.auto import tqdm
+
     from vision.condense.dsa import DSA, DSAConfig
     from vision.nets import build_net
     from vision.train import TrainConfig, evaluate, train
@@ -84,6 +86,7 @@ def evaluate_sets(train_sets: Sequence[ImageData], val: ImageData, test: ImageDa
     val_every = config.val_every if config.val_every is not None else max(1, config.epochs // 10)
     m, n = len(train_sets), config.models
     test_acc, val_acc, best = np.zeros((m, n)), np.zeros((m, n)), np.zeros((m, n), dtype=np.int64)
+    bar = tqdm(total=m * n, desc="evaluate", unit="net", disable=not config.progress, leave=False)
     for i, data in enumerate(train_sets):
         if data.images.shape[1:] != test.images.shape[1:]:
             raise ValueError(f"training set {i} has images {tuple(data.images.shape[1:])}, the test split "
@@ -92,12 +95,13 @@ def evaluate_sets(train_sets: Sequence[ImageData], val: ImageData, test: ImageDa
             net = build_net(config.net, data.channels, test.num_classes, data.image_size, seed=_seed(config.seed, i, j),
                             **config.net_options)
             tc = TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, augment=augment,
-                             val_every=val_every, seed=_seed(config.seed, i, j, 1), device=config.device,
-                             progress=config.progress)
+                             val_every=val_every, seed=_seed(config.seed, i, j, 1), device=config.device)
             result = train(net, (data.images, data.labels), tc, val=val)
             test_acc[i, j] = evaluate(result.net, test).accuracy
             val_acc[i, j] = result.val.accuracy if result.val is not None else float("nan")
             best[i, j] = result.best_epoch
+            bar.update(1)
+    bar.close()
     return EvalResult(test_acc, val_acc, best, config, [len(d) for d in train_sets])
 
 
