@@ -81,7 +81,7 @@ def test_run_onion_trains_through_the_shared_loop_and_logs_swaps():
     assert [s.epoch for s in result.swaps] == [2, 4]
     assert len(result.history) == 6 and {h["active"] for h in result.history} == {n - round(0.25 * n)}
     assert result.images_processed == 6 * (n - round(0.25 * n))
-    assert result.throughput > 0 and result.epoch_throughput > result.throughput
+    assert result.throughput > 0 and result.epoch_throughput > result.throughput and result.train_cpu_seconds > 0
     assert result.tokens == [(17, 10), (10, 10)]
     assert 0.0 <= result.test_accuracy <= 1.0
     first_dropped = DynamicExampleSelector(n, config.example).dropped
