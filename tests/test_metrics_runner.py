@@ -196,12 +196,17 @@ def test_trained_clip_prefers_matched_captions(tmp_path):
          / 255 - mean) / std
     texts = tok([f"a {c} square" for c in colours])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(40):
-        a, b, s = model(x, texts)
-        loss = ClipLoss()(F.normalize(a, dim=-1), F.normalize(b, dim=-1), s)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread avoids OpenMP overhead on a busy 2-core machine
+    try:
+        for _ in range(40):
+            a, b, s = model(x, texts)
+            loss = ClipLoss()(F.normalize(a, dim=-1), F.normalize(b, dim=-1), s)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
     save_open_clip_dir(model.eval(), cfg, tmp_path / "clip", size=32)
     names = list(colours)
     rows = [(img, cap) for img in names for cap in names]
