@@ -12,7 +12,7 @@ from metrics.runner import RunnerConfig, score_records
 from selector.cli import main
 
 
-def test_demo_models_writes_open_clip_local_dir_and_skips_when_built(digits_vqa, tmp_path, capsys):
+def test_demo_models_writes_open_clip_local_dir_and_skips_when_built(digits_vqa, tmp_path, capsys, monkeypatch):
     models = tmp_path / "models"
     args = ["demo-models", "--data", str(digits_vqa), "--out", str(models), "--only", "clip", "--clip-epochs", "1"]
     assert main(args) == 0
@@ -23,9 +23,15 @@ def test_demo_models_writes_open_clip_local_dir_and_skips_when_built(digits_vqa,
     assert info["steps"] >= 1 and np.isfinite(info["final_loss"])
     assert "trained" in capsys.readouterr().out
     mtime = (clip / "open_clip_model.safetensors").stat().st_mtime_ns
-    assert main(args) == 0
+    calls = []
+    import finetune.demo_vlm
+
+    monkeypatch.setattr(finetune.demo_vlm, "build_vlm_base",
+                        lambda data, out, *, seed=0, progress=True: calls.append((data, out, seed)) or out)
+    assert main(args[:-4] + ["--clip-epochs", "1"]) == 0  # no --only: the VLM builder runs too
     assert "up to date" in capsys.readouterr().out
     assert (clip / "open_clip_model.safetensors").stat().st_mtime_ns == mtime
+    assert calls == [(digits_vqa, models / "vlm-base", 0)]
 
     from selector.records import read_records
 
