@@ -141,3 +141,23 @@ def test_checkpoint_selected_on_validation(digits8):
     assert res.best_epoch == int(np.argmax(val_accs))
     assert res.val.accuracy == pytest.approx(max(val_accs))
     assert evaluate(res.net, s.val).accuracy == pytest.approx(max(val_accs))
+
+
+def test_augment_is_seeded_and_soft_labels_match_hard(digits8):
+    s = split(digits8, seed=0)
+    calls = []
+
+    def noise(x, gen):
+        calls.append(len(x))
+        return x + 0.1 * torch.randn(x.shape, generator=gen, device=x.device)
+
+    cfg = TrainConfig(epochs=2, batch_size=256, lr=0.05, seed=5, device="cpu", augment=noise)
+    nets = [train(build_net("convnet", 1, 10, 8, seed=0, width=4, depth=2), s.train, cfg).net for _ in range(2)]
+    assert sum(calls) == 4 * len(s.train)
+    assert all(torch.equal(p, q) for p, q in zip(nets[0].parameters(), nets[1].parameters()))
+    hard = train(build_net("convnet", 1, 10, 8, seed=0, width=4, depth=2), s.train,
+                 TrainConfig(epochs=1, batch_size=256, device="cpu")).net
+    soft_labels = torch.nn.functional.one_hot(s.train.labels, 10).float()
+    soft = train(build_net("convnet", 1, 10, 8, seed=0, width=4, depth=2), (s.train.images, soft_labels),
+                 TrainConfig(epochs=1, batch_size=256, device="cpu")).net
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(hard.parameters(), soft.parameters()))
