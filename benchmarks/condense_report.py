@@ -54,6 +54,9 @@ def speed(path: Path) -> str:
         for r in data["condensers"]:
             loop = f"{r['loop_it_per_s']:.3f}" if "loop_it_per_s" in r else "—"
             sp = f"{r['vectorised_speedup']:.2f}x" if "vectorised_speedup" in r else "—"
+            if "vmap_it_per_s" in r:
+                loop = "(this row is the loop)"
+                sp = f"vmap form: {r['vmap_it_per_s']:.3f} it/s = {r['vmap_vs_loop']:.2f}x"
             out.append(f"| {r['method']} | {r['iterations']} | {r['it_per_s']:.3f} | {r['s_per_it']:.1f} | {loop} | "
                        f"{sp} |")
     out.append(f"\nload average at start / end: {data.get('load_average_at_start'):.1f} / "
