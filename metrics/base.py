@@ -117,5 +117,13 @@ class Metric:
         """Run-level counters worth reporting (e.g. truncations); stored in the score table's metadata."""
         return {}
 
+    columnar: ClassVar[bool] = False
+
+    def score_column(self, table: Any) -> np.ndarray:
+        """Whole-table scoring for `columnar` metrics: one vectorised pass over a pyarrow.Table (columns id,
+        instruction, answer, images). Such metrics skip batching and the score cache, because recomputing them costs
+        less than reading a cache."""
+        raise NotImplementedError(f"metric {self.name!r} is not columnar")
+
     def score(self, batch: Batch) -> "np.ndarray | Scored":
         raise NotImplementedError

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from metrics.base import Batch, Metric
 from metrics.registry import register
@@ -9,11 +11,15 @@ from metrics.registry import register
 
 @register
 class LengthMetric(Metric):
-    """Characters in the answer (all assistant turns). Longer answers rank higher."""
+    """Characters (code points) in the answer, all assistant turns included. Longer answers rank higher."""
 
     name = "length"
     needs = frozenset({"text"})
     uses_torch = False
+    columnar = True
+
+    def score_column(self, table: pa.Table) -> np.ndarray:
+        return pc.utf8_length(table.column("answer")).to_numpy(zero_copy_only=False).astype(np.float64)
 
     def score(self, batch: Batch) -> np.ndarray:
-        return np.array([len(a) for a in batch.answers], dtype=np.float64)
+        return self.score_column(pa.table({"answer": pa.array(batch.answers, pa.string())}))

@@ -246,13 +246,36 @@ def score_records(dataset, metrics: list[Metric], config: RunnerConfig = RunnerC
     ids = [str(x) for x in table.column("id").to_pylist()]
     if len(set(ids)) != n:
         raise ValueError("record ids must be unique for scoring (the record reader rejects duplicates)")
+    columns = [m.column for m in metrics]
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"two metrics write the same column: {columns}")
+    batched = [m for m in metrics if not m.columnar]
+    if batched:
+        result = _score_batched(table, ids, batched, config, images_root)
+    else:
+        result = pa.table({"id": pa.array(ids, pa.string())})
+    meta = score_metadata(result)
+    for metric in metrics:
+        if not metric.columnar:
+            continue
+        scored = as_scored(metric.score_column(table), n, metric.name)
+        missing = np.array([r is not None for r in scored.reasons], dtype=bool)
+        result = result.append_column(metric.column, _value_array(scored.values, metric.kind, missing))
+        if missing.any():
+            result = result.append_column(metric.column + REASON_SUFFIX, pa.array(scored.reasons, pa.string()))
+        meta[metric.column] = {"metric": metric.name, "config": metric.config(), "hash": metric.config_hash(),
+                               "kind": metric.kind, "missing": int(missing.sum()), "stats": metric.stats()}
+    return result.replace_schema_metadata({b"mmselect.metrics": json.dumps(meta, default=str).encode()})
+
+
+def _score_batched(table: pa.Table, ids: list[str], metrics: list[Metric], config: RunnerConfig,
+                   images_root: str | None) -> pa.Table:
+    """Batched, cached, resumable scoring of the metrics that need models or per-record work."""
+    n = table.num_rows
     instructions = table.column("instruction").to_pylist()
     answers = table.column("answer").to_pylist()
     images = table.column("images").to_pylist() if "images" in table.column_names else [[] for _ in ids]
     fps = fingerprints(instructions, answers, images)
-    columns = [m.column for m in metrics]
-    if len(set(columns)) != len(columns):
-        raise ValueError(f"two metrics write the same column: {columns}")
 
     rank, size = world()
     tmp = None
