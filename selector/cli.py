@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+THIRD_PARTY_LOGGERS = ("open_clip", "transformers", "datasets", "accelerate", "peft", "timm", "torch", "urllib3",
+                       "filelock", "matplotlib", "PIL")
+
+
+def quiet_third_party() -> None:
+    """Libraries' own INFO chatter and weight-loading bars drown the command's output; `-v` brings them back."""
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     from selector.errors import MmselectError
 
@@ -54,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.WARNING if ns.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not ns.verbose:
+        quiet_third_party()
     try:
         return int(ns._run(ns) or 0)
     except MmselectError as exc:
