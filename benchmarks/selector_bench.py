@@ -5,7 +5,7 @@ and LoRA on selected-200 / random-200 / top-200 by CLIP / linear-baseline-200 / 
 test.jsonl. Also the clean share of every ranker's 200 (each single metric included). Everything is cached under
 --cache, so a re-run only does what is missing.
 
-    .venv/bin/python benchmarks/selector_bench.py --cache .cache/mmselect --seeds 0,1,2 --noise-seeds 0,1
+    .venv/bin/python benchmarks/selector_bench.py --cache .cache/mmselect --seeds 0,1,2 --subsets 20 --noise-subsets 3
 """
 from __future__ import annotations
 
@@ -78,7 +78,13 @@ def main(argv=None) -> int:
         runs.append(out)
         print(f"seed {seed} done in {out['seconds']:.0f} s", flush=True)
 
+        write_results(ns, seeds[: k + 1], runs, float("nan"), t0)
     noise = label_noise(cfg, runs[0], ns.noise_subsets) if ns.noise_subsets else float("nan")
+    write_results(ns, seeds, runs, noise, t0)
+    return 0
+
+
+def write_results(ns, seeds, runs, noise, t0) -> None:
     names = [r["name"] for r in runs[0]["results"]]
     rows = []
     for name in names:
@@ -99,7 +105,7 @@ def main(argv=None) -> int:
              f"Machine: 2-core CPU, no GPU ({platform.processor() or platform.machine()}), shared with other jobs; "
              f"GPU paths untested on GPU. Total wall time {time.perf_counter() - t0:.0f} s "
              f"(cached steps are not re-run).", "",
-             f"Command: `.venv/bin/python benchmarks/selector_bench.py --seeds {ns.seeds} --noise-seeds "
+             f"Command: `.venv/bin/python benchmarks/selector_bench.py --seeds {ns.seeds} "
              f"--noise-subsets {ns.noise_subsets} --subsets {ns.subsets} --subset-method {ns.subset_method}`", "",
              f"DigitsVQA noise 0.4 (data seed 0, demo models built once). The {ns.subsets} {ns.subset_method} "
              f"label subsets and their genuine labels (LoRA seed 0) are shared; seeds {seeds} vary the selector, "
@@ -126,8 +132,8 @@ def main(argv=None) -> int:
     (ns.out.parent / "selector.json").write_text(json.dumps(
         [{"seed": s, **{k: v for k, v in r.items() if k != "report"}, "report": str(r["report"])}
          for s, r in zip(seeds, runs)], indent=2, default=str))
-    print("\n".join(lines))
-    return 0
+    print("\n".join(lines), flush=True)
+
 
 
 if __name__ == "__main__":
