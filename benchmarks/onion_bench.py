@@ -39,8 +39,14 @@ def make_config(levels, a, seed):
                          attn_ratio=a.attn_ratio if "attention" in levels else 1.0)
     example = ExampleLevelConfig(drop=a.example_drop if "example" in levels else 0.0, every=a.swap_every,
                                  max_swaps=a.max_swaps, swap_share=a.swap_share, seed=seed)
-    return OnionConfig(vit=vit, example=example, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=seed,
-                       device="cpu")
+    return OnionConfig(vit=vit, example=example, epochs=a.epochs, optimizer=a.optimizer, lr=a.lr,
+                       weight_decay=a.weight_decay, batch_size=a.batch_size, seed=seed, device="cpu")
+
+
+def opt_text(a) -> str:
+    if a.optimizer == "adamw":
+        return f"AdamW lr {a.lr}, decoupled wd {a.weight_decay}"
+    return f"SGD lr {a.lr}, momentum 0.9, wd {a.weight_decay}"
 
 
 def ms(values) -> str:
@@ -62,8 +68,8 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
         "",
         f"Data: sklearn digits upscaled to {a.image_size}x{a.image_size} (1 channel), split 0.7/0.15/0.15 (seed 0): "
         f"1257 train / 270 val / 270 test. Model: timm ViT, patch {a.patch}, dim {a.dim}, depth {a.depth}, "
-        f"{a.heads} heads, jax init, trained {a.epochs} epochs through `vision.train.train` (SGD lr {a.lr}, momentum "
-        f"0.9, wd 5e-4, lr x0.1 at half-way, batch {a.batch_size}); phases of {a.swap_every} epochs (at most "
+        f"{a.heads} heads, jax init, trained {a.epochs} epochs through `vision.train.train` ({opt_text(a)}, lr x0.1 at "
+        f"half-way, batch {a.batch_size}); phases of {a.swap_every} epochs (at most "
         f"{a.max_swaps} swaps) for every variant. Levels: token keep_ratio {a.keep_ratio} in the default blocks, "
         f"attention attn_ratio {a.attn_ratio} in every block, example drop {a.example_drop} with swap_share "
         f"{a.swap_share}. Test accuracy of the final weights. Seeds: {seeds}" + ("" if finished else
@@ -105,7 +111,8 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
               "block-sparse attention kernel (GPU), which this code does not have.",
               "- The CPU was shared with other engineers' jobs (load average ~13 on 2 cores): absolute img/s are low "
               "and noisy; only same-seed ratios are meaningful.",
-              "- Optimiser: the shared loop is SGD-only; timm's 'jax' init is used so the ViT trains under SGD.", ""]
+              f"- Optimiser: {opt_text(a)} through `TrainConfig.optimizer`; its state restarts at every phase "
+              "boundary in every variant alike (one call of the shared loop per phase). timm's 'jax' init.", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_suffix(".png")
     try:
@@ -148,7 +155,9 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=48)
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--heads", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--keep-ratio", type=float, default=0.7)
     p.add_argument("--attn-ratio", type=float, default=0.3)

@@ -4,7 +4,8 @@
     result = train(net, splits.train, TrainConfig(epochs=30, seed=0), val=splits.val, hooks=[tracker])
     evaluate(result.net, splits.test).accuracy
 
-Protocol (DC family): SGD, momentum 0.9, weight decay 5e-4, lr x0.1 at half-way, cross-entropy. Everything random
+Protocol (DC family): SGD, momentum 0.9, weight decay 5e-4, lr x0.1 at half-way, cross-entropy
+(`TrainConfig.optimizer="adamw"` swaps in AdamW, e.g. for ViTs, which train poorly under plain SGD). Everything random
 (shuffling, augmentation) is drawn from generators seeded by `TrainConfig.seed`; the net's initial weights come from
 `build_net(..., seed)`. Checkpoints are chosen on the validation set only: `train` never sees test data.
 
@@ -27,17 +28,20 @@ from tqdm.auto import tqdm
 from vision.data import ImageData
 from vision.nets import default_device
 
-__all__ = ["TrainConfig", "BatchInfo", "EpochInfo", "Hook", "Metrics", "TrainResult", "train", "evaluate",
+__all__ = ["TrainConfig", "OPTIMIZERS", "make_optimizer", "BatchInfo", "EpochInfo", "Hook", "Metrics", "TrainResult", "train", "evaluate",
            "predict", "embeddings", "as_tensors"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 TensorPair = tuple[torch.Tensor, torch.Tensor]
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one training run.
 
+    optimizer: "sgd" (momentum `momentum`, L2 weight decay; the default) or "adamw" (torch.optim.AdamW with
+        decoupled `weight_decay`; `momentum` is unused). Both follow the same step schedule (`decay_at`).
     decay_at: fractions of `epochs` after which the lr is multiplied by 0.1 (default: once, half-way).
     augment: optional `f(images, generator) -> images`, applied to each training batch on the device.
     val_every: with validation data, evaluate every `val_every` epochs (and after the last) and keep the weights of
@@ -56,8 +60,11 @@ class TrainConfig:
     device: str | None = None
     eval_batch_size: int = 1024
     progress: bool = False
+    optimizer: str = "sgd"
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"invalid TrainConfig: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
         if self.val_every < 0:
@@ -130,6 +137,13 @@ def _hard_labels(labels: torch.Tensor) -> torch.Tensor:
     return labels.argmax(1) if labels.is_floating_point() and labels.ndim == 2 else labels
 
 
+def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser named by `config.optimizer` over all of `net`'s parameters."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
 def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = TrainConfig(), *,
           val: ImageData | TensorPair | None = None, hooks: Sequence[Hook] = ()) -> TrainResult:
     """Train `net` in place on `data` (ImageData, or (images, labels) with hard or soft labels) and return it with
@@ -143,7 +157,7 @@ def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = Tr
     if keep_on_device:
         images, labels = _to_device(images, device), _to_device(labels, device)
     net.to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    opt = make_optimizer(net, config)
     milestones = sorted({max(1, int(round(f * config.epochs))) for f in config.decay_at if 0 < f < 1})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
