@@ -26,6 +26,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--normalise", default="robust-z", choices=["robust-z", "z", "minmax", "rank"],
                    help="per-metric normalisation when combining metrics (default: robust-z)")
     p.add_argument("--scores", type=Path, help="score table from `mmselect score` to reuse (parquet)")
+    p.add_argument("--selector", type=Path,
+                   help="a trained selector folder (mmselect train-selector): rank by its predicted quality, with "
+                        "per-cluster quotas; it decides which metrics are needed (pass the same model flags, or "
+                        "--scores)")
     p.add_argument("--seed", type=int, default=0, help="seed for tie-breaking (default: 0)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record and exit non-zero")
     p.add_argument("--workers", type=int, default=0, help="processes for parsing and image checks (0 = one per CPU)")
@@ -46,11 +50,18 @@ def run(ns: argparse.Namespace) -> int:
         from metrics.command import metric_params
 
         extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
+    metrics, ranker_factory = ns.metrics, None
+    if ns.selector is not None:
+        from selector.learned.model import LearnedSelector
+
+        learned = LearnedSelector.load(ns.selector)
+        metrics = tuple(learned.features.required_columns())
+        ranker_factory = lambda _config: learned  # noqa: E731 - the loaded selector is the ranker
     config = SelectConfig(input=ns.input, out=ns.out, budget=ns.budget, images=ns.images, fmt=ns.fmt,
-                          metrics=ns.metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
+                          metrics=metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
                           seed=ns.seed, strict=ns.strict, workers=ns.workers, batch_size=ns.batch_size,
                           progress=show_progress(ns), **extra)
-    result = run_select(config)
+    result = run_select(config, ranker_factory=ranker_factory)
     if not ns.quiet:
         print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
     print(result.accounting.line())
