@@ -117,8 +117,9 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
     """Shrink `data` to `budget` with `method` (a pruning ranker or a condenser).
 
     unit="ipc": `budget` images per class (pruning: the best `budget` of each class; condensing: `budget` learned
-    images per class). unit="total" (pruning only): `budget` items overall, a count or a fraction, with class
-    quotas proportional to class sizes. `params` go to the ranker or the condenser's config.
+    images per class). unit="total" (pruning only): `budget` items overall, a count or a fraction, with the
+    ranker's own groups: class quotas proportional to class sizes for class-balanced rankers (the default), one
+    global cut for a ranker built with balancing off. `params` go to the ranker or the condenser's config.
     """
     key = method.lower()
     if unit not in ("ipc", "total"):
@@ -138,7 +139,7 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
         if isinstance(budget, float):
             raise ReduceError("unit='ipc' needs an integer number of images per class")
         return select_per_class(ranking, data.labels, int(budget), seed=seed)
-    return select(ranking, budget, groups=data.labels.numpy(), seed=seed)
+    return select(ranking, budget, seed=seed)
 
 
 def as_image_data(result: Selection | Reduction | ImageData, data: ImageData | None = None) -> ImageData:
