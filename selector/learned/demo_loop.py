@@ -153,7 +153,9 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
     from finetune.config import FinetuneConfig
     from finetune.trainer import train
 
-    key = _selection_key(ids, base=str(base), epochs=epochs, lr=lr, seed=seed)
+    from selector.learned.labels import model_fingerprint
+
+    key = _selection_key(ids, base=model_fingerprint(base), epochs=epochs, lr=lr, seed=seed)
     out = runs / f"ft-{name}"
     done = out / "demo-result.json"
     if done.exists():
@@ -171,13 +173,18 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
 
 
 def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
-    """The stage-1 model's own test metrics (no stage 2), cached."""
+    """The stage-1 model's own test metrics (no stage 2), cached for this exact model (weights hash)."""
     from finetune.evaluation import evaluate
+    from selector.learned.labels import model_fingerprint
 
     done = runs / "base-test.json"
+    key = model_fingerprint(base)
     if done.exists():
-        return json.loads(done.read_text())
+        cached = json.loads(done.read_text())
+        if cached.get("model_sha256") == key:
+            return cached
     ev = evaluate(str(base), str(data / "test.jsonl"), images=str(data))
+    ev = {**ev, "model_sha256": key}
     done.write_text(json.dumps(ev, indent=2))
     return ev
 

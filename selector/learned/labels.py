@@ -50,6 +50,22 @@ class LabelResult:
                 "noise": self.noise, "spread": self.spread, "details": self.details}
 
 
+def model_fingerprint(model: str | Path) -> str:
+    """Content hash of a local model folder's weights and config (the path alone is not enough: a cached base model
+    that was rebuilt in place must not reuse labels or runs made with the old one). A hub id hashes as itself."""
+    path = Path(model)
+    if not path.is_dir():
+        return str(model)
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + [path / "config.json"]:
+        if f.is_file():
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def _cache_key(ids: list[str], seed: int, fn_key: str) -> str:
     h = hashlib.sha256()
     h.update(fn_key.encode())
@@ -112,7 +128,8 @@ class FinetuneLabel:
     @property
     def key(self) -> str:
         fields = {k: v for k, v in self.__dict__.items() if k != "work_dir"}
-        return "finetune-v1:" + json.dumps(fields, sort_keys=True, default=str)
+        fields["base_model_sha256"] = model_fingerprint(self.base_model)
+        return "finetune-v2:" + json.dumps(fields, sort_keys=True, default=str)
 
     def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict:
         # Submodule imports: they work even where `finetune` resolves as a namespace package (stale editable install).
