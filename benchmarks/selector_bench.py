@@ -49,6 +49,30 @@ def label_noise(cfg, run: dict, n_subsets: int) -> float:
     return res.noise
 
 
+def label_diagnostics(run: dict) -> dict:
+    """How faithful the genuine labels are (report only, truth.jsonl is read here and nowhere upstream): the
+    correlation of a subset's label with its clean share and with its share of one-word answers."""
+    data = Path(run["data"])
+    truth = {}
+    for line in (data / "truth.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        truth[rec["id"]] = rec["clean"]
+    one_word = {}
+    for line in (data / "train.jsonl").read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            one_word[str(rec["id"])] = len(str(rec["conversations"][1]["value"]).split()) == 1
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    saved = json.loads((Path(run["selector_dir"]) / "subsets.json").read_text())
+    ids, sub = np.array(saved["ids"]), np.array(saved["subset"])
+    labels = np.asarray(run["labels"]["labels"], dtype=float)
+    clean = np.array([np.mean([truth[i] for i in ids[sub == k]]) for k in range(len(labels))])
+    short = np.array([np.mean([one_word.get(i, False) for i in ids[sub == k]]) for k in range(len(labels))])
+    return {"corr_clean": float(np.corrcoef(labels, clean)[0, 1]), "corr_one_word": float(np.corrcoef(labels, short)[0, 1]),
+            "clean_share_range": [float(clean.min()), float(clean.max())], "subset_size": int(np.sum(sub == 0))}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=ROOT / ".cache/mmselect")
@@ -58,6 +82,8 @@ def main(argv=None) -> int:
     p.add_argument("--subsets", type=int, default=30)
     p.add_argument("--subset-method", default="random")
     p.add_argument("--stage1-epochs", type=float)
+    p.add_argument("--label-metric", default="eval_loss", help="eval_loss (negated), exact_match or contains")
+    p.add_argument("--no-full-pool", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/selector.md")
     ns = p.parse_args(argv)
@@ -71,16 +97,17 @@ def main(argv=None) -> int:
     runs, t0 = [], time.perf_counter()
     for k, seed in enumerate(seeds):
         cfg = DemoConfig(cache=ns.cache, seed=seed, n_subsets=ns.subsets, subset_method=ns.subset_method,
-                         stage1_epochs=ns.stage1_epochs, progress=sys.stderr.isatty())
+                         stage1_epochs=ns.stage1_epochs, label_metric=ns.label_metric,
+                         full_pool=not ns.no_full_pool, progress=sys.stderr.isatty())
         t = time.perf_counter()
         out = run_demo(cfg, print_fn=lambda s: print(s, flush=True))
         out["seconds"] = time.perf_counter() - t
         runs.append(out)
         print(f"seed {seed} done in {out['seconds']:.0f} s", flush=True)
 
-        write_results(ns, seeds[: k + 1], runs, float("nan"), t0)
-    noise = label_noise(cfg, runs[0], ns.noise_subsets) if ns.noise_subsets else float("nan")
-    write_results(ns, seeds, runs, noise, t0)
+        if k == 0:  # label noise right after the first seed, so partial results already carry it
+            noise = label_noise(cfg, runs[0], ns.noise_subsets) if ns.noise_subsets else float("nan")
+        write_results(ns, seeds[: k + 1], runs, noise, t0)
     return 0
 
 
@@ -98,15 +125,19 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
     sel = "selected-200 (learned)"
     clean = np.array([get(r, sel, "clean") for r in runs])
     d_random = np.array([get(r, sel, "exact_match") - get(r, "random-200", "exact_match") for r in runs])
-    d_full = np.array([get(r, sel, "exact_match") - get(r, "full pool", "exact_match") for r in runs])
+    has_full = any(r["name"] == "full pool" for r in runs[0]["results"])
+    d_full = np.array([get(r, sel, "exact_match") - get(r, "full pool", "exact_match") for r in runs]) if has_full \
+        else np.array([np.nan])
+    diag = label_diagnostics(runs[0])
     spread = np.array([r["labels"]["spread"] for r in runs])
 
     lines = [f"# Learned selector (InstructionGPT-4) on DigitsVQA", "",
              f"Machine: 2-core CPU, no GPU ({platform.processor() or platform.machine()}), shared with other jobs; "
              f"GPU paths untested on GPU. Total wall time {time.perf_counter() - t0:.0f} s "
              f"(cached steps are not re-run).", "",
-             f"Command: `.venv/bin/python benchmarks/selector_bench.py --seeds {ns.seeds} "
-             f"--noise-subsets {ns.noise_subsets} --subsets {ns.subsets} --subset-method {ns.subset_method}`", "",
+             f"Command: `.venv/bin/python benchmarks/selector_bench.py --cache {ns.cache} --seeds {ns.seeds} "
+             f"--noise-subsets {ns.noise_subsets} --subsets {ns.subsets} --subset-method {ns.subset_method} "
+             f"--label-metric {ns.label_metric}{' --no-full-pool' if ns.no_full_pool else ''}`", "",
              f"DigitsVQA noise 0.4 (data seed 0, demo models built once). The {ns.subsets} {ns.subset_method} "
              f"label subsets and their genuine labels (LoRA seed 0) are shared; seeds {seeds} vary the selector, "
              f"the spectral clustering, the random baseline and the final LoRA runs. Budget 200. "
@@ -122,7 +153,11 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
               f"- (c) selected-200 >= full pool - 1 point: difference {100 * d_full.mean():+.1f} ± "
               f"{100 * (d_full.std(ddof=1) if len(d_full) > 1 else 0):.1f} points -> {'met' if ok_c else 'NOT met'}",
               f"- (d) genuine-label noise (std of a subset's label across LoRA seeds 0 and 1, on "
-              f"{ns.noise_subsets} subsets): {noise:.4f}; label spread across subsets (std): {spread[0]:.4f}", "",
+              f"{ns.noise_subsets} subsets): {noise:.4f}; label spread across subsets (std): {spread[0]:.4f}",
+              f"- label faithfulness ({ns.label_metric}, {len(runs[0]['labels']['labels'])} subsets of "
+              f"{diag['subset_size']}): corr(label, subset clean share) {diag['corr_clean']:+.2f}, "
+              f"corr(label, share of one-word answers) {diag['corr_one_word']:+.2f}; subset clean shares "
+              f"{diag['clean_share_range'][0]:.2f}..{diag['clean_share_range'][1]:.2f}", "",
               "## Per-seed timings (s)", ""]
     for seed, r in zip(seeds, runs):
         lines.append(f"- seed {seed}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items())

@@ -73,3 +73,19 @@ def test_marker_without_fingerprint_is_stale(tmp_path, fake_training):
     assert not demo_vlm.is_built(out, data)
     demo_vlm.build_vlm_base(data, out, progress=False)
     assert len(fake_training) == 1 and demo_vlm.is_built(out, data)
+
+
+def test_label_cache_key_follows_the_base_model_weights(tmp_path):
+    """Labels made with an old base model at the same path must not be reused after the base is rebuilt."""
+    from selector.learned.labels import FinetuneLabel, model_fingerprint
+
+    base = tmp_path / "vlm-base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (base / "model.safetensors").write_bytes(b"old weights")
+    label = FinetuneLabel(base_model=str(base), eval_data="val.jsonl", work_dir=str(tmp_path / "w"))
+    key, fp = label.key, model_fingerprint(base)
+    assert label.key == key  # stable
+    (base / "model.safetensors").write_bytes(b"new weights")
+    assert model_fingerprint(base) != fp and label.key != key
+    assert model_fingerprint("org/hub-model") == "org/hub-model"

@@ -17,7 +17,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=200, help="records to select (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
-    p.add_argument("--subsets", type=int, default=30, help="label subsets (default 30)")
+    p.add_argument("--subsets", type=int, default=20,
+                   help="label subsets (default 20: one LoRA label run each, so the demo fits ~15 min on 2 cores)")
     p.add_argument("--subset-method", choices=["kmeans", "random"], default="random",
                    help="label subsets: random (default here: DigitsVQA's image clusters are its digit classes) or "
                         "k-means on image embeddings")
