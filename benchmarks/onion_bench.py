@@ -1,6 +1,7 @@
 """Onion benchmark: dense ViT vs each level alone vs all three, equal epochs, several seeds, interleaved runs.
 
-    .venv/bin/python benchmarks/onion_bench.py --seeds 0 1 2 --epochs 20 --out benchmarks/results/onion.md
+    .venv/bin/python benchmarks/onion_bench.py --seeds 0 1 2 --epochs 16 --swap-every 4 --max-swaps 3 \
+        --out benchmarks/results/onion.md   # AdamW lr 3e-3 by default; --optimizer sgd --lr 0.05 --weight-decay 5e-4
 
 For every seed the five variants run back to back (in a rotating order), so each variant's time is compared with
 the dense run of the same seed taken minutes apart on the same (shared) CPU. Reported per variant: training time
@@ -100,8 +101,8 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
     lines += ["", "Notes:",
               "- Time-to-train speed-up = dense training CPU seconds / variant training CPU seconds at equal epochs, "
               "per seed (process CPU time inside the training loop, 1 torch thread: robust to the other jobs on the "
-              "machine, unlike wall clock, which is shown for reference; the five variants of a seed run back to "
-              "back, rotating who goes first). The example level processes "
+              "machine, unlike wall clock, which is shown for reference only; the variants of a seed run back to "
+              "back in one process, rotating who goes first when one process runs several seeds). The example level processes "
               "fewer images per epoch, so its gain shows in time-to-train, not in processed img/s.",
               "- The token level really shortens the sequence, so the MLPs and later blocks "
               "do less work (tokens per block above).",
@@ -109,8 +110,8 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
               "computed, a per-row selection (numpy partition) is added, and the fused SDPA kernel is replaced by an "
               "explicit masked softmax. Its cost here is the price of the mask; a gain would need a sparse or "
               "block-sparse attention kernel (GPU), which this code does not have.",
-              "- The CPU was shared with other engineers' jobs (load average ~13 on 2 cores): absolute img/s are low "
-              "and noisy; only same-seed ratios are meaningful.",
+              "- The CPU was shared with other engineers' jobs: absolute img/s and wall-clock ratios are noisy; only "
+              "same-seed CPU-time ratios are meaningful.",
               f"- Optimiser: {opt_text(a)} through `TrainConfig.optimizer`; its state restarts at every phase "
               "boundary in every variant alike (one call of the shared loop per phase). timm's 'jax' init.", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
