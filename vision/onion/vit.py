@@ -43,7 +43,8 @@ class OnionViTConfig:
 
     weight_init is timm's scheme: "jax" (Xavier-uniform linears, zero head) lets the ViT train under the shared
     loop's plain SGD; timm's default "" (trunc-normal std 0.02) leaves attention near uniform for a long time under
-    SGD, and on 1.2k digits it stayed near chance for 8 epochs at every lr we tried.
+    SGD, and on 1.2k digits it stayed near chance for 8 epochs at every lr we tried. "jax" helps but does not make
+    SGD reliable (one of three benchmark seeds still plateaued), so the onion run trains with AdamW by default.
 
     `prune_blocks=None` uses `default_prune_blocks(depth)`; `attn_blocks=None` sparsifies attention in every block.
     A level is off when its ratio is 1.0.
