@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage1-epochs", type=float)
     p.add_argument("--label-metric", default="eval_loss", help="eval_loss (negated), exact_match or contains")
     p.add_argument("--no-full-pool", action="store_true")
+    p.add_argument("--label-seeds", default="0", help="LoRA seeds per label subset, averaged (e.g. 0,1)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/selector.md")
     ns = p.parse_args(argv)
@@ -98,6 +99,7 @@ def main(argv=None) -> int:
     for k, seed in enumerate(seeds):
         cfg = DemoConfig(cache=ns.cache, seed=seed, n_subsets=ns.subsets, subset_method=ns.subset_method,
                          stage1_epochs=ns.stage1_epochs, label_metric=ns.label_metric,
+                         label_seeds=tuple(int(x) for x in ns.label_seeds.split(",")),
                          full_pool=not ns.no_full_pool, progress=sys.stderr.isatty())
         t = time.perf_counter()
         out = run_demo(cfg, print_fn=lambda s: print(s, flush=True))
@@ -137,7 +139,8 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
              f"(cached steps are not re-run).", "",
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --cache {ns.cache} --seeds {ns.seeds} "
              f"--noise-subsets {ns.noise_subsets} --subsets {ns.subsets} --subset-method {ns.subset_method} "
-             f"--label-metric {ns.label_metric}{' --no-full-pool' if ns.no_full_pool else ''}`", "",
+             f"--label-metric {ns.label_metric} --label-seeds {ns.label_seeds}"
+             f"{' --no-full-pool' if ns.no_full_pool else ''}`", "",
              f"DigitsVQA noise 0.4 (data seed 0, demo models built once). The {ns.subsets} {ns.subset_method} "
              f"label subsets and their genuine labels (LoRA seed 0) are shared; seeds {seeds} vary the selector, "
              f"the spectral clustering, the random baseline and the final LoRA runs. Budget 200. "
