@@ -44,16 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-THIRD_PARTY_LOGGERS = ("open_clip", "transformers", "datasets", "accelerate", "peft", "timm", "torch", "urllib3",
-                       "filelock", "matplotlib", "PIL")
+OWN_LOGGERS = ("selector", "metrics", "vision", "finetune")
 
 
-def quiet_third_party() -> None:
-    """Libraries' own INFO chatter and weight-loading bars drown the command's output; `-v` brings them back."""
-    for name in THIRD_PARTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    """Our packages log at INFO (WARNING with -q); libraries, some of which log on the root logger (open_clip),
+    stay at WARNING unless -v, so their chatter and weight-loading bars do not drown the command's output."""
     import os
 
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        return
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
@@ -66,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(ns, "_run", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.WARNING if ns.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not ns.verbose:
-        quiet_third_party()
+    configure_logging(ns.verbose, ns.quiet)
     try:
         return int(ns._run(ns) or 0)
     except MmselectError as exc:
