@@ -77,7 +77,7 @@ def main() -> int:
     if not (data / "test.jsonl").is_file():
         build_digits_vqa(data, DigitsVQAConfig())
     t = time.perf_counter()
-    fresh = not (cache / "vlm-base" / "stage1.json").is_file()
+    fresh = not is_built(cache / "vlm-base", data)  # a stale marker means the build below really runs
     base = build_vlm_base(data, cache / "vlm-base", seed=0, progress=False)
     stage1_s = time.perf_counter() - t
     stage1 = json.loads((base / "stage1.json").read_text())
