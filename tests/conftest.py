@@ -19,3 +19,14 @@ def digits_vqa(tmp_path_factory):
     out = tmp_path_factory.mktemp("digitsvqa")
     build_digits_vqa(out, DigitsVQAConfig())
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models on a 2-core machine run faster on one torch thread than on oversubscribed ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,7 +21,6 @@ STEPS = {"dc": dict(iterations=6), "dsa": dict(iterations=6),
 @pytest.fixture(scope="module")
 def digits8():
     """The sklearn digits at their native 8x8, 24 images per class."""
-    torch.set_num_threads(1)
     data = load_digits_data(size=8)
     labels = data.labels.numpy()
     keep = np.concatenate([np.flatnonzero(labels == c)[:24] for c in range(10)])

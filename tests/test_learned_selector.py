@@ -17,7 +17,6 @@ from selector.learned.subsets import make_subsets, subset_members
 from selector.learned.train import SelectorConfig, fit_selector
 from selector.ranking import Ranking, select
 
-torch.set_num_threads(1)
 
 
 def make_pool(n=600, seed=0, missing=0):

@@ -13,9 +13,7 @@ from selector.learned.final import ClusterConfig
 from selector.learned.network import TrainConfig
 from selector.learned.train import SelectorConfig, TrainSelectorConfig, train_selector
 
-import torch
 
-torch.set_num_threads(1)
 
 
 def pixel_scores(data_dir, out):

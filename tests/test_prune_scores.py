@@ -15,13 +15,6 @@ from vision.prune.base import make_ranking
 from vision.train import BatchInfo, TrainConfig, evaluate, train
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def splits8():

@@ -19,7 +19,6 @@ SMALL = {"net_options": {"width": 16, "depth": 2}, "batch_real": 16, "device": "
 
 @pytest.fixture(scope="module")
 def splits8():
-    torch.set_num_threads(1)
     data = load_digits_data(size=8)
     labels = data.labels.numpy()
     keep = np.concatenate([np.flatnonzero(labels == c)[:30] for c in range(10)])

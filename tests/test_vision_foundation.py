@@ -12,14 +12,6 @@ from vision.nets import build_net
 from vision.train import Hook, TrainConfig, embeddings, evaluate, train
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The machine is shared: small convs run faster on one thread than on oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def digits16():
