@@ -222,6 +222,18 @@ class Condenser:
     def step(self, it: int, syn: torch.Tensor, opt: torch.optim.Optimizer, generator: torch.Generator) -> float:
         raise NotImplementedError
 
+    def image_update(self, net: nn.Module, syn: torch.Tensor, opt: torch.optim.Optimizer,
+                     generator: torch.Generator) -> tuple[float, torch.Tensor]:
+        """One optimiser step on the synthetic images against a fresh real batch, both augmented alike.
+        Returns the matching loss and the (unaugmented) real batch it used."""
+        real = self.bank.sample(self.config.batch_real, generator)
+        real_a, syn_a = self.augment_pair(real, syn, generator)
+        loss = self.matching_loss(net, real_a, syn_a)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach()), real
+
     def matching_loss(self, net: nn.Module, real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

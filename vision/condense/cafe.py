@@ -81,13 +81,8 @@ class CAFE(Condenser):
         total, steps = 0.0, 0
         best_outer, stale_outer = -1.0, 0
         for ol in range(outer):
-            real = self.bank.sample(cfg.batch_real, generator)
-            real_a, syn_a = self.augment_pair(real, syn, generator)
-            loss = self.matching_loss(net, real_a, syn_a)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+            loss, real = self.image_update(net, syn, opt, generator)
+            total += loss
             steps += 1
             if ol == outer - 1:
                 break

@@ -125,13 +125,7 @@ class DC(Condenser):
         net.train()
         total = 0.0
         for ol in range(outer):
-            real = self.bank.sample(cfg.batch_real, generator)
-            real_a, syn_a = self.augment_pair(real, syn, generator)
-            loss = self.matching_loss(net, real_a, syn_a)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+            total += self.image_update(net, syn, opt, generator)[0]
             if ol == outer - 1:
                 break
             # Train the network on the current synthetic set (the inner level of the bi-level loop).

@@ -50,11 +50,4 @@ class DM(Condenser):
         return net
 
     def step(self, it, syn, opt, generator):
-        net = self.random_net(it)
-        real = self.bank.sample(self.config.batch_real, generator)
-        real_a, syn_a = self.augment_pair(real, syn, generator)
-        loss = self.matching_loss(net, real_a, syn_a)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
+        return self.image_update(self.random_net(it), syn, opt, generator)[0]
