@@ -7,7 +7,7 @@ fraction of every class (set `balance=False` for one global cut).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -69,6 +69,15 @@ def train_proxy(data: ImageData, proxy: ProxyConfig, seed: int, *, stop_at: int 
         return net.eval()
     result: TrainResult = train(net, data, proxy.train_config(seed), hooks=[*hooks, StopAt(stop)])
     return result.net.eval()
+
+
+def mean_over_proxies(data: ImageData, proxy: ProxyConfig, *, seed: int, runs: int, epoch: int,
+                      score: Callable[[nn.Module, ImageData], torch.Tensor]) -> np.ndarray:
+    """Average a per-example `score(net, data)` over `runs` proxy nets, each stopped at `epoch` (EL2N, GraNd)."""
+    total = torch.zeros(len(data), dtype=torch.float64)
+    for r in range(runs):
+        total += score(train_proxy(data, proxy, seed=seed * 1000 + r, stop_at=epoch), data)
+    return (total / runs).numpy()
 
 
 def order_scores(order: np.ndarray, n: int) -> np.ndarray:

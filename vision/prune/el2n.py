@@ -16,7 +16,7 @@ from torch import nn
 
 from selector.ranking import Ranking
 from vision.data import ImageData
-from vision.prune.base import ProxyConfig, make_ranking, train_proxy
+from vision.prune.base import ProxyConfig, make_ranking, mean_over_proxies
 from vision.train import predict
 
 __all__ = ["el2n_scores", "EL2NRanker"]
@@ -40,11 +40,8 @@ class EL2NRanker:
     balance: bool = True
 
     def scores(self, data: ImageData) -> np.ndarray:
-        total = torch.zeros(len(data), dtype=torch.float64)
-        for r in range(self.runs):
-            net = train_proxy(data, self.proxy, seed=self.seed * 1000 + r, stop_at=self.epoch)
-            total += el2n_scores(net, data)
-        return (total / self.runs).numpy()
+        return mean_over_proxies(data, self.proxy, seed=self.seed, runs=self.runs, epoch=self.epoch,
+                                 score=el2n_scores)
 
     def rank(self, data: ImageData) -> Ranking:
         return make_ranking(data, self.scores(data), "el2n", self.balance, self)

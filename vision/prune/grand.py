@@ -19,7 +19,7 @@ from torch.func import functional_call, grad, vmap
 
 from selector.ranking import Ranking
 from vision.data import ImageData
-from vision.prune.base import ProxyConfig, make_ranking, train_proxy
+from vision.prune.base import ProxyConfig, make_ranking, mean_over_proxies
 
 __all__ = ["grand_scores", "GraNdRanker"]
 
@@ -58,11 +58,8 @@ class GraNdRanker:
     batch_size: int = 128
 
     def scores(self, data: ImageData) -> np.ndarray:
-        total = torch.zeros(len(data), dtype=torch.float64)
-        for r in range(self.runs):
-            net = train_proxy(data, self.proxy, seed=self.seed * 1000 + r, stop_at=self.epoch)
-            total += grand_scores(net, data, self.batch_size)
-        return (total / self.runs).numpy()
+        return mean_over_proxies(data, self.proxy, seed=self.seed, runs=self.runs, epoch=self.epoch,
+                                 score=lambda net, d: grand_scores(net, d, self.batch_size))
 
     def rank(self, data: ImageData) -> Ranking:
         return make_ranking(data, self.scores(data), "grand", self.balance, self)
