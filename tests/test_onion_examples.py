@@ -1,4 +1,4 @@
-"""Example level: the dynamic active set, its swaps, and the phased training through vision.train."""
+"""Example level: the dynamic active set, its swaps, and the training through vision.train."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,6 @@ import torch
 
 from selector.ranking import Ranking
 from vision.onion.examples import DynamicExampleSelector, ExampleLevelConfig
-from vision.onion.run import phase_bounds, phase_schedule
 
 
 def test_initial_drop_is_a_seeded_random_share():
@@ -47,18 +46,6 @@ def test_swap_needs_scores_for_every_active_example():
     sel = DynamicExampleSelector(10, ExampleLevelConfig(drop=0.2, seed=0))
     with pytest.raises(ValueError, match="misses"):
         sel.swap(Ranking(sel.active[:-1], np.zeros(len(sel.active) - 1)), 1)
-
-
-def test_phase_schedule_reproduces_one_run():
-    example = ExampleLevelConfig(every=4, max_swaps=2)
-    assert phase_bounds(20, example) == [4, 8, 20]
-    assert phase_bounds(8, example) == [4, 8]
-    # Milestone at epoch 10: phases before it start at lr, the phase containing it decays inside, later ones start low.
-    assert phase_schedule(20, 0.1, (0.5,), 0, 4) == (0.1, ())
-    lr, decay = phase_schedule(20, 0.1, (0.5,), 8, 20)
-    assert lr == 0.1 and int(round(decay[0] * 12)) == 2
-    lr, decay = phase_schedule(20, 0.1, (0.5,), 10, 20)
-    assert lr == pytest.approx(0.01) and decay == ()
 
 
 def test_run_onion_trains_through_the_shared_loop_and_logs_swaps():

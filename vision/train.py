@@ -12,6 +12,10 @@ Protocol (DC family): SGD, momentum 0.9, weight decay 5e-4, lr x0.1 at half-way,
 Scores that need training dynamics (forgetting, EL2N, GraNd, curvature) are hooks on this loop or passes over the
 trained net, never copies of it. A hook gets every batch (`on_batch(BatchInfo)`: positions into the training data,
 logits, labels, per-example losses) and every epoch end (`on_epoch(EpochInfo)`; return True to stop training).
+
+`train(..., active=f)` trains each epoch on a subset of the training data that may change between epochs (e.g. the
+onion's example level): `f(epoch)` is asked at the start of every epoch for the positions to use, so one loop, one
+optimiser and one lr schedule serve the whole run. A hook's `on_epoch` can update what `f` returns next.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +37,7 @@ __all__ = ["TrainConfig", "OPTIMIZERS", "make_optimizer", "BatchInfo", "EpochInf
            "predict", "embeddings", "as_tensors"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+ActiveSet = Callable[[int], Sequence[int] | np.ndarray | torch.Tensor]
 TensorPair = tuple[torch.Tensor, torch.Tensor]
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -98,6 +104,8 @@ class EpochInfo:
     train_accuracy: float
     lr: float
     val: Metrics | None = None
+    optimizer: torch.optim.Optimizer | None = None  # the run's one optimiser (same object every epoch)
+    examples: int = 0  # training examples seen this epoch (all of them, or the active subset's size)
 
 
 class Hook:
@@ -137,6 +145,18 @@ def _hard_labels(labels: torch.Tensor) -> torch.Tensor:
     return labels.argmax(1) if labels.is_floating_point() and labels.ndim == 2 else labels
 
 
+def _active_positions(positions, n: int, epoch: int) -> torch.Tensor:
+    """The 1-D long tensor of an epoch's active positions, checked to be non-empty and inside 0..n-1."""
+    idx = torch.as_tensor(np.asarray(positions), dtype=torch.long).cpu()
+    if idx.ndim != 1 or len(idx) == 0:
+        raise ValueError(f"epoch {epoch}: the active set must be a non-empty 1-D list of positions, got shape "
+                         f"{tuple(idx.shape)}")
+    if int(idx.min()) < 0 or int(idx.max()) >= n:
+        raise ValueError(f"epoch {epoch}: active positions must lie in 0..{n - 1}, got {int(idx.min())}.."
+                         f"{int(idx.max())}")
+    return idx
+
+
 def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser named by `config.optimizer` over all of `net`'s parameters."""
     if config.optimizer == "adamw":
@@ -145,9 +165,14 @@ def make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.Optimizer
 
 
 def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = TrainConfig(), *,
-          val: ImageData | TensorPair | None = None, hooks: Sequence[Hook] = ()) -> TrainResult:
+          val: ImageData | TensorPair | None = None, hooks: Sequence[Hook] = (),
+          active: ActiveSet | None = None) -> TrainResult:
     """Train `net` in place on `data` (ImageData, or (images, labels) with hard or soft labels) and return it with
-    its history. With `val`, the returned weights are those of the best validation accuracy (see TrainConfig)."""
+    its history. With `val`, the returned weights are those of the best validation accuracy (see TrainConfig).
+
+    active: optional `f(epoch) -> positions` (0-based epoch; positions into `data`), asked at the start of every
+        epoch; that epoch shuffles and trains on those examples only. Hooks still see positions into `data`, and the
+        history gains an "examples" count per epoch. Default: every example, every epoch."""
     device = torch.device(config.device) if config.device else default_device()
     images, labels = as_tensors(data)
     n = len(images)
@@ -171,9 +196,14 @@ def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = Tr
     bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not config.progress, leave=False)
     for epoch in bar:
         net.train()
-        order = torch.randperm(n, generator=shuffle_gen)
+        if active is None:
+            order = torch.randperm(n, generator=shuffle_gen)
+        else:
+            positions = _active_positions(active(epoch), n, epoch)
+            order = positions[torch.randperm(len(positions), generator=shuffle_gen)]
+        seen = len(order)
         total_loss, total_correct = 0.0, 0
-        for start in range(0, n, config.batch_size):
+        for start in range(0, seen, config.batch_size):
             idx = order[start:start + config.batch_size]
             idx_dev = idx.to(images.device)
             x, y = images[idx_dev], labels[idx_dev]
@@ -204,7 +234,9 @@ def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = Tr
             if config.val_every and val_metrics.accuracy > best_acc:
                 best_acc, best_epoch, best_val = val_metrics.accuracy, epoch, val_metrics
                 best_state = copy.deepcopy(net.state_dict())
-        record = {"epoch": epoch, "train_loss": total_loss / n, "train_accuracy": total_correct / n, "lr": lr}
+        record = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": total_correct / seen, "lr": lr}
+        if active is not None:
+            record["examples"] = seen
         if val_metrics is not None:
             record.update(val_accuracy=val_metrics.accuracy, val_loss=val_metrics.loss)
         history.append(record)
@@ -212,7 +244,8 @@ def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = Tr
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_accuracy']:.3f}")
         stop = False
         if hooks:
-            info = EpochInfo(epoch, net, record["train_loss"], record["train_accuracy"], lr, val_metrics)
+            info = EpochInfo(epoch, net, record["train_loss"], record["train_accuracy"], lr, val_metrics,
+                             optimizer=opt, examples=seen)
             for h in hooks:
                 stop = bool(h.on_epoch(info)) or stop
         if stop and not last:

@@ -76,7 +76,7 @@ class DynamicExampleSelector:
                 and len(self.swaps) < c.max_swaps)
 
     def swap_epochs(self, epochs: int) -> list[int]:
-        """The epoch counts after which swaps will happen in a run of `epochs` epochs (boundaries of its phases)."""
+        """The epoch counts after which swaps are scheduled in a run of `epochs` epochs (never after the last)."""
         c = self.config
         if self.n_swap == 0:
             return []

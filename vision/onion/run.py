@@ -3,19 +3,20 @@
     result = run_onion(splits, OnionConfig(vit=OnionViTConfig(keep_ratio=0.7, attn_ratio=0.3),
                                            example=ExampleLevelConfig(drop=0.2, every=5, max_swaps=3), epochs=20))
 
-The run is split into phases at the swap epochs (every `example.every` epochs, at most `example.max_swaps` times),
-each phase one call of the shared training loop on the phase's active subset. The phase boundaries are the same
-whether the example level is on or off (`example.drop == 0`), so dense and sparse runs see the same schedule: the lr
-schedule of one uninterrupted run is reproduced across phases; the optimiser's state (SGD momentum, AdamW moments)
-restarts at each boundary, in every variant alike.
-Forgetting events are counted online by `vision.prune.ForgettingTracker` (the forgetting ranker's hook) on training
--set positions, and turned into a `Ranking` for the selector at each swap.
+The whole run is ONE call of the shared training loop, so one optimiser (its AdamW moments / SGD momentum) and one
+lr schedule span every epoch in every variant. The example level plugs in through the loop's per-epoch active set
+(`train(..., active=...)`): `ExampleSwapHook` hands the selector's active positions to each epoch and, at the end of
+every `example.every`-th epoch (at most `example.max_swaps` times, never after the last), swaps the active set and
+logs the swap. Forgetting events are counted online by `vision.prune.ForgettingTracker` (the forgetting ranker's
+hook) on training-set positions, and turned into a `Ranking` for the selector (`selector.ranking.select`) at each
+swap.
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,11 +25,14 @@ from selector.ranking import Ranking
 from vision.data import ImageData, Splits
 from vision.onion.examples import DynamicExampleSelector, ExampleLevelConfig, Swap
 from vision.onion.vit import OnionViTConfig, build_onion_vit, token_counts
-from vision.train import BatchInfo, Hook, TrainConfig, evaluate, train
+from vision.train import Hook, TrainConfig, evaluate, train
+
+if TYPE_CHECKING:
+    from vision.prune import ForgettingTracker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnionConfig", "OnionResult", "run_onion", "phase_bounds", "phase_schedule", "Reindex"]
+__all__ = ["OnionConfig", "OnionResult", "run_onion", "ExampleSwapHook"]
 
 
 @dataclass(frozen=True)
@@ -106,39 +110,30 @@ class OnionResult:
                 "history": self.history}
 
 
-class Reindex(Hook):
-    """Forwards batches to `hook` with positions in a subset mapped back to positions in the full training set."""
-
-    def __init__(self, hook: Hook, positions: np.ndarray):
-        self.hook = hook
-        self.positions = torch.as_tensor(positions, dtype=torch.long)
-
-    def on_batch(self, batch: BatchInfo) -> None:
-        idx = self.positions[batch.indices.cpu()].to(batch.indices.device)
-        self.hook.on_batch(BatchInfo(batch.epoch, batch.step, idx, batch.logits, batch.labels, batch.loss))
-
-    def on_epoch(self, info):
-        return self.hook.on_epoch(info)
-
-
-def phase_bounds(epochs: int, example: ExampleLevelConfig) -> list[int]:
-    """Epoch counts where phases end: every `example.every` epochs (at most `max_swaps` boundaries), then `epochs`."""
-    cuts = [e for e in range(example.every, epochs, example.every)][:example.max_swaps]
-    return cuts + [epochs]
-
-
-def phase_schedule(epochs: int, lr: float, decay_at: tuple[float, ...], start: int, end: int) -> tuple[float, tuple]:
-    """(lr, decay_at) for the phase [start, end) so that the phases together follow one run's step schedule."""
-    milestones = sorted({max(1, int(round(f * epochs))) for f in decay_at if 0 < f < 1})
-    phase_lr = lr * 0.1 ** sum(m <= start for m in milestones)
-    inner = tuple((m - start) / (end - start) for m in milestones if start < m < end)
-    return phase_lr, inner
-
-
 def _forgetting_ranking(tracker, labels: np.ndarray) -> Ranking:
     """Forgetting counts over training positions (never-learned = most forgotten), grouped by class."""
     counts = tracker.counts().double().numpy()
     return Ranking(ids=np.arange(len(counts)), scores=counts, groups=labels, source="forgetting")
+
+
+class ExampleSwapHook(Hook):
+    """The example level inside one training loop: `positions(epoch)` is the loop's per-epoch active set (the
+    selector's current one), and `on_epoch` swaps it, ranked by `tracker`'s forgetting counts, when the selector says
+    a swap is due after that epoch (and it is not the last of `epochs`). Every swap is logged."""
+
+    def __init__(self, selector: DynamicExampleSelector, tracker: "ForgettingTracker", labels: np.ndarray, epochs: int):
+        self.selector, self.tracker, self.labels, self.epochs = selector, tracker, labels, epochs
+
+    def positions(self, epoch: int) -> np.ndarray:
+        return self.selector.active
+
+    def on_epoch(self, info) -> None:
+        done = info.epoch + 1
+        if done < self.epochs and self.selector.due(done):
+            swap = self.selector.swap(_forgetting_ranking(self.tracker, self.labels), done)
+            log.info("epoch %d: swapped %d least-forgotten examples (forgetting counts %s..%s) for %d set-aside ones",
+                     done, len(swap.removed), swap.removed_scores.min(initial=0), swap.removed_scores.max(initial=0),
+                     len(swap.restored))
 
 
 def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResult:
@@ -157,30 +152,16 @@ def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResul
     n = len(data)
     selector = DynamicExampleSelector(n, config.example)
     tracker = ForgettingTracker(n)
-    labels = data.labels.numpy()
-    seconds, cpu_seconds, processed, start = 0.0, 0.0, 0, 0
-    history: list[dict] = []
-    bounds = phase_bounds(config.epochs, config.example)
-    for phase, end in enumerate(bounds):
-        active = selector.active
-        lr, decay = phase_schedule(config.epochs, config.lr, config.decay_at, start, end)
-        tc = TrainConfig(epochs=end - start, optimizer=config.optimizer, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                         batch_size=config.batch_size, decay_at=decay, seed=config.seed * 1000 + phase,
-                         device=config.device, progress=config.progress)
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = train(net, data.subset(active), tc, hooks=[Reindex(tracker, active)])
-        seconds += time.perf_counter() - t0
-        cpu_seconds += time.process_time() - c0
-        net = result.net
-        processed += len(active) * (end - start)
-        for h in result.history:
-            history.append({**h, "epoch": start + h["epoch"], "phase": phase, "active": len(active)})
-        if end < config.epochs and selector.due(end):
-            swap = selector.swap(_forgetting_ranking(tracker, labels), end)
-            log.info("epoch %d: swapped %d least-forgotten examples (forgetting counts %s..%s) for %d set-aside ones",
-                     end, len(swap.removed), swap.removed_scores.min(initial=0), swap.removed_scores.max(initial=0),
-                     len(swap.restored))
-        start = end
+    swapper = ExampleSwapHook(selector, tracker, data.labels.numpy(), config.epochs)
+    tc = TrainConfig(epochs=config.epochs, optimizer=config.optimizer, lr=config.lr, momentum=config.momentum,
+                     weight_decay=config.weight_decay, batch_size=config.batch_size, decay_at=config.decay_at,
+                     seed=config.seed, device=config.device, progress=config.progress)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = train(net, data, tc, hooks=[tracker, swapper], active=swapper.positions)
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    net = result.net
+    history = [{k: v for k, v in h.items() if k != "examples"} | {"active": h["examples"]} for h in result.history]
+    processed = sum(h["active"] for h in history)
     device = next(net.parameters()).device
     return OnionResult(net=net, config=config, train_seconds=seconds, train_cpu_seconds=cpu_seconds, images_processed=processed, n_train=n,
                        val_accuracy=evaluate(net, splits.val, device=device).accuracy,
