@@ -1,12 +1,14 @@
 """Onion benchmark: dense ViT vs each level alone vs all three, equal epochs, several seeds, interleaved runs.
 
     .venv/bin/python benchmarks/onion_bench.py --seeds 0 1 2 --epochs 16 --swap-every 4 --max-swaps 3 \
-        --out benchmarks/results/onion.md   # AdamW lr 3e-3 by default; --optimizer sgd --lr 0.05 --weight-decay 5e-4
+        --split 0.6 0.1 0.3 --out benchmarks/results/onion.md   # AdamW lr 3e-3 by default
 
 For every seed the five variants run back to back (in a rotating order), so each variant's time is compared with
 the dense run of the same seed taken minutes apart on the same (shared) CPU. Reported per variant: training time
 (inside the training loop only), processed images/s, time-to-train speed-up vs dense (dense seconds / variant seconds
-at equal epochs, per seed), and test accuracy, as mean +- std over seeds. Raw results go to --raw (JSON).
+at equal epochs, per seed), and test accuracy, as mean +- std over seeds, plus a per-seed table. Every run is one
+call of the shared training loop (one optimiser, one lr schedule); the example level swaps its active set between
+epochs. Raw results go to --raw (JSON); --from-raw re-renders the report from one or more raw files.
 """
 from __future__ import annotations
 
@@ -55,10 +57,37 @@ def ms(values) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
+def split_sizes(a) -> tuple[int, int, int]:
+    from vision.data import load_digits_data, split
+
+    s = split(load_digits_data(size=8), tuple(a.split), seed=0)
+    return len(s.train), len(s.val), len(s.test)
+
+
+def per_seed_table(rows, names, seeds) -> list[str]:
+    by = {(r["variant"], r["seed"]): r for r in rows}
+    lines = ["Per seed (train CPU s / test acc % / CPU-time speed-up vs the same seed's dense run / Δ acc vs that "
+             "dense run, points):", "",
+             "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for name in names:
+        cells = []
+        for s in seeds:
+            r, d = by.get((name, s)), by.get(("dense", s))
+            if r is None or d is None:
+                cells.append("–")
+                continue
+            cells.append(f"{r['train_cpu_seconds']:.1f} / {100 * r['test_accuracy']:.1f} / "
+                         f"{d['train_cpu_seconds'] / r['train_cpu_seconds']:.2f}x / "
+                         f"{100 * (r['test_accuracy'] - d['test_accuracy']):+.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def write_report(rows, a, out: Path, command: str, finished: bool):
     names = [n for n in VARIANTS if any(r["variant"] == n for r in rows)]
     seeds = sorted({r["seed"] for r in rows})
     by = {(r["variant"], r["seed"]): r for r in rows}
+    n_train, n_val, n_test = split_sizes(a)
     lines = [
         "# Onion (tri-level redundancy reduction) benchmark",
         "",
@@ -67,13 +96,13 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
         "",
         f"Command: `{command}`",
         "",
-        f"Data: sklearn digits upscaled to {a.image_size}x{a.image_size} (1 channel), split 0.7/0.15/0.15 (seed 0): "
-        f"1257 train / 270 val / 270 test. Model: timm ViT, patch {a.patch}, dim {a.dim}, depth {a.depth}, "
+        f"Data: sklearn digits upscaled to {a.image_size}x{a.image_size} (1 channel), split {'/'.join(f'{x:g}' for x in a.split)} "
+        f"(stratified, seed 0): {n_train} train / {n_val} val / {n_test} test (1 test image = {100 / n_test:.2f} "
+        f"points). Model: timm ViT, patch {a.patch}, dim {a.dim}, depth {a.depth}, "
         f"{a.heads} heads, jax init, trained {a.epochs} epochs through `vision.train.train` ({opt_text(a)}, lr x0.1 at "
-        f"half-way, batch {a.batch_size}); phases of {a.swap_every} epochs (at most "
-        f"{a.max_swaps} swaps) for every variant. Levels: token keep_ratio {a.keep_ratio} in the default blocks, "
-        f"attention attn_ratio {a.attn_ratio} in every block, example drop {a.example_drop} with swap_share "
-        f"{a.swap_share}. Test accuracy of the final weights. Seeds: {seeds}" + ("" if finished else
+        f"half-way, batch {a.batch_size}), one training loop per run (one optimiser, one lr schedule). Levels: token keep_ratio {a.keep_ratio} in the default blocks, "
+        f"attention attn_ratio {a.attn_ratio} in every block, example drop {a.example_drop}, swap after every {a.swap_every} "
+        f"epochs (at most {a.max_swaps} swaps), swap_share {a.swap_share}. Test accuracy of the final weights. Seeds: {seeds}" + ("" if finished else
                                                                                  " (run incomplete)") + ".",
         "",
         "| variant | train CPU s | processed img per CPU-s | **time-to-train speed-up vs dense (CPU time)** | "
@@ -95,6 +124,7 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
         met = sp >= 1.15 and da >= -1.0
         lines += ["", f"**Target (all three: >= 1.15x time-to-train speed-up at <= 1 point accuracy loss): "
                       f"{'met' if met else 'NOT met'}** (mean speed-up {sp:.2f}x, mean Δ acc {da:+.2f} points)."]
+    lines += [""] + per_seed_table(rows, names, seeds)
     lines += ["", "Tokens per block (into attention, into MLP) with the token level: "
               f"{rows[[r['variant'] for r in rows].index('token')]['tokens_per_block'] if any(r['variant'] == 'token' for r in rows) else 'n/a'}"
               f"; dense: {(a.image_size // a.patch) ** 2 + 1} everywhere.", ""]
@@ -112,8 +142,9 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
               "block-sparse attention kernel (GPU), which this code does not have.",
               "- The CPU was shared with other engineers' jobs: absolute img/s and wall-clock ratios are noisy; only "
               "same-seed CPU-time ratios are meaningful.",
-              f"- Optimiser: {opt_text(a)} through `TrainConfig.optimizer`; its state restarts at every phase "
-              "boundary in every variant alike (one call of the shared loop per phase). timm's 'jax' init.", ""]
+              f"- Optimiser: {opt_text(a)} through `TrainConfig.optimizer`; every run is one call of the shared "
+              "loop, so the optimiser state and the lr schedule run uninterrupted across the example level's swaps "
+              "(`train(..., active=...)`). timm's 'jax' init.", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_suffix(".png")
     try:
@@ -166,15 +197,18 @@ def main(argv=None) -> int:
     p.add_argument("--swap-every", type=int, default=5)
     p.add_argument("--max-swaps", type=int, default=3)
     p.add_argument("--swap-share", type=float, default=0.5)
+    p.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
+                   help="digits train/val/test fractions, split seed 0 (default 0.7 0.15 0.15; 0.6 0.1 0.3 gives "
+                        "540 test images)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS)[:5], choices=list(VARIANTS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/onion.md"))
     p.add_argument("--raw", type=Path, default=Path("/tmp/onion_bench.json"))
-    p.add_argument("--from-raw", type=Path, help="only re-render the report from a raw JSON of an earlier run")
+    p.add_argument("--from-raw", type=Path, nargs="+", help="only re-render the report from raw JSON file(s)")
     p.add_argument("--command", help="the command line to print in the report (with --from-raw)")
     a = p.parse_args(argv)
     if a.from_raw:
-        rows = json.loads(a.from_raw.read_text())
+        rows = [r for f in a.from_raw for r in json.loads(f.read_text())]
         write_report(rows, a, a.out, a.command or "see --from-raw", finished=True)
         print(a.out.read_text())
         return 0
@@ -183,7 +217,7 @@ def main(argv=None) -> int:
     from vision.onion.run import run_onion
 
     command = "python " + " ".join(["benchmarks/onion_bench.py", *sys.argv[1:]]) if argv is None else str(argv)
-    splits = split(load_digits_data(size=a.image_size, channels=1), (0.7, 0.15, 0.15), seed=0)
+    splits = split(load_digits_data(size=a.image_size, channels=1), tuple(a.split), seed=0)
     rows = []
     variants = [v for v in VARIANTS if v in a.variants]
     for i, seed in enumerate(a.seeds):
