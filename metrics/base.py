@@ -64,8 +64,11 @@ def as_scored(out: "np.ndarray | Scored", n: int, name: str) -> Scored:
         raise ValueError(f"metric {name!r} returned {len(scored.values)} scores for a batch of {n}")
     values = np.asarray(scored.values, dtype=np.float64 if np.ndim(scored.values) <= 1 else np.float32)
     nan = np.isnan(values) if values.ndim == 1 else np.isnan(values).any(axis=1)
-    reasons = list(scored.reasons) if scored.reasons is not None else [None] * n
-    reasons = [r if r is not None or not bad else "nan score" for r, bad in zip(reasons, nan)]
+    if scored.reasons is None and not nan.any():
+        reasons = [None] * n
+    else:
+        reasons = list(scored.reasons) if scored.reasons is not None else [None] * n
+        reasons = [r if r is not None or not bad else "nan score" for r, bad in zip(reasons, nan)]
     return Scored(values, reasons, scored.extra)
 
 

@@ -24,10 +24,12 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from metrics.base import Batch, Metric, Scored, as_scored
+from selector.dedup import all_distinct
 
 log = logging.getLogger(__name__)
 
@@ -243,23 +245,24 @@ def score_records(dataset, metrics: list[Metric], config: RunnerConfig = RunnerC
     """
     table = _table_of(dataset)
     n = table.num_rows
-    ids = [str(x) for x in table.column("id").to_pylist()]
-    if len(set(ids)) != n:
+    id_column = pc.cast(table.column("id"), pa.string())
+    if not all_distinct(id_column):
         raise ValueError("record ids must be unique for scoring (the record reader rejects duplicates)")
     columns = [m.column for m in metrics]
     if len(set(columns)) != len(columns):
         raise ValueError(f"two metrics write the same column: {columns}")
     batched = [m for m in metrics if not m.columnar]
     if batched:
-        result = _score_batched(table, ids, batched, config, images_root)
+        result = _score_batched(table, id_column.to_pylist(), batched, config, images_root)
     else:
-        result = pa.table({"id": pa.array(ids, pa.string())})
+        result = pa.table({"id": id_column})
     meta = score_metadata(result)
     for metric in metrics:
         if not metric.columnar:
             continue
         scored = as_scored(metric.score_column(table), n, metric.name)
-        missing = np.array([r is not None for r in scored.reasons], dtype=bool)
+        none = scored.reasons.count(None) == n  # C-level count: no object array for a million Nones
+        missing = np.zeros(n, bool) if none else np.not_equal(np.array(scored.reasons, dtype=object), None)
         result = result.append_column(metric.column, _value_array(scored.values, metric.kind, missing))
         if missing.any():
             result = result.append_column(metric.column + REASON_SUFFIX, pa.array(scored.reasons, pa.string()))

@@ -1,4 +1,9 @@
-"""Image-path validation: containment in the images root, then a full decode to catch truncated or fake files."""
+"""Image-path validation: containment in the images root, then a full decode to catch truncated or fake files.
+
+Both steps run in worker processes. Containment follows symlinks like `Path.resolve`, but resolves each folder once
+(cached) and then needs one `lstat` per image, not one per path component: on slow file systems resolving every
+path cost more than decoding a small image.
+"""
 from __future__ import annotations
 
 import os
@@ -8,26 +13,33 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 
-def contained_path(root: Path, name: str) -> Path | None:
-    """The resolved path of `name` under `root`, or None when it leaves the root (`../`, or absolute elsewhere)."""
-    root = root.resolve()
-    target = (root / name).resolve()  # an absolute `name` replaces root, as intended
-    try:
-        target.relative_to(root)
-    except ValueError:
-        return None
-    return target
+def contained_path(root: str, name: str, folders: dict[str, str] | None = None) -> str | None:
+    """The real path of `name` under the real folder `root`, or None when it leaves the root (`../`, an absolute
+    path elsewhere, or a symlink out). `folders` caches resolved folders across calls."""
+    folders = {} if folders is None else folders
+    joined = os.path.join(root, name)  # an absolute `name` replaces root, as intended
+    folder, base = os.path.split(joined)
+    if base in ("", ".", ".."):
+        target = os.path.realpath(joined)
+    else:
+        real_folder = folders.get(folder)
+        if real_folder is None:
+            real_folder = folders[folder] = os.path.realpath(folder)
+        target = os.path.join(real_folder, base)
+        if os.path.islink(target):
+            target = os.path.realpath(target)
+    return target if target == root or target.startswith(root.rstrip(os.sep) + os.sep) else None
 
 
 def image_problem(path: str) -> str | None:
     """Why the file at `path` is not a usable image, or None. Decodes every pixel, so truncation is caught."""
-    if not os.path.exists(path):
-        return "image file missing"
-    if not os.path.isfile(path):
-        return "image path is not a file"
     try:
         with Image.open(path) as im:
             im.load()
+    except FileNotFoundError:
+        return "image file missing"
+    except IsADirectoryError:
+        return "image path is not a file"
     except UnidentifiedImageError:
         return "not an image"
     except PermissionError:
@@ -37,38 +49,40 @@ def image_problem(path: str) -> str | None:
     return None
 
 
-def _problems_chunk(paths: list[str]) -> list[str | None]:
-    return [image_problem(p) for p in paths]
+def _problems_chunk(root: str, names: list[str]) -> list[str | None]:
+    """For each name: None when it is a readable image under `root`, else the reason (naming the file)."""
+    folders: dict[str, str] = {}
+    out: list[str | None] = []
+    for name in names:
+        target = contained_path(root, name, folders)
+        if target is None:
+            out.append(f"image path {name!r} leaves the images root")
+            continue
+        problem = image_problem(target)
+        out.append(f"{problem}: {os.path.relpath(target, root)}" if problem else None)
+    return out
 
 
 def check_images(root: Path, names: list[list[str]], workers: int = 0) -> list[str | None]:
     """One rejection reason (or None) per record, given each record's image names relative to `root`.
 
-    Decoding is the slow part, so it runs in `workers` processes (0 = one per CPU, 1 = in this process).
+    Containment and decoding run in `workers` processes (0 = one per CPU, 1 = in this process).
     """
+    real_root = os.path.realpath(root)
+    flat = [name for recs in names for name in recs]
+    owner = [i for i, recs in enumerate(names) for _ in recs]
     reasons: list[str | None] = [None] * len(names)
-    todo_paths: list[str] = []
-    todo_owner: list[int] = []
-    for i, recs in enumerate(names):
-        for name in recs:
-            target = contained_path(root, name)
-            if target is None:
-                reasons[i] = f"image path {name!r} leaves the images root"
-                break
-            todo_paths.append(str(target))
-            todo_owner.append(i)
-    if not todo_paths:
+    if not flat:
         return reasons
     workers = workers or (os.cpu_count() or 1)
-    chunk = max(16, len(todo_paths) // (workers * 8) + 1)
-    pieces = [todo_paths[s:s + chunk] for s in range(0, len(todo_paths), chunk)]
+    chunk = max(16, len(flat) // (workers * 8) + 1)
+    pieces = [flat[s:s + chunk] for s in range(0, len(flat), chunk)]
     if workers <= 1 or len(pieces) == 1:
-        results = [_problems_chunk(p) for p in pieces]
+        results = [_problems_chunk(real_root, p) for p in pieces]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_problems_chunk, pieces))
-    flat = [r for piece in results for r in piece]
-    for owner, path, problem in zip(todo_owner, todo_paths, flat):
-        if problem and reasons[owner] is None:
-            reasons[owner] = f"{problem}: {os.path.relpath(path, root.resolve())}"
+            results = list(pool.map(_problems_chunk, [real_root] * len(pieces), pieces))
+    for i, problem in zip(owner, (r for piece in results for r in piece)):
+        if problem and reasons[i] is None:
+            reasons[i] = problem
     return reasons

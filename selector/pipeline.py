@@ -85,14 +85,14 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     from metrics import build
     from metrics.runner import REASON_SUFFIX, RunnerConfig, score_records
 
-    valid = records.valid()
-    ids = valid.data.table.column("id").to_pylist()  # one Arrow conversion, not a datasets lookup per row
-    have = align_scores(load_scores(config.scores), ids) if config.scores else None
-    known = None
-    if have is not None:
+    valid = records.valid_table()
+    have = known = None
+    if config.scores:
+        ids = valid.column("id").to_pylist()
+        have = align_scores(load_scores(config.scores), ids)
         table_ids = set(load_scores(config.scores).column("id").to_pylist())
         known = np.array([rid in table_ids for rid in ids], dtype=bool)
-    cols = {"id": pa.array(ids, pa.string())}
+    cols = {"id": valid.column("id").combine_chunks()}
     runner = RunnerConfig(batch_size=config.batch_size, progress=config.progress, cache_dir=config.score_cache,
                           device=config.device)
     root = str(records.images_root) if records.images_root else None
@@ -106,7 +106,7 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
         metric = build(m, **config.metric_params.get(m, {}))
         if reuse:  # score only the records the table does not cover
             missing_rows = np.flatnonzero(~known)
-            computed = score_records(valid.select(missing_rows), [metric], runner, images_root=root)
+            computed = score_records(valid.take(pa.array(missing_rows)), [metric], runner, images_root=root)
             merged = have.column(m).to_pylist()
             for row, value in zip(missing_rows, computed.column(metric.column).to_pylist()):
                 merged[row] = value

@@ -42,8 +42,7 @@ class MetricRanker:
         den = present.astype(np.float64) @ np.abs(w)
         with np.errstate(invalid="ignore", divide="ignore"):
             combined = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-        ids = np.asarray(scores.column("id").to_pylist(), dtype=object)
-        return Ranking(ids=ids, scores=combined, source="+".join(self.metrics))
+        return Ranking(ids=scores.column("id"), scores=combined, source="+".join(self.metrics))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from selector.errors import BudgetError
 
@@ -27,11 +29,10 @@ class Ranking:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        ids = np.asarray(self.ids)
+        ids, n_unique = _ids_array(self.ids)
         scores = np.asarray(self.scores, dtype=np.float64)
         if ids.ndim != 1 or scores.ndim != 1 or len(ids) != len(scores):
             raise ValueError(f"Ranking needs 1-d ids and scores of equal length, got {ids.shape} and {scores.shape}")
-        n_unique = len(set(ids.tolist())) if ids.dtype == object else len(np.unique(ids))
         if n_unique != len(ids):
             raise ValueError("Ranking ids must be unique")
         object.__setattr__(self, "ids", ids)
@@ -45,15 +46,60 @@ class Ranking:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def order(self, seed: int = 0) -> np.ndarray:
-        """Positions from best to worst; equal scores are ordered by a permutation drawn from `seed`."""
-        tiebreak = np.random.default_rng(seed).permutation(len(self.scores))
+    def order(self, seed: int = 0, top: int | None = None) -> np.ndarray:
+        """Positions from best to worst; equal scores are ordered by a permutation drawn from `seed`.
+
+        With `top`, only the first `top` positions of that same order (a partial sort: O(n) instead of a full
+        sort, which matters for a budget of hundreds out of millions)."""
+        n = len(self.scores)
+        tiebreak = np.random.default_rng(seed).permutation(n)
         key = np.where(np.isnan(self.scores), -np.inf, self.scores)
+        rows = np.arange(n)
+        if top is not None and top < n:
+            if top <= 0:
+                return rows[:0]
+            cutoff = -np.partition(-key, top - 1)[top - 1]
+            rows = np.flatnonzero(key >= cutoff)  # everything that can reach the top, ties at the cut included
         # lexsort sorts by the last key first: descending score, then the seeded tiebreak.
-        return np.lexsort((tiebreak, -key))
+        return rows[np.lexsort((tiebreak[rows], -key[rows]))][:top]
 
     def with_groups(self, groups: np.ndarray | None) -> "Ranking":
         return Ranking(self.ids, self.scores, groups, self.source, dict(self.meta))
+
+
+def _ids_array(ids: Any) -> tuple[np.ndarray, int]:
+    """Ids as a NumPy array, and how many distinct ones there are. Arrow columns (a score table's ids) are counted
+    natively: a set of a million Python strings costs more than the rest of a selection."""
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        from selector.dedup import all_distinct
+
+        return _arrow_to_numpy_strings(ids), len(ids) if all_distinct(ids) else -1
+    ids = np.asarray(ids)
+    return ids, len(set(ids.tolist())) if ids.dtype == object else len(np.unique(ids))
+
+
+def _arrow_to_numpy_strings(column: pa.Array | pa.ChunkedArray, max_bytes: int = 1 << 28) -> np.ndarray:
+    """An Arrow column as a NumPy array. ASCII string columns become the fixed-width unicode array that
+    `np.asarray(list_of_str)` would give, gathered from the Arrow buffers without a Python string per value;
+    anything else (non-ASCII, NUL bytes, very long values) goes through Python objects."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_string(column.type) or column.null_count or len(column) == 0:
+        return column.to_numpy(zero_copy_only=False)
+    bufs = column.buffers()
+    offsets = np.frombuffer(bufs[1], np.int32)[column.offset:column.offset + len(column) + 1]
+    data = np.frombuffer(bufs[2], np.uint8)[offsets[0]:offsets[-1]] if bufs[2] is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    width = max(int(lengths.max()), 1)
+    if len(column) * width * 4 > max_bytes or not len(data) or data.max() >= 0x80 or data.min() == 0:
+        return column.to_numpy(zero_copy_only=False)
+    if (lengths == width).all():  # fixed-width ids (zero-padded numbers, hashes): the bytes already form the grid
+        codes = data.reshape(len(column), width).astype(np.uint32)
+    else:
+        window = np.arange(width, dtype=np.int32)
+        pos = np.minimum((offsets[:-1] - offsets[0])[:, None] + window, len(data) - 1)
+        codes = np.where(window < lengths[:, None], data[pos], 0).astype(np.uint32)
+    return codes.view(f"<U{width}").ravel()
 
 
 @runtime_checkable
@@ -141,14 +187,14 @@ def select(ranking: Ranking, budget: int | float, *, groups: np.ndarray | None =
     """
     n = len(ranking)
     k = resolve_budget(budget, n)
-    order = ranking.order(seed)
     groups = ranking.groups if groups is None else np.asarray(groups)
     if per_group not in ("proportional", "none"):
         raise ValueError(f"per_group must be 'proportional' or 'none', got {per_group!r}")
     quotas = None
     if groups is None or per_group == "none":
-        chosen = order[:k]
+        chosen = ranking.order(seed, top=k)
     else:
+        order = ranking.order(seed)
         if len(groups) != n:
             raise ValueError(f"groups has {len(groups)} entries for {n} ranked items")
         labels, counts = np.unique(groups, return_counts=True)

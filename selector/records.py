@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,6 +19,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from selector.arrow_memory import prefer_fast_allocator
+from selector.dedup import repeats
 from selector.errors import FormatError, RecordError
 from selector.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
 from selector.images import check_images
@@ -41,30 +44,40 @@ RANGE_BYTES = 64 << 20  # one worker task; bounds the memory a worker holds
 
 @dataclass
 class RecordSet:
-    """All records of one input file. `dataset` has one row per record, rejected ones included."""
+    """All records of one input file, one row per record, rejected ones included (with their `reason`).
+
+    The rows live in an Arrow table; `dataset` is the same table as a `datasets.Dataset` (zero-copy, built on first
+    use, so a run that never needs the `datasets` API does not pay its ~1 s import)."""
 
     path: Path
     layout: Layout
     images_root: Path | None
-    dataset: Any  # datasets.Dataset with SCHEMA's columns
+    table: pa.Table  # SCHEMA's columns
     container: dict | None = None  # cc_sbu: the top-level object without its annotations
     meta: dict = field(default_factory=dict)
 
-    @property
-    def table(self) -> pa.Table:
-        return self.dataset.data.table
+    @cached_property
+    def dataset(self):
+        """All records as a datasets.Dataset with SCHEMA's columns."""
+        import datasets
+
+        return datasets.Dataset(datasets.table.InMemoryTable(self.table), fingerprint=self.fingerprint)
 
     def valid_mask(self) -> np.ndarray:
         return pc.is_null(self.table.column("reason")).to_numpy(zero_copy_only=False)
+
+    def valid_table(self) -> pa.Table:
+        """The records that passed validation, as an Arrow table without `raw` (row order of the file)."""
+        table = self.table.drop_columns(["raw"])
+        if table.column("reason").null_count != table.num_rows:
+            table = table.filter(pc.is_null(table.column("reason")))
+        return table
 
     def valid(self):
         """The records that passed validation, as a datasets.Dataset (row order of the file)."""
         import datasets
 
-        table = self.table.drop_columns(["raw"])
-        if table.column("reason").null_count != table.num_rows:
-            table = table.filter(pc.is_null(table.column("reason")))
-        return datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=self.fingerprint + "-valid")
+        return datasets.Dataset(datasets.table.InMemoryTable(self.valid_table()), fingerprint=self.fingerprint + "-valid")
 
     @property
     def fingerprint(self) -> str:
@@ -173,8 +186,10 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table
     ranges = _line_aligned_splits(path, parts)
     results: list[tuple[pa.Table, int] | None] = [None] * len(ranges)
     if schema in ("llava", "sharegpt") and not strict:
-        for i, (a, b) in enumerate(ranges):
-            results[i] = _fast_range(path, a, b)
+        # Two ranges in flight: one range's single-threaded validation overlaps the next one's multithreaded
+        # parse (both release the GIL in Arrow's C++ kernels), so neither core idles.
+        with ThreadPoolExecutor(max_workers=2 if parallel else 1) as threads:
+            results = list(threads.map(lambda r: _fast_range(path, *r), ranges))
     todo = [i for i, r in enumerate(results) if r is None]
     pool = ProcessPoolExecutor(max_workers=workers) if parallel and len(todo) > 1 else None
     try:
@@ -234,55 +249,34 @@ def _read_json_items(path: Path, items: Iterable[Any], schema: str, strict: bool
     return cols.table()
 
 
-def _codes(column: pa.ChunkedArray) -> np.ndarray:
-    """Dense integer codes of a column's values (equal values, equal codes): exact, with no hash collisions."""
-    return pc.dictionary_encode(column.combine_chunks()).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _later_repeats(key: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Among row positions `candidates` (in file order), those whose key appeared at an earlier candidate, and
-    the position of that first occurrence."""
-    k = key[candidates]
-    _, first_idx, inverse = np.unique(k, return_index=True, return_inverse=True)
-    first_pos = candidates[first_idx[inverse]]
-    later = first_pos != candidates
-    return candidates[later], first_pos[later]
-
-
 def _set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Table:
     if len(rows) == 0:
         return table
-    current = table.column("reason").to_pylist()
-    for r, text in zip(rows.tolist(), reasons):
-        current[r] = text
-    return table.set_column(SCHEMA.get_field_index("reason"), "reason", pa.array(current, pa.string()))
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows] = True
+    order = np.argsort(rows, kind="stable")  # replace_with_mask fills the masked slots in row order
+    column = pc.replace_with_mask(table.column("reason").combine_chunks(), pa.array(mask),
+                                  pa.array([reasons[k] for k in order], pa.string()))
+    return table.set_column(SCHEMA.get_field_index("reason"), "reason", column)
 
 
 def _valid_positions(table: pa.Table) -> np.ndarray:
-    return np.flatnonzero(pc.is_null(table.column("reason")).to_numpy(zero_copy_only=False))
+    reason = table.column("reason")
+    if reason.null_count == table.num_rows:
+        return np.arange(table.num_rows, dtype=np.int64)
+    return np.flatnonzero(pc.is_null(reason).to_numpy(zero_copy_only=False))
 
 
 def _mark_duplicates(table: pa.Table) -> pa.Table:
     """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
-    valid = _valid_positions(table)
-    if len(valid) == 0:
-        return table
-    rows, first = _later_repeats(_codes(table.column("id")), valid)
+    rows, first = repeats([table.column("id")], _valid_positions(table))
     lines = table.column("line").to_numpy()
     return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
 def _mark_duplicate_content(table: pa.Table) -> pa.Table:
     """Reject later records whose (images, instruction, answer) repeat an earlier valid record exactly."""
-    valid = _valid_positions(table)
-    if len(valid) == 0:
-        return table
-    images = pc.binary_join(table.column("images"), "\x00")
-    key = np.zeros(table.num_rows, dtype=np.int64)
-    for col in (images, table.column("instruction"), table.column("answer")):
-        codes = _codes(col)
-        key = np.unique(key * (int(codes.max()) + 1) + codes, return_inverse=True)[1].astype(np.int64)
-    rows, first = _later_repeats(key, valid)
+    rows, first = repeats([table.column(c) for c in ("instruction", "answer", "images")], _valid_positions(table))
     ids = table.column("id")
     return _set_reasons(table, rows, [f"duplicate content of id {ids[int(f)].as_py()!r}" for f in first])
 
@@ -314,8 +308,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     decoded in `workers` processes (0 = one per CPU). With `dedup`, a record repeating an earlier one's images,
     instruction and answer exactly is rejected as a duplicate.
     """
-    import datasets
-
+    prefer_fast_allocator()
     path = resolve_input(Path(path))
     layout = detect_layout(path, fmt)
     st = path.stat()
@@ -344,10 +337,8 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
         if bad.num_rows:
             first = bad.slice(0, 1).to_pylist()[0]
             raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
-    records = RecordSet(path=path, layout=layout, images_root=root, dataset=None, container=container,
-                        meta={"source_stat": (st.st_size, st.st_mtime_ns)})
-    records.dataset = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=records.fingerprint)
-    return records
+    return RecordSet(path=path, layout=layout, images_root=root, table=table, container=container,
+                     meta={"source_stat": (st.st_size, st.st_mtime_ns)})
 
 
 def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:

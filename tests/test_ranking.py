@@ -84,3 +84,27 @@ def test_ranking_validates_inputs():
         Ranking(np.array([1, 1]), np.array([0.0, 1.0]))
     with pytest.raises(ValueError):
         Ranking(np.array([1, 2]), np.array([0.0]))
+
+
+def test_partial_order_equals_the_full_order_prefix_with_ties_and_nans():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, 2000).astype(float)  # heavy ties, also across the cut
+    scores[rng.choice(2000, 300, replace=False)] = np.nan
+    r = Ranking(ids=np.arange(2000), scores=scores)
+    for seed in (0, 1):
+        full = r.order(seed)
+        for k in (0, 1, 7, 450, 1999, 2000, 5000):
+            assert np.array_equal(r.order(seed, top=k), full[:k])
+        assert np.array_equal(select(r, 450, seed=seed).indices, full[:450])
+
+
+def test_ranking_accepts_arrow_ids_and_checks_them():
+    import pyarrow as pa
+
+    ids = pa.chunked_array([["r1", "r2"], ["r10", "x"]])
+    r = Ranking(ids=ids, scores=np.array([0.1, 0.4, 0.3, 0.2]))
+    assert r.ids.tolist() == ["r1", "r2", "r10", "x"]
+    assert list(select(r, 2).ids) == ["r2", "r10"]
+    assert Ranking(ids=pa.array(["é", "e"]), scores=np.zeros(2)).ids.tolist() == ["é", "e"]
+    with pytest.raises(ValueError, match="unique"):
+        Ranking(ids=pa.chunked_array([["a", "bb"], ["bb"]]), scores=np.zeros(3))

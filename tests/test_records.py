@@ -224,3 +224,27 @@ def test_vectorised_parser_equals_per_record_parser(tmp_path):
     # Blocks the reader cannot type fall back to the per-record parser.
     assert parse_block(b'{"id": 1, "conversations": []}\n', 0, SCHEMA) is None
     assert parse_block(b'{"id": "a"}\n\n{"id": "b"}\n', 0, SCHEMA) is None
+
+
+def test_exact_duplicates_are_found_whatever_the_fingerprint_windows_see():
+    """Values that agree on length, start, middle and end but differ elsewhere are not duplicates; equal values
+    are, wherever they sit in the Arrow buffers (short values, the buffer's end, sliced chunks)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from selector.dedup import all_distinct, fingerprint, repeats
+
+    a = "abcdefgh" + "x" * 10 + "MIDDLE" + "y" * 10 + "12345678"
+    b = a[:10] + "Z" + a[11:]  # one byte differs outside every window
+    vals = ["", "q", "qq", "abcdefg", a, b, "q", a, "", "abcdefg", "é", "é"]
+    col = pa.chunked_array([pa.array(["pad"] + vals[:6]).slice(1), pa.array(vals[6:])])
+    fp = fingerprint(col)
+    assert fp[4] == fp[5]  # the windows cannot tell a from b ...
+    rows, first = repeats([col], np.arange(len(vals)))
+    assert dict(zip(rows.tolist(), first.tolist())) == {6: 1, 7: 4, 8: 0, 9: 3, 11: 10}  # ... the exact step does
+    assert not all_distinct(col) and all_distinct(pa.array(["a", "b", "ab"]))
+    # a multi-column key: equal answers under different instructions are not duplicates
+    instr = pa.chunked_array([["i1", "i2", "i1", "i1"]])
+    ans = pa.chunked_array([["same", "same", "same", "other"]])
+    rows, first = repeats([instr, ans], np.arange(4))
+    assert rows.tolist() == [2] and first.tolist() == [0]
