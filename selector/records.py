@@ -39,7 +39,7 @@ SCHEMA = pa.schema([
 # JSONL records are referenced by byte range (offset, length) in the source file and re-read on write, so a large
 # file is never held in memory as text; records from JSON containers keep their serialised text in `raw`.
 PARALLEL_MIN_BYTES = 32 << 20  # below this a second process costs more than it saves
-RANGE_BYTES = 64 << 20  # one worker task; bounds the memory a worker holds
+RANGE_BYTES = 16 << 20  # one parse task; bounds the memory it holds; small enough that two overlap well
 
 
 @dataclass
