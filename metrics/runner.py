@@ -25,8 +25,6 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from metrics.base import Batch, Metric, Scored, as_scored
 from selector.dedup import all_distinct
@@ -116,6 +114,8 @@ def _metric_dir(root: Path, metric: Metric) -> Path:
 
 
 def _write_atomic_parquet(table: pa.Table, path: Path) -> None:
+    import pyarrow.parquet as pq  # only model metrics touch the cache: a columnar-only run skips this import
+
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
@@ -141,6 +141,8 @@ def _part_table(ids: list[str], fps: list[str], scored: Scored, kind: str) -> pa
 
 
 def _read_cache(mdir: Path) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
     parts = sorted(mdir.glob("*.parquet"))
     if not parts:
         return None
@@ -317,6 +319,8 @@ def _score_batched(table: pa.Table, ids: list[str], metrics: list[Metric], confi
 
 
 def _run_jobs(jobs: list[_Job], spans, ids, fps, instructions, answers, images, images_root, config, rank) -> None:
+    from tqdm.auto import tqdm  # imported here: a run of columnar metrics only needs no progress bar
+
     pending = [j for j in jobs if j.todo]
     if not pending:
         return

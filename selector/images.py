@@ -10,8 +10,6 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 
 def contained_path(root: str, name: str, folders: dict[str, str] | None = None) -> str | None:
     """The real path of `name` under the real folder `root`, or None when it leaves the root (`../`, an absolute
@@ -33,6 +31,8 @@ def contained_path(root: str, name: str, folders: dict[str, str] | None = None) 
 
 def image_problem(path: str) -> str | None:
     """Why the file at `path` is not a usable image, or None. Decodes every pixel, so truncation is caught."""
+    from PIL import Image, UnidentifiedImageError  # here, not at import: text-only runs never need Pillow
+
     try:
         with Image.open(path) as im:
             im.load()
