@@ -73,18 +73,68 @@ def label_diagnostics(run: dict) -> dict:
             "clean_share_range": [float(clean.min()), float(clean.max())], "subset_size": int(np.sum(sub == 0))}
 
 
+ABLATION = {
+    # name: (SelectorConfig overrides, TrainConfig overrides); the last one is the current default
+    "previous (post-act, random init, 1 net)": ({"block": "postact", "zero_init_residual": False},
+                                                {"ensemble": 1, "warm_start": "none"}),
+    "zero-init residuals, 1 net": ({}, {"ensemble": 1, "warm_start": "none"}),
+    "zero-init residuals, 5-net CV ensemble": ({}, {"ensemble": 5, "warm_start": "none"}),
+    "ridge warm start, 1 net": ({}, {"ensemble": 1, "warm_start": "ridge"}),
+    "ridge warm start, 5-net CV ensemble (default)": ({}, {}),
+}
+
+
+def ablation(cfg, run: dict) -> dict:
+    """Clean share (truth.jsonl, report only) of the 200 chosen by each selector setting refitted on the SAME score
+    table, subsets and labels as the run, selected the same way (spectral clusters, seed). Settings were chosen
+    beforehand on label data (cross-validated subset-label MSE), never on this number."""
+    from dataclasses import replace as dc_replace
+
+    import pyarrow.parquet as pq
+
+    from selector.learned.features import FeatureConfig
+    from selector.learned.final import ClusterConfig
+    from selector.learned.network import TrainConfig
+    from selector.learned.train import SelectorConfig, aligned_scores, fit_selector
+    from selector.ranking import select
+
+    saved = json.loads((Path(run["selector_dir"]) / "subsets.json").read_text())
+    table = aligned_scores(pq.read_table(Path(cfg.cache) / f"scores-data{cfg.data_seed}" / "train-scores.parquet"),
+                           saved["ids"], [])
+    labels = np.asarray(run["labels"]["labels"], dtype=float)
+    truth = {}
+    for line in (Path(run["data"]) / "truth.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        truth[str(rec["id"])] = rec["clean"]
+    base = SelectorConfig(features=FeatureConfig(seed=cfg.seed), n_subsets=cfg.n_subsets,
+                          subset_method=cfg.subset_method, train=TrainConfig(seed=cfg.seed),
+                          clusters=ClusterConfig(seed=cfg.seed), seed=cfg.seed, subset_seed=cfg.subset_seed)
+    out = {}
+    for name, (net_kw, train_kw) in ABLATION.items():
+        sc = dc_replace(base, train=dc_replace(base.train, **train_kw), **net_kw)
+        fitted = fit_selector(table, np.asarray(saved["subset"]), labels, sc)
+        sel = select(fitted.selector.rank(table), cfg.budget, seed=cfg.seed)
+        h = fitted.history
+        out[name] = {"clean": float(np.mean([truth[str(i)] for i in sel.ids])), "val_loss": h.best_val_loss,
+                     "null_val_loss": h.null_val_loss}
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=ROOT / ".cache/mmselect")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--noise-subsets", type=int, default=8,
-                   help="label subsets re-labelled with a second LoRA seed to measure label noise (0: skip)")
-    p.add_argument("--subsets", type=int, default=30)
+    p.add_argument("--noise-subsets", type=int, default=0,
+                   help="with one label seed: label subsets re-labelled with a second LoRA seed to measure label "
+                        "noise (0: skip; with several label seeds the noise is measured on every subset)")
+    p.add_argument("--subsets", type=int, default=20)
     p.add_argument("--subset-method", default="random")
     p.add_argument("--stage1-epochs", type=float)
     p.add_argument("--label-metric", default="eval_loss", help="eval_loss (negated), exact_match or contains")
     p.add_argument("--no-full-pool", action="store_true")
-    p.add_argument("--label-seeds", default="0", help="LoRA seeds per label subset, averaged (e.g. 0,1)")
+    p.add_argument("--label-seeds", default="0,1", help="LoRA seeds per label subset, averaged (default 0,1)")
+    p.add_argument("--no-ablation", action="store_true",
+                   help="skip the clean share of the earlier selector settings refitted on the same labels")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/selector.md")
     ns = p.parse_args(argv)
@@ -107,8 +157,14 @@ def main(argv=None) -> int:
         runs.append(out)
         print(f"seed {seed} done in {out['seconds']:.0f} s", flush=True)
 
+        if not ns.no_ablation:
+            out["ablation"] = ablation(cfg, out)
+            print(f"ablation (clean share of the learned 200): {out['ablation']}", flush=True)
         if k == 0:  # label noise right after the first seed, so partial results already carry it
-            noise = label_noise(cfg, runs[0], ns.noise_subsets) if ns.noise_subsets else float("nan")
+            if len(cfg.label_seeds) > 1:
+                noise = runs[0]["labels"]["noise"]
+            else:
+                noise = label_noise(cfg, runs[0], ns.noise_subsets) if ns.noise_subsets else float("nan")
         write_results(ns, seeds[: k + 1], runs, noise, t0)
     return 0
 
@@ -142,11 +198,13 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
              f"--label-metric {ns.label_metric} --label-seeds {ns.label_seeds}"
              f"{' --no-full-pool' if ns.no_full_pool else ''}`", "",
              f"DigitsVQA noise 0.4 (data seed 0, demo models built once). The {ns.subsets} {ns.subset_method} "
-             f"label subsets and their genuine labels (LoRA seed 0) are shared; seeds {seeds} vary the selector, "
+             f"label subsets and their genuine labels (LoRA seeds {ns.label_seeds}, averaged) are shared; "
+             f"seeds {seeds} vary the selector, "
              f"the spectral clustering, the random baseline and the final LoRA runs. Budget 200. "
              f"Mean ± std over seeds (%).", "",
              "| training set | n | clean share | test exact match | test contains |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {k} | {c} | {e} | {co} |" for n, k, c, e, co in rows]
+    d_linear = np.array([get(r, sel, "exact_match") - get(r, "linear baseline 200", "exact_match") for r in runs])
     ok_a, ok_b, ok_c = clean.mean() >= 0.95, d_random.mean() >= 0.05, d_full.mean() >= -0.01
     lines += ["", "## Targets", "",
               f"- (a) clean share of selected-200 >= 0.95: {clean.mean():.3f} ± {clean.std(ddof=1) if len(clean) > 1 else 0:.3f} "
@@ -155,13 +213,37 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
               f"{100 * (d_random.std(ddof=1) if len(d_random) > 1 else 0):.1f} points -> {'met' if ok_b else 'NOT met'}",
               f"- (c) selected-200 >= full pool - 1 point: difference {100 * d_full.mean():+.1f} ± "
               f"{100 * (d_full.std(ddof=1) if len(d_full) > 1 else 0):.1f} points -> {'met' if ok_c else 'NOT met'}",
-              f"- (d) genuine-label noise (std of a subset's label across LoRA seeds 0 and 1, on "
-              f"{ns.noise_subsets} subsets): {noise:.4f}; label spread across subsets (std): {spread[0]:.4f}",
+              f"- (d) genuine-label noise (mean std of a subset's label across LoRA seeds "
+              f"{ns.label_seeds if len(ns.label_seeds.split(',')) > 1 else '0,1'}, on "
+              f"{len(runs[0]['labels']['labels']) if len(ns.label_seeds.split(',')) > 1 else ns.noise_subsets} "
+              f"subsets): {noise:.4f}; spread of the (seed-averaged) labels across subsets (std): {spread[0]:.4f}",
+              f"- learned vs linear baseline (same labels): {100 * d_linear.mean():+.1f} ± "
+              f"{100 * (d_linear.std(ddof=1) if len(d_linear) > 1 else 0):.1f} test points "
+              f"(per seed {', '.join(f'{100 * d:+.1f}' for d in d_linear)})",
               f"- label faithfulness ({ns.label_metric}, {len(runs[0]['labels']['labels'])} subsets of "
               f"{diag['subset_size']}): corr(label, subset clean share) {diag['corr_clean']:+.2f}, "
               f"corr(label, share of one-word answers) {diag['corr_one_word']:+.2f}; subset clean shares "
               f"{diag['clean_share_range'][0]:.2f}..{diag['clean_share_range'][1]:.2f}", "",
-              "## Per-seed timings (s)", ""]
+              ""]
+    lines += ["## Per seed", "", "| seed | learned clean | learned EM | linear EM | random EM | CLIP EM | full pool EM "
+              "| selector val MSE (CV) | predicting the mean | kept epochs (members) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for seed, r in zip(seeds, runs):
+        fit = r.get("selector_fit", {})
+        em = [get(r, n, "exact_match") for n in (sel, "linear baseline 200", "random-200", "top-200 by CLIP")]
+        full = get(r, "full pool", "exact_match") if has_full else float("nan")
+        lines.append(f"| {seed} | {100 * get(r, sel, 'clean'):.1f} | " + " | ".join(f"{100 * v:.1f}" for v in em)
+                     + f" | {100 * full:.1f} | {fit.get('val_loss', float('nan')):.3f} | "
+                     f"{fit.get('null_val_loss', float('nan')):.3f} | {fit.get('best_epochs')} |")
+    if all("ablation" in r for r in runs):
+        lines += ["", "## Ablation: clean share of the learned 200 per selector setting (same labels; no fine-tuning)",
+                  "", "| setting | clean share (mean ± std) | per seed | val MSE (CV) / predicting the mean |",
+                  "|---|---|---|---|"]
+        for name in runs[0]["ablation"]:
+            a = [r["ablation"][name] for r in runs]
+            lines.append(f"| {name} | {mean_std([x['clean'] for x in a])} | "
+                         + ", ".join(f"{100 * x['clean']:.1f}" for x in a) + " | "
+                         + ", ".join(f"{x['val_loss']:.2f}/{x['null_val_loss']:.2f}" for x in a) + " |")
+    lines += ["", "## Per-seed timings (s)", ""]
     for seed, r in zip(seeds, runs):
         lines.append(f"- seed {seed}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items())
                      + f" (total {r['seconds']:.0f})")

@@ -22,8 +22,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--subset-method", choices=["kmeans", "random"], default="random",
                    help="label subsets: random (default here: DigitsVQA's image clusters are its digit classes) or "
                         "k-means on image embeddings")
-    p.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0,),
-                   help="fine-tuning seeds per label subset (several measure label noise)")
+    p.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0, 1),
+                   help="fine-tuning seeds per label subset, averaged (default 0,1; several also measure label noise)")
     p.add_argument("--label-metric", default="eval_loss",
                    help="label of a subset: eval_loss (default; negated so higher is better), exact_match or contains")
     p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate (labels and final runs)")

@@ -49,6 +49,12 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=0.01)
     g.add_argument("--val-fraction", type=float, default=0.2, help="share of subsets held out for early stopping")
     g.add_argument("--patience", type=int, help="stop after this many epochs without validation improvement")
+    g.add_argument("--ensemble", type=int,
+                   help="networks averaged, each validated on its own fold of the subsets (default: TrainConfig's)")
+    g.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: TrainConfig's)")
+    g.add_argument("--warm-start", choices=["ridge", "none"],
+                   help="start the network as the InstructMining ridge fit (ridge) or from a random init (none); "
+                        "default: TrainConfig's")
     g.add_argument("--clusters", type=int, default=10, help="spectral clusters for the final selection (default 10)")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -64,10 +70,11 @@ def run(ns: argparse.Namespace) -> int:
     features = FeatureConfig(metrics=ns.metrics, image_embedding=ns.image_embedding or None,
                              text_embedding=ns.text_embedding or None, image_dims=ns.pca_dims,
                              text_dims=ns.pca_dims, normalise=ns.normalise, missing=ns.missing, seed=ns.seed)
+    optional = {k: getattr(ns, k) for k in ("ensemble", "weight_decay", "warm_start") if getattr(ns, k) is not None}
     sc = SelectorConfig(features=features, n_subsets=ns.subsets, subset_method=ns.subset_method, d_model=ns.d_model,
                         n_layers=ns.layers, n_heads=ns.heads,
                         train=TrainConfig(epochs=ns.epochs, lr=ns.lr, val_fraction=ns.val_fraction,
-                                          patience=ns.patience, seed=ns.seed),
+                                          patience=ns.patience, seed=ns.seed, **optional),
                         clusters=ClusterConfig(k=ns.clusters, seed=ns.seed), seed=ns.seed)
     label_fn = FinetuneLabel(base_model=str(ns.base_model), eval_data=str(ns.eval_data),
                              eval_images=str(ns.eval_images) if ns.eval_images else None,
@@ -79,5 +86,5 @@ def run(ns: argparse.Namespace) -> int:
     h, lab = result.fitted.history, result.labels
     print(f"selector in {result.out}: {len(lab.labels)} subsets, labels {lab.labels.min():.4f}..{lab.labels.max():.4f}"
           f" (spread {lab.spread:.4f}, seed noise {lab.noise:.4f}); best epoch {h.best_epoch + 1}/{len(h.val_loss)}, "
-          f"validation MSE {h.best_val_loss:.4f}")
+          f"validation MSE {h.best_val_loss:.4f} (predicting the mean: {h.null_val_loss:.4f})")
     return 0

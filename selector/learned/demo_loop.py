@@ -33,7 +33,9 @@ class DemoConfig:
     # Validation answer loss (negated) as the label: continuous, so a 36-sample LoRA run moves it measurably where
     # exact match on 200 single-digit answers moves in 0.5-point steps.
     label_metric: str = "eval_loss"
-    label_seeds: tuple[int, ...] = (0,)
+    # Two LoRA seeds per subset, averaged: chosen on label data only (cross-validated R^2 of the linear fit on held-out
+    # subsets, 20 x 2 seeds 0.16-0.18 vs 20 x 1 seed 0.11-0.12 and 30 x 1 seed 0.09); also measures the label noise.
+    label_seeds: tuple[int, ...] = (0, 1)
     subset_seed: int | None = 0  # label subsets and their labels are shared by every seed (None: vary with seed)
     label_epochs: float = 3.0
     finetune_epochs: float = 3.0
@@ -289,8 +291,11 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
                           truth=truth, selections=selections, groups=groups, labels=lab,
                           history=trained.fitted.history, timings=timings, config=asdict(config))
     print_fn(f"report: {report}")
+    h = trained.fitted.history
+    fit = {"val_loss": h.best_val_loss, "null_val_loss": h.null_val_loss, "init_val_loss": h.init_val_loss,
+           "best_epochs": [m.best_epoch for m in trained.fitted.members]}
     return {"results": results, "report": report, "labels": lab.to_dict(), "timings": timings, "data": data,
-            "base": models["vlm-base"], "labels_dir": labels_dir, "selector_dir": sel_dir}
+            "base": models["vlm-base"], "labels_dir": labels_dir, "selector_dir": sel_dir, "selector_fit": fit}
 
 
 def format_table(rows: list[dict]) -> str:

@@ -93,10 +93,19 @@ def plot_accuracy(results: list[dict], out: Path, key: str = "exact_match") -> P
 def plot_training(history, labels, out: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].plot(history.train_loss, label="train")
-    axes[0].plot(history.val_loss, label="validation")
-    axes[0].axvline(history.best_epoch, color="k", ls=":", label=f"kept (epoch {history.best_epoch + 1})")
-    axes[0].set_xlabel("epoch")
+    epochs = np.arange(1, len(history.val_loss) + 1)
+    axes[0].plot(epochs, history.train_loss, label="train")
+    init = getattr(history, "init_val_loss", float("inf"))
+    if np.isfinite(init):  # epoch 0: the initial weights (zero residual branches, or the ridge warm start)
+        axes[0].plot(np.r_[0, epochs], np.r_[init, history.val_loss], label="validation")
+    else:
+        axes[0].plot(epochs, history.val_loss, label="validation")
+    null = getattr(history, "null_val_loss", float("nan"))
+    if np.isfinite(null):
+        axes[0].axhline(null, color="grey", ls="--", label="validation, predicting the mean")
+    kept = "initial weights" if history.best_epoch < 0 else f"epoch {history.best_epoch + 1}"
+    axes[0].axvline(history.best_epoch + 1, color="k", ls=":", label=f"kept ({kept})")
+    axes[0].set_xlabel("epoch (0 = initial weights)")
     axes[0].set_ylabel("set-level MSE (standardised)")
     axes[0].legend(fontsize=8)
     axes[1].bar(range(len(labels.labels)), labels.labels)
@@ -132,8 +141,9 @@ def write_report(out_dir: Path, *, results, table, truth, selections, groups, la
     lines += [f"- {name}: {clean_share(sel.ids, truth):.3f}" for name, sel in selections.items()]
     lines += ["", f"Genuine labels: {len(labels.labels)} subsets, {labels.labels.min():.4f}..{labels.labels.max():.4f}, "
               f"spread (std across subsets) {labels.spread:.4f}, seed noise (std across seeds) {labels.noise:.4f}.",
-              f"Selector: best validation epoch {history.best_epoch + 1} of {len(history.val_loss)} "
-              f"(validation MSE {history.best_val_loss:.3f}, standardised labels).", "",
+              f"Selector: best validation epoch {history.best_epoch + 1} of {len(history.val_loss)} (0: the initial "
+              f"weights; an ensemble's mean) with validation MSE {history.best_val_loss:.3f} against "
+              f"{history.null_val_loss:.3f} for predicting the mean (standardised labels).", "",
               "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
     titles = {"accuracy": "Test accuracy", "metrics": "Metric distributions, clean vs corrupted",
               "clusters": "Share of each spectral cluster in the selections",

@@ -18,7 +18,8 @@ from selector.learned.features import FeatureConfig, FeatureTransform, vector_ma
 from selector.learned.final import ClusterConfig
 from selector.learned.labels import LabelFn, LabelResult, genuine_labels
 from selector.learned.model import InferenceConfig, LearnedSelector
-from selector.learned.network import NetworkConfig, TrainConfig, TrainHistory, train_network
+from selector.learned.network import (NetworkConfig, TrainConfig, TrainHistory, combined_history,
+                                      train_ensemble)
 from selector.learned.subsets import make_subsets, subset_members
 
 
@@ -32,6 +33,8 @@ class SelectorConfig:
     d_model: int = 16
     n_layers: int = 2
     n_heads: int = 4
+    block: str = "preact"  # residual Linear block, see NetworkConfig
+    zero_init_residual: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
     clusters: ClusterConfig = field(default_factory=ClusterConfig)
     passes: int = 8
@@ -44,8 +47,9 @@ class SelectorConfig:
 class FittedSelector:
     selector: LearnedSelector
     linear: LinearSelector
-    history: TrainHistory
+    history: TrainHistory  # the ensemble's (per-epoch mean curves, mean best validation loss)
     features: np.ndarray  # pool features, (n, d)
+    members: list[TrainHistory] = field(default_factory=list)  # one per ensemble member
 
 
 def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
@@ -72,15 +76,18 @@ def fit_selector(table: pa.Table, subsets: np.ndarray, labels: np.ndarray, confi
     x = transform.transform(table)
     members = subset_members(np.asarray(subsets))
     feats = [x[m] for m in members]
-    net = NetworkConfig(d_in=x.shape[1], d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads)
-    model, hist = train_network(feats, labels, net, config.train, progress=progress)
+    net = NetworkConfig(d_in=x.shape[1], d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
+                        block=config.block, zero_init_residual=config.zero_init_residual)
+    model, hists = train_ensemble(feats, labels, net, config.train, progress=progress)
+    hist = combined_history(hists)
     size = int(np.median([len(m) for m in members]))
     selector = LearnedSelector(transform, model, InferenceConfig(subset_size=size, passes=config.passes,
                                                                  seed=config.seed), config.clusters,
                                meta={"label_mean": hist.label_mean, "label_std": hist.label_std,
-                                     "best_epoch": hist.best_epoch})
+                                     "best_epoch": [h.best_epoch for h in hists],
+                                     "cv_val_loss": hist.best_val_loss, "null_val_loss": hist.null_val_loss})
     linear = LinearSelector(transform, config.linear_alpha, config.clusters).fit(feats, labels)
-    return FittedSelector(selector, linear, hist, x)
+    return FittedSelector(selector, linear, hist, x, hists)
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,8 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     fitted.selector.save(out)
     fitted.linear.save(out / "linear")
     atomic_write(out / "labels.json", [json.dumps({**labels.to_dict(), "label_fn": label_fn.key}, indent=2).encode()])
-    atomic_write(out / "history.json", [json.dumps(asdict(fitted.history), indent=2).encode()])
+    atomic_write(out / "history.json", [json.dumps({**asdict(fitted.history),
+                                                    "members": [asdict(h) for h in fitted.members]},
+                                                   indent=2).encode()])
     atomic_write(out / "subsets.json", [json.dumps({"ids": ids, "subset": subsets.tolist()}).encode()])
     return TrainSelectorResult(out, fitted, labels, subsets, ids)
