@@ -92,19 +92,21 @@ def _role_kinds(role: pa.Array) -> np.ndarray:
 
 def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: np.ndarray, lengths: np.ndarray,
                    schema: pa.Schema) -> pa.RecordBatch | None:
-    """The SCHEMA columns of one reader batch; None when a turn lacks a key the lean schema reads."""
+    """The SCHEMA columns of one reader batch; None when a turn lacks a key the lean schema reads (or is null)."""
     n = batch.num_rows
     conv = batch.column("conversations")
     offsets = conv.offsets.to_numpy().astype(np.int64)
     turns = conv.values.slice(offsets[0], offsets[-1] - offsets[0])
     offsets -= offsets[0]
     n_turns = np.diff(offsets)
+    if turns.null_count:  # a turn that is JSON null: the per-record parser words that rejection
+        return None
     if full:
         role = pc.coalesce(turns.field("from"), turns.field("role"))
         value = pc.coalesce(turns.field("value"), turns.field("content"))
     else:
         role, value = turns.field("from"), turns.field("value")
-        if role.null_count or value.null_count or turns.null_count:
+        if role.null_count or value.null_count:
             return None
     parent = np.repeat(np.arange(n, dtype=np.int64), n_turns)
     turn_no = np.arange(len(turns), dtype=np.int64) - offsets[parent] + 1

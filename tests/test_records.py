@@ -224,6 +224,10 @@ def test_vectorised_parser_equals_per_record_parser(tmp_path):
     # Blocks the reader cannot type fall back to the per-record parser.
     assert parse_block(b'{"id": 1, "conversations": []}\n', 0, SCHEMA) is None
     assert parse_block(b'{"id": "a"}\n\n{"id": "b"}\n', 0, SCHEMA) is None
+    null_turn = b'{"id": "k", "conversations": [null, {"from": "gpt", "value": "x"}]}\n'
+    assert parse_block(null_turn, 0, SCHEMA) is None
+    (tmp_path / "null_turn.jsonl").write_bytes(null_turn)
+    assert read_records(tmp_path / "null_turn.jsonl").rejected()[0]["reason"] == "turn 1 is not an object"
 
 
 def test_exact_duplicates_are_found_whatever_the_fingerprint_windows_see():
