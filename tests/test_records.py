@@ -50,6 +50,10 @@ def test_llava_jsonl_roundtrip_preserves_every_field(tmp_path):
     assert [json.loads(l) for l in out.read_text().splitlines()] == rows
     row = rs.valid()[0]
     assert row["instruction"] == "Describe it." and row["answer"] == "A cat on a mat." and row["images"] == ["img/a.png"]
+    import datasets
+
+    assert isinstance(rs.dataset, datasets.Dataset) and rs.dataset.num_rows == len(rs) == 2
+    assert rs.dataset["id"] == [r["id"] for r in rows]
 
 
 def test_llava_json_list_roundtrip(tmp_path):
