@@ -153,3 +153,13 @@ def test_augment_is_seeded_and_soft_labels_match_hard(digits8):
     soft = train(build_net("convnet", 1, 10, 8, seed=0, width=4, depth=2), (s.train.images, soft_labels),
                  TrainConfig(epochs=1, batch_size=256, device="cpu")).net
     assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(hard.parameters(), soft.parameters()))
+
+
+def test_convnet_warns_when_its_last_instance_norm_sees_tiny_maps(caplog):
+    from vision.nets import ConvNet
+
+    with caplog.at_level("WARNING", logger="vision.nets"):
+        ConvNet(1, 10, image_size=32)
+        assert not caplog.records
+        ConvNet(1, 10, image_size=8)
+    assert len(caplog.records) == 1 and "2x2 maps" in caplog.records[0].getMessage()

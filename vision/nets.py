@@ -9,10 +9,14 @@ the global RNG (the reference code reseeds from the wall clock inside network co
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from selector.errors import MmselectError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConvNet", "ResNet18", "TinyViT", "build_net", "NET_NAMES", "default_device"]
 
@@ -40,6 +44,11 @@ class ConvNet(nn.Module):
             pad = 3 if d == 0 and image_size == 28 else 1
             layers.append(nn.Conv2d(in_ch, width, kernel_size=3, padding=pad))
             size = size + 2 * pad - 2
+            if norm == "instancenorm" and size < 4 and d == depth - 1:
+                log.warning("ConvNet-%d on %dx%d inputs normalises %dx%d maps in its last block: instance norm over "
+                            "so few values is unstable (dataset condensation diverged on 8x8 digits in our checks); "
+                            "upscale the images (e.g. image_size 32) or use a shallower net", depth, image_size,
+                            image_size, size, size)
             layers.append(_norm(norm, width))
             layers.append(nn.ReLU(inplace=True))
             layers.append(nn.AvgPool2d(kernel_size=2, stride=2))
