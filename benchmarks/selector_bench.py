@@ -75,12 +75,16 @@ def label_diagnostics(run: dict) -> dict:
 
 ABLATION = {
     # name: (SelectorConfig overrides, TrainConfig overrides); the last one is the current default
-    "previous (post-act, random init, 1 net)": ({"block": "postact", "zero_init_residual": False},
-                                                {"ensemble": 1, "warm_start": "none"}),
-    "zero-init residuals, 1 net": ({}, {"ensemble": 1, "warm_start": "none"}),
-    "zero-init residuals, 5-net CV ensemble": ({}, {"ensemble": 5, "warm_start": "none"}),
-    "ridge warm start, 1 net": ({}, {"ensemble": 1, "warm_start": "ridge"}),
-    "ridge warm start, 5-net CV ensemble (default)": ({}, {}),
+    "previous (post-act block, random init, lr 0.01, 1 net)": (
+        {"block": "postact", "zero_init_residual": False}, {"ensemble": 1, "warm_start": "none", "lr": 0.01}),
+    "zero-init residuals, lr 0.01, 1 net": ({}, {"ensemble": 1, "warm_start": "none", "lr": 0.01}),
+    "zero-init residuals, lr 0.01, weight decay 0.1, 1 net": (
+        {}, {"ensemble": 1, "warm_start": "none", "lr": 0.01, "weight_decay": 0.1}),
+    "zero-init residuals, lr 0.01, 5-net CV ensemble": ({}, {"ensemble": 5, "warm_start": "none", "lr": 0.01}),
+    "ridge warm start, lr 0.01, 1 net": ({}, {"ensemble": 1, "lr": 0.01}),
+    "ridge warm start, lr 0.01, 5-net CV ensemble": ({}, {"lr": 0.01}),
+    "ridge warm start, lr 1e-3, 1 net": ({}, {"ensemble": 1}),
+    "ridge warm start, lr 1e-3, 5-net CV ensemble (default)": ({}, {}),
 }
 
 
@@ -120,6 +124,62 @@ def ablation(cfg, run: dict) -> dict:
     return out
 
 
+def settings_cv(cfg, run: dict, repeats: int) -> dict:
+    """How each ABLATION setting (and the InstructMining ridge) predicts HELD-OUT subset labels: repeated 5-fold CV
+    over the label subsets, R^2 against predicting the training folds' mean. Label data only (no truth.jsonl): this
+    is the criterion the defaults were chosen on. Also the labels' reliability across LoRA seeds (ICC(1))."""
+    from dataclasses import replace as dc_replace
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from selector.learned.features import FeatureConfig, FeatureTransform
+    from selector.learned.network import NetworkConfig, TrainConfig, _pad, ridge_fit, set_scores, train_ensemble
+    from selector.learned.subsets import subset_members
+    from selector.learned.train import aligned_scores
+
+    saved = json.loads((Path(run["selector_dir"]) / "subsets.json").read_text())
+    table = aligned_scores(pq.read_table(Path(cfg.cache) / f"scores-data{cfg.data_seed}" / "train-scores.parquet"),
+                           saved["ids"], [])
+    x = FeatureTransform(FeatureConfig(seed=cfg.seed)).fit(table).transform(table)
+    feats = [x[m] for m in subset_members(np.asarray(saved["subset"]))]
+    y = np.asarray(run["labels"]["labels"], dtype=float)
+
+    def net_predict(net_kw, train_kw):
+        def fp(tr, te, seed):
+            net = NetworkConfig(d_in=x.shape[1], **{k: v for k, v in net_kw.items()})
+            model, _ = train_ensemble([feats[i] for i in tr], y[tr], net,
+                                      dc_replace(TrainConfig(seed=seed), **train_kw))
+            xb, pad = _pad([feats[i] for i in te])
+            with torch.no_grad():
+                return set_scores(model, xb, pad).numpy().astype(float)
+        return fp
+
+    def ridge_predict(tr, te, seed):
+        w, b = ridge_fit([feats[i] for i in tr], y[tr], 1.0)
+        return np.array([feats[i].mean(0) @ w + b for i in te])
+
+    settings = {"InstructMining ridge (alpha 1)": ridge_predict}
+    settings.update({name: net_predict(*kw) for name, kw in ABLATION.items()})
+    out = {}
+    for name, fp in settings.items():
+        err, null = [], []
+        for r in range(repeats):
+            order = np.random.default_rng(1000 + r).permutation(len(y))
+            for fold in np.array_split(order, 5):
+                tr = np.setdiff1d(np.arange(len(y)), fold)
+                err += list((fp(tr, fold, r) - y[fold]) ** 2)
+                null += list((y[tr].mean() - y[fold]) ** 2)
+        out[name] = 1 - float(np.mean(err)) / float(np.mean(null))
+        print(f"CV R^2 {name}: {out[name]:+.3f}", flush=True)
+    ps = np.asarray(run["labels"]["per_seed"], dtype=float)
+    if ps.shape[1] > 1:
+        n_seeds = ps.shape[1]
+        msb, msw = n_seeds * ps.mean(1).var(ddof=1), ps.var(1, ddof=1).mean()
+        out["label ICC(1), one seed"] = float((msb - msw) / (msb + (n_seeds - 1) * msw))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=ROOT / ".cache/mmselect")
@@ -133,6 +193,9 @@ def main(argv=None) -> int:
     p.add_argument("--label-metric", default="eval_loss", help="eval_loss (negated), exact_match or contains")
     p.add_argument("--no-full-pool", action="store_true")
     p.add_argument("--label-seeds", default="0,1", help="LoRA seeds per label subset, averaged (default 0,1)")
+    p.add_argument("--cv-repeats", type=int, default=0,
+                   help="after seed 0: repeated 5-fold CV of held-out subset labels for each selector setting "
+                        "(the criterion the defaults were chosen on; 0: skip)")
     p.add_argument("--no-ablation", action="store_true",
                    help="skip the clean share of the earlier selector settings refitted on the same labels")
     p.add_argument("--threads", type=int, default=2)
@@ -160,6 +223,8 @@ def main(argv=None) -> int:
         if not ns.no_ablation:
             out["ablation"] = ablation(cfg, out)
             print(f"ablation (clean share of the learned 200): {out['ablation']}", flush=True)
+        if k == 0 and ns.cv_repeats:
+            out["settings_cv"] = settings_cv(cfg, out, ns.cv_repeats)
         if k == 0:  # label noise right after the first seed, so partial results already carry it
             if len(cfg.label_seeds) > 1:
                 noise = runs[0]["labels"]["noise"]
@@ -243,6 +308,15 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
             lines.append(f"| {name} | {mean_std([x['clean'] for x in a])} | "
                          + ", ".join(f"{100 * x['clean']:.1f}" for x in a) + " | "
                          + ", ".join(f"{x['val_loss']:.2f}/{x['null_val_loss']:.2f}" for x in a) + " |")
+    if "settings_cv" in runs[0]:
+        cv = runs[0]["settings_cv"]
+        lines += ["", f"## How the settings were chosen: CV R^2 on held-out subset labels (label data only, "
+                  f"{ns.cv_repeats} x 5-fold over the {len(runs[0]['labels']['labels'])} subsets)", "",
+                  "| setting | CV R^2 (1 - MSE / MSE of predicting the mean) |", "|---|---|"]
+        lines += [f"| {name} | {v:+.3f} |" for name, v in cv.items() if not name.startswith("label ICC")]
+        if "label ICC(1), one seed" in cv:
+            lines += ["", f"Label reliability across LoRA seeds, ICC(1) of a one-seed label: "
+                      f"{cv['label ICC(1), one seed']:.2f}."]
     lines += ["", "## Per-seed timings (s)", ""]
     for seed, r in zip(seeds, runs):
         lines.append(f"- seed {seed}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items())
