@@ -13,6 +13,7 @@ epochs. Raw results go to --raw (JSON); --from-raw re-renders the report from on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -130,9 +131,11 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
               f"; dense: {(a.image_size // a.patch) ** 2 + 1} everywhere.", ""]
     lines += ["", "Notes:",
               "- Time-to-train speed-up = dense training CPU seconds / variant training CPU seconds at equal epochs, "
-              "per seed (process CPU time inside the training loop, 1 torch thread: robust to the other jobs on the "
-              "machine, unlike wall clock, which is shown for reference only; the variants of a seed run back to "
-              "back in one process, rotating who goes first when one process runs several seeds). The example level processes "
+              "per seed (process CPU time inside the training loop, 1 torch thread: far less sensitive to the other "
+              "jobs on the machine than wall clock, which is shown for reference only, but not immune: contention "
+              "for the shared cores and caches still inflates it by up to ~20%, so see the interleaved timing "
+              "(--timing-rounds) for the speed-up; the variants of a seed run back to "
+              "back in one process, the order rotated by seed: seed s starts with variant s mod 5). The example level processes "
               "fewer images per epoch, so its gain shows in time-to-train, not in processed img/s.",
               "- The token level really shortens the sequence, so the MLPs and later blocks "
               "do less work (tokens per block above).",
@@ -140,8 +143,7 @@ def write_report(rows, a, out: Path, command: str, finished: bool):
               "computed, a per-row selection (numpy partition) is added, and the fused SDPA kernel is replaced by an "
               "explicit masked softmax. Its cost here is the price of the mask; a gain would need a sparse or "
               "block-sparse attention kernel (GPU), which this code does not have.",
-              "- The CPU was shared with other engineers' jobs: absolute img/s and wall-clock ratios are noisy; only "
-              "same-seed CPU-time ratios are meaningful.",
+              "- The CPU was shared with other engineers' jobs: absolute img/s and wall-clock ratios are noisy.",
               f"- Optimiser: {opt_text(a)} through `TrainConfig.optimizer`; every run is one call of the shared "
               "loop, so the optimiser state and the lr schedule run uninterrupted across the example level's swaps "
               "(`train(..., active=...)`). timm's 'jax' init.", ""]
@@ -178,6 +180,50 @@ def plot(summary, path: Path):
     plt.close(fig)
 
 
+def timing_rounds(splits, a) -> list[dict]:
+    """Short runs (`--timing-epochs` each) of every variant, interleaved round by round in one process with the
+    order rotated each round, so that every variant meets the same mix of machine load; returns one row per run."""
+    from vision.onion.run import run_onion
+
+    variants = [v for v in VARIANTS if v in a.variants]
+    rows = []
+    for rnd in range(a.timing_rounds):
+        order = variants[rnd % len(variants):] + variants[:rnd % len(variants)]
+        for name in order:
+            cfg = dataclasses.replace(make_config(VARIANTS[name], a, seed=rnd), epochs=a.timing_epochs)
+            r = run_onion(splits, cfg)
+            rows.append({"variant": name, "round": rnd, "train_cpu_seconds": r.train_cpu_seconds,
+                         "train_seconds": r.train_seconds, "images_processed": r.images_processed})
+            print(f"round {rnd} {name:10s} {r.train_cpu_seconds:6.2f} s CPU  {r.train_seconds:6.2f} s wall", flush=True)
+    return rows
+
+
+def timing_table(rows, a) -> list[str]:
+    """Per-round time-to-train speed-up vs the same round's dense run: median [min, max] over rounds."""
+    names = [n for n in VARIANTS if any(r["variant"] == n for r in rows)]
+    by = {(r["variant"], r["round"]): r for r in rows}
+    rounds = sorted({r["round"] for r in rows})
+    lines = [f"| variant | CPU s per epoch (median) | img per CPU-s (median) | **time-to-train speed-up vs dense, CPU "
+             f"time: total over {len(rounds)} rounds (± s.e.)** | per-round CPU-time ratio: median [min, max] | "
+             "same, wall clock |", "|---|---|---|---|---|---|"]
+    dense_cpu = np.array([by[("dense", k)]["train_cpu_seconds"] for k in rounds if ("dense", k) in by])
+    for name in names:
+        rs = [by[(name, k)] for k in rounds if (name, k) in by]
+        cpu = [d["train_cpu_seconds"] / r["train_cpu_seconds"] for k in rounds
+               if (r := by.get((name, k))) and (d := by.get(("dense", k)))]
+        wall = [d["train_seconds"] / r["train_seconds"] for k in rounds
+                if (r := by.get((name, k))) and (d := by.get(("dense", k)))]
+        own = np.array([r["train_cpu_seconds"] for r in rs])
+        ratio = dense_cpu.sum() / own.sum()
+        se = ratio * np.hypot(*(x.std(ddof=1) / x.mean() / np.sqrt(len(x)) for x in (dense_cpu, own)))
+        lines.append(f"| {name} | {np.median(own) / a.timing_epochs:.2f} | "
+                     f"{np.median([r['images_processed'] / r['train_cpu_seconds'] for r in rs]):.0f} | "
+                     f"{ratio:.3f}x ± {se:.3f} | "
+                     f"{np.median(cpu):.3f}x [{min(cpu):.3f}, {max(cpu):.3f}] | "
+                     f"{np.median(wall):.3f}x [{min(wall):.3f}, {max(wall):.3f}] |")
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -204,11 +250,27 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/onion.md"))
     p.add_argument("--raw", type=Path, default=Path("/tmp/onion_bench.json"))
+    p.add_argument("--timing-rounds", type=int, default=0,
+                   help="timing mode: this many interleaved rounds of short runs of every variant (no accuracy)")
+    p.add_argument("--timing-epochs", type=int, default=2, help="epochs per timing run (default 2)")
     p.add_argument("--from-raw", type=Path, nargs="+", help="only re-render the report from raw JSON file(s)")
     p.add_argument("--command", help="the command line to print in the report (with --from-raw)")
     a = p.parse_args(argv)
+    if a.timing_rounds:
+        torch.set_num_threads(a.threads)
+        from vision.data import load_digits_data, split
+
+        splits = split(load_digits_data(size=a.image_size, channels=1), tuple(a.split), seed=0)
+        rows = timing_rounds(splits, a)
+        a.raw.parent.mkdir(parents=True, exist_ok=True)
+        a.raw.write_text(json.dumps(rows, indent=1))
+        print("\n".join(timing_table(rows, a)))
+        return 0
     if a.from_raw:
         rows = [r for f in a.from_raw for r in json.loads(f.read_text())]
+        if rows and all("round" in r for r in rows):  # raw file(s) of --timing-rounds: print the timing table
+            print("\n".join(timing_table(rows, a)))
+            return 0
         write_report(rows, a, a.out, a.command or "see --from-raw", finished=True)
         print(a.out.read_text())
         return 0
@@ -220,8 +282,8 @@ def main(argv=None) -> int:
     splits = split(load_digits_data(size=a.image_size, channels=1), tuple(a.split), seed=0)
     rows = []
     variants = [v for v in VARIANTS if v in a.variants]
-    for i, seed in enumerate(a.seeds):
-        order = variants[i % len(variants):] + variants[:i % len(variants)]  # rotate who runs first
+    for seed in a.seeds:
+        order = variants[seed % len(variants):] + variants[:seed % len(variants)]  # rotate who runs first, by seed
         for name in order:
             t0 = time.perf_counter()
             result = run_onion(splits, make_config(VARIANTS[name], a, seed))
