@@ -261,7 +261,8 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
              f"Command: `.venv/bin/python benchmarks/selector_bench.py --cache {ns.cache} --seeds {ns.seeds} "
              f"--noise-subsets {ns.noise_subsets} --subsets {ns.subsets} --subset-method {ns.subset_method} "
              f"--label-metric {ns.label_metric} --label-seeds {ns.label_seeds}"
-             f"{' --no-full-pool' if ns.no_full_pool else ''}`", "",
+             f"{f' --cv-repeats {ns.cv_repeats}' if ns.cv_repeats else ''}"
+             f"{' --no-ablation' if ns.no_ablation else ''}{' --no-full-pool' if ns.no_full_pool else ''}`", "",
              f"DigitsVQA noise 0.4 (data seed 0, demo models built once). The {ns.subsets} {ns.subset_method} "
              f"label subsets and their genuine labels (LoRA seeds {ns.label_seeds}, averaged) are shared; "
              f"seeds {seeds} vary the selector, "
