@@ -129,7 +129,7 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
     bar = tqdm(total=total, desc="train demo CLIP", unit="step", disable=not progress or not sys.stderr.isatty())
     last = float("nan")
     for epoch in range(config.epochs):
-        if epoch % 10 == 0:
+        if epoch % 10 == 0 and epoch:
             log.info("demo CLIP epoch %d/%d, loss %.3f, %.0f s", epoch, config.epochs, last, time.perf_counter() - t0)
         order = torch.randperm(n, generator=gen)
         for s in range(steps_per_epoch):
