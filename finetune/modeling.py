@@ -1,7 +1,9 @@
 """Load a vision-language model and its processor, attach LoRA to the language model, and save the result."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,15 @@ def lora_target_names(model, targets: tuple[str, ...]) -> list[str]:
     return found
 
 
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft probes transformers' deprecated `is_gradient_checkpointing` alias when it wraps a model; that
+    FutureWarning is about the two libraries, nothing a user can act on, so it is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def prepare_model(model, *, method: str, lora_r: int, lora_alpha: int, lora_dropout: float,
                   target_modules: tuple[str, ...], freeze_vision: bool):
     """LoRA on the language model (base weights frozen), or full fine-tuning; the vision tower frozen if asked."""
@@ -84,7 +95,8 @@ def prepare_model(model, *, method: str, lora_r: int, lora_alpha: int, lora_drop
 
         cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                          target_modules=lora_target_names(model, target_modules), bias="none")
-        model = get_peft_model(model, cfg)  # freezes every base weight
+        with _quiet_peft():
+            model = get_peft_model(model, cfg)  # freezes every base weight
     if tower is not None and freeze_vision:
         for p in tower.parameters():
             p.requires_grad_(False)
@@ -123,5 +135,6 @@ def load_with_adapter(name_or_path: str, adapter: str | Path | None = None, *, f
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        with _quiet_peft():
+            model = PeftModel.from_pretrained(model, str(adapter))
     return model, processor
