@@ -256,3 +256,41 @@ def test_exact_duplicates_are_found_whatever_the_fingerprint_windows_see():
     ans = pa.chunked_array([["same", "same", "same", "other"]])
     rows, first = repeats([instr, ans], np.arange(4))
     assert rows.tolist() == [2] and first.tolist() == [0]
+
+
+def test_vectorised_parser_matches_per_record_parser_across_many_reader_batches(tmp_path, monkeypatch):
+    """A seeded mix of valid and invalid conversation records, parsed with reader batches of ~1 KiB (so validation
+    runs over many batches and both schemas), equals the per-record parser field by field."""
+    import random
+
+    from selector import fastjsonl
+    from selector.fastjsonl import parse_block
+    from selector.records import SCHEMA, _parse_jsonl_range
+
+    rng = random.Random(7)
+    texts = ["Fine.", " padded ", "\u3000wide space\u3000", "", "   ", "multi\nline", "<image>\nWhat digit?",
+             "ünïcödé ✓", "x" * 300]
+
+    def turn(i):
+        role = rng.choice(["human", "gpt", "gpt", "system", "robot"])
+        return {"from": role, "value": rng.choice(texts)}
+
+    rows = []
+    for i in range(400):
+        rec = {"id": f"r{i}" if rng.random() > 0.1 else None, "conversations": [turn(k) for k in range(rng.randint(0, 5))]}
+        if rng.random() < 0.3:
+            rec["image"] = f"img/{i}.png"
+        if rec["id"] is None:
+            del rec["id"]
+        rows.append(rec)
+    plain = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+    alt = plain + json.dumps({"id": "alt", "conversations": [{"role": "user", "content": "q"},
+                                                             {"role": "assistant", "content": "a"}]}).encode() + b"\n"
+    monkeypatch.setattr(fastjsonl, "READ_BLOCK", 1 << 10)
+    for data in (plain, alt):
+        path = tmp_path / "mixed.jsonl"
+        path.write_bytes(data)
+        fast = parse_block(data, 0, SCHEMA)
+        slow, _ = _parse_jsonl_range(str(path), 0, len(data), "llava", False)
+        assert fast is not None
+        assert fast.to_pylist() == slow.to_pylist()
