@@ -14,7 +14,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +253,7 @@ def write_results(ns, seeds, runs, noise, t0) -> None:
     diag = label_diagnostics(runs[0])
     spread = np.array([r["labels"]["spread"] for r in runs])
 
-    lines = [f"# Learned selector (InstructionGPT-4) on DigitsVQA", "",
+    lines = ["# Learned selector (InstructionGPT-4) on DigitsVQA", "",
              f"Machine: 2-core CPU, no GPU ({platform.processor() or platform.machine()}), shared with other jobs; "
              f"GPU paths untested on GPU. Total wall time {time.perf_counter() - t0:.0f} s "
              f"(cached steps are not re-run).", "",
