@@ -32,6 +32,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="metrics to score (default: length,clip,embed-image,embed-text)")
     p.add_argument("--no-full-pool", action="store_true", help="skip fine-tuning on the whole pool")
     p.add_argument("--report", type=Path, help="report folder (default CACHE/report-seedSEED)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch CPU threads for every build and fine-tune (default 2: the same models and selection "
+                        "on any machine, since CPU sums depend on the thread count; 0 = torch's default)")
     p.add_argument("--minimal", action="store_true",
                    help="only build the data and select by answer length (no models, no fine-tuning)")
     return p
@@ -43,7 +46,7 @@ def run(ns: argparse.Namespace) -> int:
     config = DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise, n_subsets=ns.subsets,
                         subset_method=ns.subset_method, label_seeds=ns.label_seeds, label_metric=ns.label_metric,
                         metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, lr=ns.lr,
-                        stage1_epochs=ns.stage1_epochs, report=ns.report,
+                        stage1_epochs=ns.stage1_epochs, report=ns.report, threads=ns.threads,
                         progress=show_progress(ns))
     missing = None if ns.minimal else full_loop_available()
     if ns.minimal or missing:

@@ -45,6 +45,9 @@ class DemoConfig:
     metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
     report: Path | None = None  # default CACHE/report-seed{seed}
     progress: bool = True
+    # torch's CPU kernels sum in an order that depends on the thread count, so a fixed count makes the demo models,
+    # labels and selections bit-identical across machines (with the same instruction set); 0 = torch's default.
+    threads: int = 2
 
 
 def build_data(config: DemoConfig) -> Path:
@@ -214,7 +217,8 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     from selector.ranking import select
     from selector.records import write_records
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     cache = Path(config.cache)
