@@ -22,13 +22,20 @@ def _words(data: np.ndarray) -> np.ndarray:
     return np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
 
 
-def _string_fingerprint(arr: pa.Array) -> np.ndarray:
-    """uint64 per value of a (large_)string/binary array; nulls fingerprint like ""."""
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The value offsets (len + 1, the array's own slice; int32, or int64 for large types) and the whole data buffer
+    (uint8) of a (large_)string/binary array, as zero-copy NumPy views."""
     wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
     bufs = arr.buffers()
-    n = len(arr)
-    offsets = np.frombuffer(bufs[1], np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(bufs[1], np.int64 if wide else np.int32)[arr.offset:arr.offset + len(arr) + 1]
     data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def _string_fingerprint(arr: pa.Array) -> np.ndarray:
+    """uint64 per value of a (large_)string/binary array; nulls fingerprint like ""."""
+    offsets, data = string_buffers(arr)
+    offsets = offsets.astype(np.int64)
     words = _words(data)
     start, end = offsets[:-1], offsets[1:]
     length = end - start

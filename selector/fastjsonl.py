@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from selector.dedup import string_buffers
 from selector.formats import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES
 
 READ_BLOCK = 1 << 22  # reader block: small enough that every core gets several
@@ -69,13 +70,11 @@ def _may_need_trim(strings: pa.Array) -> bool:
     allocates a copy of the column); read from the Arrow buffers without touching the text in between."""
     if strings.null_count:
         return True
-    bufs = strings.buffers()
-    offsets = np.frombuffer(bufs[1], np.int32)[strings.offset:strings.offset + len(strings) + 1]
+    offsets, data = string_buffers(strings)
     lengths = np.diff(offsets)
-    if bufs[2] is None or not (lengths > 0).any():
-        return False
-    data = np.frombuffer(bufs[2], np.uint8)
     nonempty = lengths > 0
+    if not nonempty.any():
+        return False
     first, last = offsets[:-1][nonempty], offsets[1:][nonempty] - 1
     return bool(_ASCII_SPACE[data[first]].any() or _ASCII_SPACE[data[last]].any())
 

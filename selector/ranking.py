@@ -85,9 +85,10 @@ def _arrow_to_numpy_strings(column: pa.Array | pa.ChunkedArray, max_bytes: int =
         column = column.combine_chunks()
     if not pa.types.is_string(column.type) or column.null_count or len(column) == 0:
         return column.to_numpy(zero_copy_only=False)
-    bufs = column.buffers()
-    offsets = np.frombuffer(bufs[1], np.int32)[column.offset:column.offset + len(column) + 1]
-    data = np.frombuffer(bufs[2], np.uint8)[offsets[0]:offsets[-1]] if bufs[2] is not None else np.zeros(0, np.uint8)
+    from selector.dedup import string_buffers
+
+    offsets, data = string_buffers(column)
+    data = data[offsets[0]:offsets[-1]]
     lengths = np.diff(offsets)
     width = max(int(lengths.max()), 1)
     if len(column) * width * 4 > max_bytes or not len(data) or data.max() >= 0x80 or data.min() == 0:
