@@ -88,8 +88,9 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     have = known = None
     if config.scores:
         ids = valid.column("id").to_pylist()
-        have = align_scores(load_scores(config.scores), ids)
-        table_ids = set(load_scores(config.scores).column("id").to_pylist())
+        stored = load_scores(config.scores)
+        have = align_scores(stored, ids)
+        table_ids = set(stored.column("id").to_pylist())
         known = np.array([rid in table_ids for rid in ids], dtype=bool)
     cols = {"id": valid.column("id").combine_chunks()}
     runner = RunnerConfig(batch_size=config.batch_size, progress=config.progress, cache_dir=config.score_cache,
