@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 
 from metrics.base import Batch, Metric
 from metrics.registry import register
+from selector.arrow_numpy import strings, to_numpy
 
 
 @register
@@ -19,7 +20,7 @@ class LengthMetric(Metric):
     columnar = True
 
     def score_column(self, table: pa.Table) -> np.ndarray:
-        return pc.utf8_length(table.column("answer")).to_numpy(zero_copy_only=False).astype(np.float64)
+        return to_numpy(pc.cast(pc.utf8_length(table.column("answer")), pa.float64()), null=np.nan)
 
     def score(self, batch: Batch) -> np.ndarray:
-        return self.score_column(pa.table({"answer": pa.array(batch.answers, pa.string())}))
+        return self.score_column(pa.table({"answer": strings(batch.answers)}))

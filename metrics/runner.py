@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from metrics.base import Batch, Metric, Scored, as_scored
+from selector.arrow_numpy import strings, to_arrow
 from selector.dedup import all_distinct
 
 log = logging.getLogger(__name__)
@@ -126,15 +127,15 @@ def _value_array(values: np.ndarray, kind: str, missing: np.ndarray) -> pa.Array
     if kind == "vector":
         values = np.asarray(values, dtype=np.float32)
         dim = values.shape[1] if values.ndim == 2 else 0
-        return pa.FixedSizeListArray.from_arrays(pa.array(np.nan_to_num(values).ravel()), dim, mask=pa.array(mask))
-    return pa.array(np.asarray(values, dtype=np.float64), mask=mask)
+        return pa.FixedSizeListArray.from_arrays(to_arrow(np.nan_to_num(values).ravel()), dim, mask=to_arrow(mask))
+    return to_arrow(np.asarray(values, dtype=np.float64), mask=mask)
 
 
 def _part_table(ids: list[str], fps: list[str], scored: Scored, kind: str) -> pa.Table:
     missing = np.array([r is not None for r in scored.reasons], dtype=bool)
-    cols = {"id": pa.array(ids, pa.string()), "fp": pa.array(fps, pa.string()),
+    cols = {"id": strings(ids), "fp": strings(fps),
             "value": _value_array(scored.values, kind, missing),
-            "reason": pa.array(scored.reasons, pa.string())}
+            "reason": strings(scored.reasons)}
     for key, col in scored.extra.items():
         cols[f"x_{key}"] = pa.array(list(col))
     return pa.table(cols)
@@ -267,7 +268,7 @@ def score_records(dataset, metrics: list[Metric], config: RunnerConfig = RunnerC
         missing = np.zeros(n, bool) if none else np.not_equal(np.array(scored.reasons, dtype=object), None)
         result = result.append_column(metric.column, _value_array(scored.values, metric.kind, missing))
         if missing.any():
-            result = result.append_column(metric.column + REASON_SUFFIX, pa.array(scored.reasons, pa.string()))
+            result = result.append_column(metric.column + REASON_SUFFIX, strings(scored.reasons))
         meta[metric.column] = {"metric": metric.name, "config": metric.config(), "hash": metric.config_hash(),
                                "kind": metric.kind, "missing": int(missing.sum()), "stats": metric.stats()}
     return result.replace_schema_metadata({b"mmselect.metrics": json.dumps(meta, default=str).encode()})
@@ -374,7 +375,7 @@ def _iter_batches(key, group: list[_Job], todo: list[int], spans, ids, instructi
 
 
 def _assemble(jobs: list[_Job], ids: list[str], fps: list[str]) -> pa.Table:
-    cols: dict[str, pa.Array] = {"id": pa.array(ids, pa.string())}
+    cols: dict[str, pa.Array] = {"id": strings(ids)}
     meta: dict[str, Any] = {}
     for job in jobs:
         cache = _read_cache(job.mdir)
@@ -382,7 +383,7 @@ def _assemble(jobs: list[_Job], ids: list[str], fps: list[str]) -> pa.Table:
         if (pos < 0).any():
             raise RuntimeError(f"{(pos < 0).sum()} records have no {job.metric.column} score after the run "
                                f"(cache {job.mdir}); rerun to finish")
-        rows = cache.take(pa.array(pos))
+        rows = cache.take(to_arrow(np.asarray(pos, dtype=np.int64)))
         col = job.metric.column
         cols[col] = rows.column("value").combine_chunks()
         if rows.column("reason").null_count < len(ids):

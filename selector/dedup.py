@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from selector.arrow_numpy import scalar, to_arrow, to_numpy
+
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -67,9 +69,9 @@ def _codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        column = pc.if_else(pc.is_null(column), None, pc.binary_join(column, "\x00"))
+        column = pc.binary_join(column, scalar("\x00"))  # a null list stays null
     enc = pc.dictionary_encode(column, null_encoding="encode")
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return to_numpy(enc.indices).astype(np.int64)
 
 
 def _later_repeats(key: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +101,7 @@ def repeats(columns: list[pa.ChunkedArray], rows: np.ndarray) -> tuple[np.ndarra
     candidates = rows[np.isin(fp, repeated)]
     if len(candidates) < 2:
         return rows[:0], rows[:0]
-    take = pa.array(candidates)
+    take = to_arrow(candidates)
     key = np.zeros(len(candidates), dtype=np.int64)
     for col in columns:
         codes = _codes(col.take(take))

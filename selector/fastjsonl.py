@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.dedup import string_buffers
 from selector.formats import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES
 
@@ -33,6 +34,8 @@ def _parse_options(turn: pa.DataType) -> pj.ParseOptions:
 
 
 _LEAN, _FULL = _parse_options(_FROM_VALUE), _parse_options(_ANY_KEYS)
+_EMPTY = scalar("")
+_ZERO = scalar(np.int32(0))
 USER, ASSISTANT, SYSTEM, UNKNOWN = 0, 1, 2, 3
 
 
@@ -85,7 +88,7 @@ def _role_kinds(role: pa.Array) -> np.ndarray:
     kinds = {**{r: USER for r in USER_ROLES}, **{r: ASSISTANT for r in ASSISTANT_ROLES},
              **{r: SYSTEM for r in SYSTEM_ROLES}}
     lut = np.array([kinds.get(r, UNKNOWN) for r in enc.dictionary.to_pylist()] + [UNKNOWN], dtype=np.int8)
-    codes = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    codes = to_numpy(enc.indices, null=len(enc.dictionary))
     return lut[codes]
 
 
@@ -94,7 +97,7 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
     """The SCHEMA columns of one reader batch; None when a turn lacks a key the lean schema reads (or is null)."""
     n = batch.num_rows
     conv = batch.column("conversations")
-    offsets = conv.offsets.to_numpy().astype(np.int64)
+    offsets = to_numpy(conv.offsets).astype(np.int64)
     turns = conv.values.slice(offsets[0], offsets[-1] - offsets[0])
     offsets -= offsets[0]
     n_turns = np.diff(offsets)
@@ -112,13 +115,13 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
     kind = _role_kinds(role)
     is_asst = kind == ASSISTANT
     asst_idx = np.flatnonzero(is_asst)
-    answers = pc.take(value, pa.array(asst_idx))
+    answers = pc.take(value, to_arrow(asst_idx))
     # "" or all whitespace (utf8_is_space is false for ""), without materialising trimmed copies
-    empty = pc.fill_null(pc.or_(pc.equal(pc.binary_length(answers), 0), pc.utf8_is_space(answers)), True)
+    empty = pc.or_(pc.equal(pc.binary_length(answers), _ZERO), pc.utf8_is_space(answers))
     bad = kind == UNKNOWN
-    bad[asst_idx] |= empty.to_numpy(zero_copy_only=False)
+    bad[asst_idx] |= to_numpy(empty, null=True)
     n_answers = np.bincount(parent[asst_idx], minlength=n)
-    no_conv = (n_turns == 0) | pc.is_null(conv).to_numpy(zero_copy_only=False)
+    no_conv = (n_turns == 0) | to_numpy(pc.is_null(conv))
     reasons = None
     if bad.any() or no_conv.any() or (n_answers == 0).any():
         reasons = [None] * n
@@ -139,44 +142,44 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
 
     ids = batch.column("id")
     if ids.null_count:
-        line = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
-        ids = pc.coalesce(ids, pc.binary_join_element_wise("line-", pc.cast(line, pa.string()), ""))
+        line = to_arrow(np.arange(first_line, first_line + n, dtype=np.int64))
+        ids = pc.coalesce(ids, pc.binary_join_element_wise(scalar("line-"), pc.cast(line, pa.string()), _EMPTY))
     heads = offsets[:-1]
     if n and (n_turns > 0).all() and (kind[np.minimum(heads, len(kind) - 1)] == USER).all():
         first_user = heads  # the usual layout: every conversation opens with the user's turn
     else:
         first_user = _first_per_row(parent, np.flatnonzero(kind == USER), n)
-    instruction = pc.take(value, pa.array(np.maximum(first_user, 0)))
+    instruction = pc.take(value, to_arrow(np.maximum(first_user, 0)))
     if instruction.null_count:
-        instruction = pc.fill_null(instruction, "")
+        instruction = pc.fill_null(instruction, _EMPTY)
     if pc.any(pc.match_substring(instruction, "<image>")).as_py():
         instruction = pc.replace_substring(instruction, "<image>", "")
     if _may_need_trim(instruction):
         instruction = pc.utf8_trim_whitespace(instruction)
     if not (ok & (first_user >= 0)).all():
-        instruction = pc.if_else(pa.array(ok & (first_user >= 0)), instruction, "")
+        instruction = pc.if_else(to_arrow(ok & (first_user >= 0)), instruction, _EMPTY)
     if (n_answers == 1).all():  # one answer per row: the answers in order are the column
         answer = answers
     elif n_answers.max(initial=0) <= 1:
-        answer = pc.take(value, pa.array(np.maximum(_first_per_row(parent, asst_idx, n), 0)))
+        answer = pc.take(value, to_arrow(np.maximum(_first_per_row(parent, asst_idx, n), 0)))
     else:
-        answer = pa.ListArray.from_arrays(pa.array(np.concatenate(([0], np.cumsum(n_answers))).astype(np.int32)),
+        answer = pa.ListArray.from_arrays(to_arrow(np.concatenate(([0], np.cumsum(n_answers))).astype(np.int32)),
                                           answers)
-        answer = pc.binary_join(answer, "\n\n")
+        answer = pc.binary_join(answer, scalar("\n\n"))
     if not ok.all():
-        answer = pc.if_else(pa.array(ok), answer, "")
+        answer = pc.if_else(to_arrow(ok), answer, _EMPTY)
     image = batch.column("image")
-    has_image = ok if image.null_count == 0 else (ok & pc.is_valid(image).to_numpy(zero_copy_only=False))
+    has_image = ok if image.null_count == 0 else (ok & to_numpy(pc.is_valid(image)))
     if has_image.all():
-        images = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), image)
+        images = pa.ListArray.from_arrays(to_arrow(np.arange(n + 1, dtype=np.int32)), image)
     else:
-        images = pa.ListArray.from_arrays(pa.array(np.concatenate(([0], np.cumsum(has_image))).astype(np.int32)),
-                                          pc.filter(image, pa.array(has_image)))
+        images = pa.ListArray.from_arrays(to_arrow(np.concatenate(([0], np.cumsum(has_image))).astype(np.int32)),
+                                          pc.filter(image, to_arrow(has_image)))
     columns = {
-        "line": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)), "id": ids,
+        "line": to_arrow(np.arange(first_line, first_line + n, dtype=np.int64)), "id": ids,
         "instruction": instruction, "answer": answer, "images": images,
-        "offset": pa.array(starts), "length": pa.array(lengths), "raw": pa.nulls(n, pa.string()),
-        "reason": pa.nulls(n, pa.string()) if reasons is None else pa.array(reasons, pa.string()),
+        "offset": to_arrow(starts), "length": to_arrow(lengths), "raw": pa.nulls(n, pa.string()),
+        "reason": pa.nulls(n, pa.string()) if reasons is None else strings(reasons),
     }
     return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in schema], schema=schema)
 

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from selector.arrow_numpy import to_arrow
 from selector.ranking import Ranking, Selection, select
 from selector.records import RecordSet, atomic_write, read_records, write_rejected, write_records
 
@@ -74,8 +75,8 @@ def load_scores(path: Path) -> pa.Table:
 def align_scores(scores: pa.Table, ids: list[str]) -> pa.Table:
     """Rows of `scores` in the order of `ids`; ids absent from the table get nulls (scored later or ranked last)."""
     index = {rid: i for i, rid in enumerate(scores.column("id").to_pylist())}
-    pos = [index.get(rid) for rid in ids]
-    return scores.take(pa.array(pos, pa.int64()))
+    pos = np.array([index.get(rid, -1) for rid in ids], dtype=np.int64)
+    return scores.take(to_arrow(pos, mask=pos < 0))
 
 
 def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
@@ -106,7 +107,7 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
         metric = build(m, **config.metric_params.get(m, {}))
         if reuse:  # score only the records the table does not cover
             missing_rows = np.flatnonzero(~known)
-            computed = score_records(valid.take(pa.array(missing_rows)), [metric], runner, images_root=root)
+            computed = score_records(valid.take(to_arrow(missing_rows)), [metric], runner, images_root=root)
             merged = have.column(m).to_pylist()
             for row, value in zip(missing_rows, computed.column(metric.column).to_pylist()):
                 merged[row] = value

@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from selector.arrow_numpy import to_numpy
 
 from selector.normalize import fit_normaliser
 from selector.ranking import Ranking
@@ -29,7 +32,7 @@ class MetricRanker:
             col = scores.column(m)
             if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
                 raise ValueError(f"metric {m!r} is an embedding, not a score; rank with the learned selector instead")
-            v = col.to_numpy(zero_copy_only=False).astype(np.float64)
+            v = to_numpy(pc.cast(col, pa.float64()), null=np.nan)
             cols.append(-v if m in self.lower_is_better else v)
         x = np.stack(cols, axis=1)
         if len(self.metrics) > 1:

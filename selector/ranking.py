@@ -81,18 +81,22 @@ def _arrow_to_numpy_strings(column: pa.Array | pa.ChunkedArray, max_bytes: int =
     """An Arrow column as a NumPy array. ASCII string columns become the fixed-width unicode array that
     `np.asarray(list_of_str)` would give, gathered from the Arrow buffers without a Python string per value;
     anything else (non-ASCII, NUL bytes, very long values) goes through Python objects."""
+    from selector.arrow_numpy import to_numpy
+    from selector.dedup import string_buffers
+
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if pa.types.is_integer(column.type) and not column.null_count:
+        return to_numpy(column)
     if not pa.types.is_string(column.type) or column.null_count or len(column) == 0:
-        return column.to_numpy(zero_copy_only=False)
-    from selector.dedup import string_buffers
+        return np.array(column.to_pylist(), dtype=object)
 
     offsets, data = string_buffers(column)
     data = data[offsets[0]:offsets[-1]]
     lengths = np.diff(offsets)
     width = max(int(lengths.max()), 1)
     if len(column) * width * 4 > max_bytes or not len(data) or data.max() >= 0x80 or data.min() == 0:
-        return column.to_numpy(zero_copy_only=False)
+        return np.array(column.to_pylist(), dtype=object)
     if (lengths == width).all():  # fixed-width ids (zero-padded numbers, hashes): the bytes already form the grid
         codes = data.reshape(len(column), width).astype(np.uint32)
     else:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from selector.arrow_memory import prefer_fast_allocator
+from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.dedup import repeats
 from selector.errors import FormatError, RecordError
 from selector.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
@@ -64,7 +65,7 @@ class RecordSet:
         return datasets.Dataset(datasets.table.InMemoryTable(self.table), fingerprint=self.fingerprint)
 
     def valid_mask(self) -> np.ndarray:
-        return pc.is_null(self.table.column("reason")).to_numpy(zero_copy_only=False)
+        return to_numpy(pc.is_null(self.table.column("reason")))
 
     def valid_table(self) -> pa.Table:
         """The records that passed validation, as an Arrow table without `raw` (row order of the file)."""
@@ -113,13 +114,26 @@ class _Columns:
 
     def flush(self):
         if self.rows:
-            cols = [pa.array(col, type=f.type) for col, f in zip(zip(*self.rows), SCHEMA)]
+            cols = [_column(col, f.type) for col, f in zip(zip(*self.rows), SCHEMA)]
             self.batches.append(pa.RecordBatch.from_arrays(cols, schema=SCHEMA))
             self.rows = []
 
     def table(self) -> pa.Table:
         self.flush()
         return pa.Table.from_batches(self.batches, schema=SCHEMA)
+
+
+def _column(values: tuple, arrow_type: pa.DataType) -> pa.Array:
+    """One SCHEMA column from Python values (str / int / list of str, None = null)."""
+    n = len(values)
+    if arrow_type == pa.string():
+        return strings(values)
+    if arrow_type == pa.int64():
+        missing = np.fromiter((v is None for v in values), dtype=bool, count=n)
+        return to_arrow(np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n), mask=missing)
+    offsets = np.zeros(n + 1, np.int32)  # list<string>: every record has a (possibly empty) list
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=n), out=offsets[1:])
+    return pa.ListArray.from_arrays(to_arrow(offsets), strings([v for vs in values for v in vs]))
 
 
 def _parse_line(data: bytes, line_no: int, parse) -> Parsed:
@@ -210,7 +224,7 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table
     tables, offset = [], 0
     for table, n_lines in results:
         if offset:
-            table = table.set_column(0, "line", pc.add(table.column("line"), offset))
+            table = table.set_column(0, "line", pc.add(table.column("line"), scalar(offset)))
         tables.append(table)
         offset += n_lines
     return pa.concat_tables(tables)
@@ -255,8 +269,8 @@ def _set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Ta
     mask = np.zeros(table.num_rows, dtype=bool)
     mask[rows] = True
     order = np.argsort(rows, kind="stable")  # replace_with_mask fills the masked slots in row order
-    column = pc.replace_with_mask(table.column("reason").combine_chunks(), pa.array(mask),
-                                  pa.array([reasons[k] for k in order], pa.string()))
+    column = pc.replace_with_mask(table.column("reason").combine_chunks(), to_arrow(mask),
+                                  strings([reasons[k] for k in order]))
     return table.set_column(SCHEMA.get_field_index("reason"), "reason", column)
 
 
@@ -264,13 +278,13 @@ def _valid_positions(table: pa.Table) -> np.ndarray:
     reason = table.column("reason")
     if reason.null_count == table.num_rows:
         return np.arange(table.num_rows, dtype=np.int64)
-    return np.flatnonzero(pc.is_null(reason).to_numpy(zero_copy_only=False))
+    return np.flatnonzero(to_numpy(pc.is_null(reason)))
 
 
 def _mark_duplicates(table: pa.Table) -> pa.Table:
     """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
     rows, first = repeats([table.column("id")], _valid_positions(table))
-    lines = table.column("line").to_numpy()
+    lines = to_numpy(table.column("line"))
     return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
@@ -283,11 +297,11 @@ def _mark_duplicate_content(table: pa.Table) -> pa.Table:
 
 def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
     reason_col = table.column("reason")
-    has_images = pc.and_(pc.is_null(reason_col), pc.greater(pc.list_value_length(table.column("images")), 0))
-    idx = np.flatnonzero(has_images.to_numpy(zero_copy_only=False))
+    has_images = pc.and_(pc.is_null(reason_col), pc.greater(pc.list_value_length(table.column("images")), scalar(0)))
+    idx = np.flatnonzero(to_numpy(has_images, null=False))
     if len(idx) == 0:
         return table
-    names = table.column("images").take(pa.array(idx)).to_pylist()
+    names = table.column("images").take(to_arrow(idx)).to_pylist()
     problems = check_images(root, names, workers=workers)
     if not any(problems):
         return table
@@ -295,7 +309,7 @@ def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
     for i, p in zip(idx, problems):
         if p:
             reasons[i] = p
-    return table.set_column(SCHEMA.get_field_index("reason"), "reason", pa.array(reasons, pa.string()))
+    return table.set_column(SCHEMA.get_field_index("reason"), "reason", strings(reasons))
 
 
 def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = None, fmt: str | None = None,
@@ -359,13 +373,13 @@ def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:
 def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) -> Path:
     """Write the records at row positions `keep` in the input's own format, in file order, JSON values unchanged."""
     out = Path(out)
-    rows = pa.array(np.sort(np.asarray(keep, dtype=np.int64)))
+    rows = to_arrow(np.sort(np.asarray(keep, dtype=np.int64)))
     if records.table.column("reason").take(rows).null_count != len(rows):
         raise ValueError("cannot write rejected records")
     if records.layout.container == "jsonl":
         _check_unchanged(records)
-        offsets = records.table.column("offset").take(rows).to_numpy()
-        lengths = records.table.column("length").take(rows).to_numpy()
+        offsets = to_numpy(records.table.column("offset").take(rows))
+        lengths = to_numpy(records.table.column("length").take(rows))
         atomic_write(out, _byte_ranges(records.path, offsets, lengths))
         return out
     raws = records.table.column("raw").take(rows).to_pylist()
