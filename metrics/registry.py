@@ -1,6 +1,7 @@
 """Metrics registered by name, so the CLI and the score cache can refer to them as strings."""
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from metrics.base import Metric
@@ -23,7 +24,10 @@ def available() -> list[str]:
 
 
 def metric_class(name: str) -> type[Metric]:
-    _load_builtin()
+    if name in BUILTIN:  # import just the module that defines it: a length-only run skips the model metrics
+        importlib.import_module(BUILTIN[name])
+    else:
+        _load_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -36,10 +40,9 @@ def build(name: str, **params: Any) -> Metric:
 
 def _load_builtin() -> None:
     # Importing a module registers its metrics; heavy dependencies load only in `setup`.
-    import importlib
-
-    for module in BUILTIN_MODULES:
+    for module in dict.fromkeys(BUILTIN.values()):
         importlib.import_module(module)
 
 
-BUILTIN_MODULES: list[str] = ["metrics.length", "metrics.clip", "metrics.embed", "metrics.reward", "metrics.judge"]
+BUILTIN: dict[str, str] = {"length": "metrics.length", "clip": "metrics.clip", "embed-image": "metrics.embed",
+                           "embed-text": "metrics.embed", "reward": "metrics.reward", "judge": "metrics.judge"}

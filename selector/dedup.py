@@ -7,6 +7,11 @@ whose fingerprint repeats can be duplicates; those few are then compared exactly
 """
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,6 +20,7 @@ from selector.arrow_numpy import scalar, to_arrow, to_numpy
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+PARALLEL_MIN_ROWS = 1 << 18  # below this, starting threads costs more than they save
 
 
 def _words(data: np.ndarray) -> np.ndarray:
@@ -58,9 +64,15 @@ def _string_fingerprint(arr: pa.Array) -> np.ndarray:
 
 
 def fingerprint(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A uint64 per row of a string column: equal strings give equal fingerprints."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = [_string_fingerprint(c) for c in chunks if len(c)]
+    """A uint64 per row of a string column: equal strings give equal fingerprints. The chunks of a large column
+    are fingerprinted on every core (NumPy's gathers release the GIL; they wait on memory, not on compute)."""
+    chunks = [c for c in (column.chunks if isinstance(column, pa.ChunkedArray) else [column]) if len(c)]
+    threads = min(len(chunks), os.cpu_count() or 1, 4) if len(column) >= PARALLEL_MIN_ROWS else 1
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(_string_fingerprint, chunks))
+    else:
+        parts = [_string_fingerprint(c) for c in chunks]
     return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
@@ -90,10 +102,11 @@ def repeats(columns: list[pa.ChunkedArray], rows: np.ndarray) -> tuple[np.ndarra
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) < 2:
         return rows[:0], rows[:0]
+    every_row = len(rows) == len(columns[0])  # rows are ascending and distinct: then they are all the rows
     fp = np.zeros(len(rows), np.uint64)
     for col in columns:
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            fp = fp * _MIX[3] + fingerprint(col)[rows]
+            fp = fp * _MIX[3] + (fingerprint(col) if every_row else fingerprint(col)[rows])
     ordered = np.sort(fp)  # a radix sort of integers: several times faster than hashing them
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(repeated) == 0:
@@ -109,8 +122,38 @@ def repeats(columns: list[pa.ChunkedArray], rows: np.ndarray) -> tuple[np.ndarra
     return _later_repeats(key, candidates)
 
 
+def _identity(column: pa.ChunkedArray) -> tuple:
+    """The memory a column's values live in: equal identities mean the very same values."""
+    return tuple((str(c.type), c.offset, len(c), *(b.address if b is not None else 0 for b in c.buffers()))
+                 for c in column.chunks)
+
+
+# Id columns already found distinct, by identity, each with its buffers: holding them keeps their addresses from
+# being reused by other data. A selection checks the same ids in the reader, the scorer and the ranking; each is a
+# public API's own guard, and this lets the later ones answer at once.
+_DISTINCT: "OrderedDict[tuple, list]" = OrderedDict()
+_DISTINCT_MAX = 4
+_DISTINCT_LOCK = threading.Lock()
+
+
+def note_distinct(column: pa.ChunkedArray | pa.Array) -> None:
+    """Record that no value of `column` repeats (its caller has just checked)."""
+    if isinstance(column, pa.Array):
+        column = pa.chunked_array([column])
+    with _DISTINCT_LOCK:
+        _DISTINCT[_identity(column)] = [c.buffers() for c in column.chunks]
+        while len(_DISTINCT) > _DISTINCT_MAX:
+            _DISTINCT.popitem(last=False)
+
+
 def all_distinct(column: pa.ChunkedArray | pa.Array) -> bool:
     """Whether no value of a string column repeats (an id column's uniqueness check)."""
     if isinstance(column, pa.Array):
         column = pa.chunked_array([column])
-    return len(repeats([column], np.arange(len(column)))[0]) == 0
+    with _DISTINCT_LOCK:
+        if _identity(column) in _DISTINCT:
+            return True
+    distinct = len(repeats([column], np.arange(len(column)))[0]) == 0
+    if distinct:
+        note_distinct(column)
+    return distinct

@@ -82,6 +82,19 @@ def _may_need_trim(strings: pa.Array) -> bool:
     return bool(_ASCII_SPACE[data[first]].any() or _ASCII_SPACE[data[last]].any())
 
 
+def _may_contain(strings: pa.Array, token: bytes) -> bool:
+    """False when no value of a string array contains `token`; True may be a match spanning two values.
+
+    Scans the data buffer for the token's first byte, then compares the token at those places only. pyarrow's
+    `match_substring` runs a search per value and took ten times longer on text without the token."""
+    offsets, data = string_buffers(strings)
+    data = data[offsets[0]:offsets[-1]]
+    at = np.flatnonzero(data == token[0])
+    at = at[at <= len(data) - len(token)]
+    window = data[at[:, None] + np.arange(len(token))]
+    return bool((window == np.frombuffer(token, np.uint8)).all(axis=1).any())
+
+
 def _role_kinds(role: pa.Array) -> np.ndarray:
     """USER / ASSISTANT / SYSTEM / UNKNOWN per turn, classifying each distinct role string once."""
     enc = pc.dictionary_encode(role)
@@ -152,7 +165,7 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
     instruction = pc.take(value, to_arrow(np.maximum(first_user, 0)))
     if instruction.null_count:
         instruction = pc.fill_null(instruction, _EMPTY)
-    if pc.any(pc.match_substring(instruction, "<image>")).as_py():
+    if _may_contain(instruction, b"<image>"):
         instruction = pc.replace_substring(instruction, "<image>", "")
     if _may_need_trim(instruction):
         instruction = pc.utf8_trim_whitespace(instruction)

@@ -7,7 +7,6 @@ path cost more than decoding a small image.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -80,6 +79,8 @@ def check_images(root: Path, names: list[list[str]], workers: int = 0) -> list[s
     if workers <= 1 or len(pieces) == 1:
         results = [_problems_chunk(real_root, p) for p in pieces]
     else:
+        from concurrent.futures import ProcessPoolExecutor  # here: a run without images never starts workers
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_problems_chunk, [real_root] * len(pieces), pieces))
     for i, problem in zip(owner, (r for piece in results for r in piece)):

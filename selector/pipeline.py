@@ -93,7 +93,7 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
         have = align_scores(stored, ids)
         table_ids = set(stored.column("id").to_pylist())
         known = np.array([rid in table_ids for rid in ids], dtype=bool)
-    cols = {"id": valid.column("id").combine_chunks()}
+    cols = {"id": valid.column("id")}
     runner = RunnerConfig(batch_size=config.batch_size, progress=config.progress, cache_dir=config.score_cache,
                           device=config.device)
     root = str(records.images_root) if records.images_root else None

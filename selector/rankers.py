@@ -34,12 +34,14 @@ class MetricRanker:
                 raise ValueError(f"metric {m!r} is an embedding, not a score; rank with the learned selector instead")
             v = to_numpy(pc.cast(col, pa.float64()), null=np.nan)
             cols.append(-v if m in self.lower_is_better else v)
-        x = np.stack(cols, axis=1)
-        if len(self.metrics) > 1:
-            x = fit_normaliser(x, self.normalise).transform(x)
         w = np.ones(len(self.metrics)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         if len(w) != len(self.metrics):
             raise ValueError(f"{len(w)} weights for {len(self.metrics)} metrics")
+        if len(cols) == 1:  # the weighted mean of one score is the score (NaN where missing, or everywhere if w = 0)
+            combined = cols[0] * np.sign(w[0]) if w[0] else np.full(len(cols[0]), np.nan)
+            return Ranking(ids=scores.column("id"), scores=combined, source=self.metrics[0])
+        x = np.stack(cols, axis=1)
+        x = fit_normaliser(x, self.normalise).transform(x)
         present = ~np.isnan(x)
         num = np.where(present, x, 0.0) @ w
         den = present.astype(np.float64) @ np.abs(w)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from selector.arrow_memory import prefer_fast_allocator
 from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
-from selector.dedup import repeats
+from selector.dedup import note_distinct, repeats
 from selector.errors import FormatError, RecordError
 from selector.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
 from selector.images import check_images
@@ -205,7 +205,11 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table
         with ThreadPoolExecutor(max_workers=2 if parallel else 1) as threads:
             results = list(threads.map(lambda r: _fast_range(path, *r), ranges))
     todo = [i for i, r in enumerate(results) if r is None]
-    pool = ProcessPoolExecutor(max_workers=workers) if parallel and len(todo) > 1 else None
+    pool = None
+    if parallel and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # only for ranges the Arrow parser could not type
+
+        pool = ProcessPoolExecutor(max_workers=workers)
     try:
         futures = {i: pool.submit(_parse_jsonl_range, str(path), *ranges[i], schema, strict) for i in todo} if pool else {}
         offset = 0
@@ -283,7 +287,12 @@ def _valid_positions(table: pa.Table) -> np.ndarray:
 
 def _mark_duplicates(table: pa.Table) -> pa.Table:
     """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
-    rows, first = repeats([table.column("id")], _valid_positions(table))
+    valid = _valid_positions(table)
+    rows, first = repeats([table.column("id")], valid)
+    if len(rows) == 0:
+        if len(valid) == table.num_rows:
+            note_distinct(table.column("id"))
+        return table
     lines = to_numpy(table.column("line"))
     return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 

@@ -216,3 +216,17 @@ def test_trained_clip_prefers_matched_captions(tmp_path):
                         RunnerConfig(batch_size=16, workers=0), images_root=str(tmp_path))
     s = out.column("clip").to_numpy().reshape(4, 4)
     assert (s.argmax(axis=1) == np.arange(4)).all(), s  # each image: its own caption beats the 3 others
+
+
+def test_every_builtin_metric_name_maps_to_the_module_that_registers_it():
+    """`metric_class(name)` imports only BUILTIN[name]; a stale map would fail to find a metric."""
+    import subprocess
+    import sys
+
+    from metrics.registry import BUILTIN, available
+
+    assert sorted(BUILTIN) == available()
+    for name in BUILTIN:  # each in a fresh process, where nothing else has registered it yet
+        code = f"from metrics.registry import metric_class; print(metric_class({name!r}).name)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == name

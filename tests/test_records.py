@@ -294,3 +294,16 @@ def test_vectorised_parser_matches_per_record_parser_across_many_reader_batches(
         slow, _ = _parse_jsonl_range(str(path), 0, len(data), "llava", False)
         assert fast is not None
         assert fast.to_pylist() == slow.to_pylist()
+
+
+def test_image_token_scan_finds_every_mention_and_ignores_text_outside_the_slice():
+    import pyarrow as pa
+
+    from selector.fastjsonl import _may_contain
+
+    token = b"<image>"
+    assert _may_contain(pa.array(["q", "a <image> b"]), token)
+    assert _may_contain(pa.array(["<image>"]), token) and _may_contain(pa.array(["x", "ends <image>"]), token)
+    assert not _may_contain(pa.array(["<imag", "no token <<image", "", "<"]), token)
+    assert not _may_contain(pa.array([], pa.string()), token)
+    assert not _may_contain(pa.array(["<image> before", "plain", "after <image>"]).slice(1, 1), token)
