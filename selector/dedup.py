@@ -95,18 +95,26 @@ def _later_repeats(key: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray,
     return candidates[later], first_pos[later]
 
 
-def repeats(columns: list[pa.ChunkedArray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def row_key(columns: list[pa.ChunkedArray | pa.Array]) -> np.ndarray:
+    """One uint64 per row from the string columns' fingerprints (list columns are left to the exact step)."""
+    key = np.zeros(len(columns[0]), np.uint64)
+    for col in columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            key = key * _MIX[3] + fingerprint(col)
+    return key
+
+
+def repeats(columns: list[pa.ChunkedArray], rows: np.ndarray, key: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Among row positions `rows` (ascending), those whose values in every column equal an earlier row's, and
-    the position of that earlier (first) row. String columns are fingerprinted first; list columns are only
-    compared in the exact step."""
+    the position of that earlier (first) row. Rows are prefiltered by `row_key(columns)` (pass `key` if it is
+    already known: the reader computes it while parsing), then the few candidates are compared exactly."""
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) < 2:
         return rows[:0], rows[:0]
-    every_row = len(rows) == len(columns[0])  # rows are ascending and distinct: then they are all the rows
-    fp = np.zeros(len(rows), np.uint64)
-    for col in columns:
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            fp = fp * _MIX[3] + (fingerprint(col) if every_row else fingerprint(col)[rows])
+    fp = row_key(columns) if key is None else key
+    if len(rows) != len(fp):  # rows are ascending and distinct: of equal length they are all the rows
+        fp = fp[rows]
     ordered = np.sort(fp)  # a radix sort of integers: several times faster than hashing them
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(repeated) == 0:
@@ -115,11 +123,11 @@ def repeats(columns: list[pa.ChunkedArray], rows: np.ndarray) -> tuple[np.ndarra
     if len(candidates) < 2:
         return rows[:0], rows[:0]
     take = to_arrow(candidates)
-    key = np.zeros(len(candidates), dtype=np.int64)
+    exact = np.zeros(len(candidates), dtype=np.int64)
     for col in columns:
         codes = _codes(col.take(take))
-        key = np.unique(key * (int(codes.max()) + 1) + codes, return_inverse=True)[1].astype(np.int64).ravel()
-    return _later_repeats(key, candidates)
+        exact = np.unique(exact * (int(codes.max()) + 1) + codes, return_inverse=True)[1].astype(np.int64).ravel()
+    return _later_repeats(exact, candidates)
 
 
 def _identity(column: pa.ChunkedArray) -> tuple:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from selector.arrow_memory import prefer_fast_allocator
 from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
-from selector.dedup import note_distinct, repeats
+from selector.dedup import fingerprint, note_distinct, repeats, row_key
 from selector.errors import FormatError, RecordError
 from selector.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
 from selector.images import check_images
@@ -181,24 +181,35 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, 0)]
 
 
-def _fast_range(path: Path, start: int, end: int) -> tuple[pa.Table, int] | None:
+CONTENT_COLUMNS = ("instruction", "answer", "images")  # equal in all three: a duplicate record
+
+
+def dedup_keys(table: pa.Table) -> dict[str, np.ndarray]:
+    """The per-row fingerprints the duplicate checks prefilter on: of the id, and of the content."""
+    return {"id": fingerprint(table.column("id")), "content": row_key([table.column(c) for c in CONTENT_COLUMNS])}
+
+
+def _fast_range(path: Path, start: int, end: int) -> tuple[pa.Table, int, dict[str, np.ndarray]] | None:
     from selector.fastjsonl import parse_block
 
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
     table = parse_block(data, start, SCHEMA)
-    return None if table is None else (table, table.num_rows)
+    # The duplicate keys are computed here, in the parse threads, while the range's columns are fresh in memory.
+    return None if table is None else (table, table.num_rows, dedup_keys(table))
 
 
-def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table:
-    """Conversation files go through the vectorised Arrow parser range by range; ranges it cannot type, other
+def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """The records of a JSONL file and their `dedup_keys`.
+
+    Conversation files go through the vectorised Arrow parser range by range; ranges it cannot type, other
     schemas, and strict mode (which must stop at the first bad line) use the per-record parser in worker processes."""
     size = path.stat().st_size
     parallel = size >= PARALLEL_MIN_BYTES and workers > 1
     parts = max(workers, -(-size // RANGE_BYTES)) if parallel else max(1, -(-size // RANGE_BYTES))
     ranges = _line_aligned_splits(path, parts)
-    results: list[tuple[pa.Table, int] | None] = [None] * len(ranges)
+    results: list[tuple | None] = [None] * len(ranges)
     if schema in ("llava", "sharegpt") and not strict:
         # Two ranges in flight: one range's single-threaded validation overlaps the next one's multithreaded
         # parse (both release the GIL in Arrow's C++ kernels), so neither core idles.
@@ -225,13 +236,14 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> pa.Table
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-    tables, offset = [], 0
-    for table, n_lines in results:
+    tables, keys, offset = [], [], 0
+    for table, n_lines, *known in results:
         if offset:
             table = table.set_column(0, "line", pc.add(table.column("line"), scalar(offset)))
         tables.append(table)
+        keys.append(known[0] if known else dedup_keys(table))
         offset += n_lines
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables), {k: np.concatenate([part[k] for part in keys]) for k in ("id", "content")}
 
 
 def _load_json_value(path: Path) -> Any:
@@ -285,10 +297,10 @@ def _valid_positions(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(to_numpy(pc.is_null(reason)))
 
 
-def _mark_duplicates(table: pa.Table) -> pa.Table:
+def _mark_duplicates(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
     """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
     valid = _valid_positions(table)
-    rows, first = repeats([table.column("id")], valid)
+    rows, first = repeats([table.column("id")], valid, key)
     if len(rows) == 0:
         if len(valid) == table.num_rows:
             note_distinct(table.column("id"))
@@ -297,9 +309,9 @@ def _mark_duplicates(table: pa.Table) -> pa.Table:
     return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
-def _mark_duplicate_content(table: pa.Table) -> pa.Table:
+def _mark_duplicate_content(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
     """Reject later records whose (images, instruction, answer) repeat an earlier valid record exactly."""
-    rows, first = repeats([table.column(c) for c in ("instruction", "answer", "images")], _valid_positions(table))
+    rows, first = repeats([table.column(c) for c in CONTENT_COLUMNS], _valid_positions(table), key)
     ids = table.column("id")
     return _set_reasons(table, rows, [f"duplicate content of id {ids[int(f)].as_py()!r}" for f in first])
 
@@ -337,8 +349,9 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     st = path.stat()
     workers = workers or (os.cpu_count() or 1)
     container = None
+    keys = {"id": None, "content": None}  # None: the duplicate checks fingerprint the columns themselves
     if layout.container == "jsonl":
-        table = _read_jsonl(path, layout.schema, strict, workers)
+        table, keys = _read_jsonl(path, layout.schema, strict, workers)
     else:
         value = _load_json_value(path)
         if layout.container == "cc_sbu":
@@ -349,9 +362,9 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
         elif not isinstance(value, list):
             raise FormatError(f"{path}: a JSON instruction file must hold a list of records")
         table = _read_json_items(path, value, layout.schema, strict)
-    table = _mark_duplicates(table)
+    table = _mark_duplicates(table, keys["id"])
     if dedup:
-        table = _mark_duplicate_content(table)
+        table = _mark_duplicate_content(table, keys["content"])
     root = Path(images) if images is not None else default_images_root(path, layout)
     if check_image_files:
         table = _check_record_images(table, root, workers)

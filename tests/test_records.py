@@ -307,3 +307,27 @@ def test_image_token_scan_finds_every_mention_and_ignores_text_outside_the_slice
     assert not _may_contain(pa.array(["<imag", "no token <<image", "", "<"]), token)
     assert not _may_contain(pa.array([], pa.string()), token)
     assert not _may_contain(pa.array(["<image> before", "plain", "after <image>"]).slice(1, 1), token)
+
+
+def test_duplicate_keys_from_the_parse_threads_match_the_final_table(tmp_path, monkeypatch):
+    """Keys computed range by range (fast ranges in the threads, a fallback range after) equal the keys of the
+    assembled table, and duplicates are found across ranges with the first occurrence kept."""
+    import numpy as np
+
+    import selector.records as records
+
+    turn = lambda role, text: {"from": role, "value": text}  # noqa: E731
+    rows = [{"id": f"r{i}", "conversations": [turn("human", f"q{i % 50}"), turn("gpt", f"answer {i % 50}")]}
+            for i in range(400)]
+    rows[250] = {"id": "r3", "conversations": [turn("human", "new"), turn("gpt", "fresh")]}  # a repeated id
+    rows[300] = {"id": 1, "conversations": [turn("human", "numeric id"), turn("gpt", "forces a fallback range")]}
+    src = _write_jsonl(tmp_path / "dups.jsonl", rows)
+    monkeypatch.setattr(records, "RANGE_BYTES", 4096)
+    monkeypatch.setattr(records, "PARALLEL_MIN_BYTES", 1)
+    table, keys = records._read_jsonl(src, "llava", False, 2)
+    assert table.column("line").to_pylist() == list(range(1, 401))
+    expected = records.dedup_keys(table)
+    assert all(np.array_equal(keys[k], expected[k]) for k in ("id", "content"))
+    reasons = read_records(src, workers=2).table.column("reason").to_pylist()
+    assert reasons[250] == "duplicate id (first seen at line 4)"
+    assert reasons[60] == "duplicate content of id 'r10'" and reasons[10] is None
