@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 from metrics.base import Batch, Metric
 from metrics.registry import register
 from selector.arrow_numpy import strings, to_numpy
+from selector.dedup import string_buffers
 
 
 @register
@@ -20,7 +21,19 @@ class LengthMetric(Metric):
     columnar = True
 
     def score_column(self, table: pa.Table) -> np.ndarray:
-        return to_numpy(pc.cast(pc.utf8_length(table.column("answer")), pa.float64()), null=np.nan)
+        column = table.column("answer")
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        parts = [to_numpy(pc.cast(_code_points(c), pa.float64()), null=np.nan) for c in chunks]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def score(self, batch: Batch) -> np.ndarray:
         return self.score_column(pa.table({"answer": strings(batch.answers)}))
+
+
+def _code_points(values: pa.Array) -> pa.Array:
+    """Characters per value. `utf8_length` decodes every byte; in ASCII text, which a max over the data buffer
+    detects in a quarter of that time, the byte lengths are the answer."""
+    offsets, data = string_buffers(values)
+    if not len(values) or data[offsets[0]:offsets[-1]].max(initial=0) < 0x80:
+        return pc.binary_length(values)
+    return pc.utf8_length(values)

@@ -230,3 +230,16 @@ def test_every_builtin_metric_name_maps_to_the_module_that_registers_it():
         code = f"from metrics.registry import metric_class; print(metric_class({name!r}).name)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == name
+
+
+def test_length_counts_characters_not_bytes_in_every_chunk():
+    """ASCII chunks take the byte-length shortcut; a chunk with any other character is counted in code points."""
+    import numpy as np
+    import pyarrow as pa
+
+    from metrics import build
+
+    answers = pa.chunked_array([["abc", "", "a b c d"], ["größe ✓", "x"], pa.array([None, "ok"], pa.string())])
+    got = build("length").score_column(pa.table({"answer": answers}))
+    assert got[:5].tolist() == [3, 0, 7, 7, 1] and np.isnan(got[5]) and got[6] == 2
+    assert build("length").score_column(pa.table({"answer": answers.chunk(1).slice(1)})).tolist() == [1]
