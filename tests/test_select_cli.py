@@ -59,3 +59,17 @@ def test_strict_exits_nonzero_naming_file_and_line(messy, tmp_path, capsys):
     assert code == 2
     assert f"{messy}:6:" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_length_selection_from_the_command_line_loads_no_heavy_library(messy, tmp_path):
+    """Building every subcommand's parser and selecting by length must not import torch, datasets or pandas: each
+    costs from a fraction of a second to seconds, more than the whole selection of a million records."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom selector.cli import main\n"
+            f"rc = main(['-q', 'select', {str(messy)!r}, '--metrics', 'length', '--budget', '5', "
+            f"'--out', {str(tmp_path / 'o.jsonl')!r}])\n"
+            "print(rc, [m for m in ('torch', 'datasets', 'pandas') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"

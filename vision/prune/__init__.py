@@ -13,32 +13,39 @@ lr, batch_size, device, progress) flat, so CLIs and the condensation initialiser
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import fields
 from typing import Any
 
 from selector.errors import MmselectError
-from vision.prune.base import ProxyConfig
-from vision.prune.coreset import HerdingRanker, KCenterRanker, extract_features
-from vision.prune.curvature import CurvatureRanker, curvature_scores
-from vision.prune.el2n import EL2NRanker, el2n_scores
-from vision.prune.forgetting import ForgettingRanker, ForgettingTracker
-from vision.prune.grand import GraNdRanker, grand_scores
-from vision.prune.greedy import herding_order, kcenter_order
-from vision.prune.uniform import RandomImageRanker
 
-__all__ = ["RANKERS", "build_ranker", "ProxyConfig", "ForgettingRanker", "ForgettingTracker", "EL2NRanker",
-           "el2n_scores", "GraNdRanker", "grand_scores", "CurvatureRanker", "curvature_scores", "HerdingRanker",
-           "KCenterRanker", "RandomImageRanker", "herding_order", "kcenter_order", "extract_features"]
-
-RANKERS: dict[str, type] = {
-    "forgetting": ForgettingRanker,
-    "el2n": EL2NRanker,
-    "grand": GraNdRanker,
-    "curvature": CurvatureRanker,
-    "herding": HerdingRanker,
-    "kcenter": KCenterRanker,
-    "random": RandomImageRanker,
+# Public names -> defining module. Loaded on first use (PEP 562), so that listing this package (the CLI builds every
+# subcommand's parser) does not import torch, which takes seconds.
+_EXPORTS: dict[str, str] = {
+    "ProxyConfig": "vision.prune.base",
+    "HerdingRanker": "vision.prune.coreset", "KCenterRanker": "vision.prune.coreset",
+    "extract_features": "vision.prune.coreset",
+    "CurvatureRanker": "vision.prune.curvature", "curvature_scores": "vision.prune.curvature",
+    "EL2NRanker": "vision.prune.el2n", "el2n_scores": "vision.prune.el2n",
+    "ForgettingRanker": "vision.prune.forgetting", "ForgettingTracker": "vision.prune.forgetting",
+    "GraNdRanker": "vision.prune.grand", "grand_scores": "vision.prune.grand",
+    "herding_order": "vision.prune.greedy", "kcenter_order": "vision.prune.greedy",
+    "RandomImageRanker": "vision.prune.uniform",
 }
+_RANKER_NAMES: dict[str, str] = {
+    "forgetting": "ForgettingRanker", "el2n": "EL2NRanker", "grand": "GraNdRanker", "curvature": "CurvatureRanker",
+    "herding": "HerdingRanker", "kcenter": "KCenterRanker", "random": "RandomImageRanker",
+}
+
+__all__ = ["RANKERS", "build_ranker", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name == "RANKERS":  # method name -> ranker class
+        return {key: __getattr__(cls) for key, cls in _RANKER_NAMES.items()}
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_ranker(name: str, **params: Any):
@@ -49,9 +56,10 @@ def build_ranker(name: str, **params: Any):
     """
     key = name.lower().replace("-", "").replace("_", "")
     key = {"kcentergreedy": "kcenter", "k-center": "kcenter", "losscurvature": "curvature"}.get(key, key)
-    if key not in RANKERS:
-        raise MmselectError(f"unknown pruning method {name!r}; use one of {', '.join(RANKERS)}")
-    cls = RANKERS[key]
+    if key not in _RANKER_NAMES:
+        raise MmselectError(f"unknown pruning method {name!r}; use one of {', '.join(_RANKER_NAMES)}")
+    cls = __getattr__(_RANKER_NAMES[key])
+    ProxyConfig = __getattr__("ProxyConfig")  # noqa: N806 (a class, loaded on first use)
     own = {f.name for f in fields(cls)}
     proxy_fields = {f.name for f in fields(ProxyConfig)}
     proxy_params = {k: params.pop(k) for k in list(params) if k in proxy_fields and k not in own}
