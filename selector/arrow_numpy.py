@@ -2,9 +2,9 @@
 
 pyarrow imports pandas the first time `pa.array`, `pa.scalar` (and so any compute call given a Python value) or
 `Array.to_numpy` runs: its NumPy bridge shares pandas' conversion code. That import costs 0.2-0.4 s on our
-machine, a fifth of a whole million-record selection that never needs pandas (BENCHMARKS.md, I/O section). These
+machine, a quarter of a whole million-record selection that never needs pandas (BENCHMARKS.md, I/O section). These
 helpers cover what the selection path converts: 1-d numeric and boolean arrays, lists of Python strings, and
-string scalars for compute calls. Everything else may still use pyarrow's own converters.
+scalars for compute calls. Everything else may still use pyarrow's own converters.
 """
 from __future__ import annotations
 
