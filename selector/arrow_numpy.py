@@ -23,7 +23,7 @@ def _unbits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
     return bits[offset:].view(np.bool_)
 
 
-def to_arrow(values: np.ndarray, *, mask: np.ndarray | None = None, type: pa.DataType | None = None) -> pa.Array:
+def to_arrow(values: np.ndarray, *, mask: np.ndarray | None = None) -> pa.Array:
     """A 1-d numeric or boolean NumPy array as an Arrow array (zero-copy for numbers); `mask` marks nulls."""
     values = np.ascontiguousarray(values)
     if values.ndim != 1:
@@ -36,8 +36,7 @@ def to_arrow(values: np.ndarray, *, mask: np.ndarray | None = None, type: pa.Dat
     arrow_type = pa.from_numpy_dtype(values.dtype)
     if values.dtype.kind not in "iuf":
         raise TypeError(f"to_arrow converts numbers and booleans, not {values.dtype}")
-    array = pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(values)])
-    return array if type is None or type == arrow_type else array.cast(type)
+    return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(values)])
 
 
 def to_numpy(column: pa.Array | pa.ChunkedArray, *, null=None) -> np.ndarray:

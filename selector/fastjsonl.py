@@ -153,9 +153,9 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
     else:
         ok = np.ones(n, bool)
 
+    line = to_arrow(np.arange(first_line, first_line + n, dtype=np.int64))
     ids = batch.column("id")
     if ids.null_count:
-        line = to_arrow(np.arange(first_line, first_line + n, dtype=np.int64))
         ids = pc.coalesce(ids, pc.binary_join_element_wise(scalar("line-"), pc.cast(line, pa.string()), _EMPTY))
     heads = offsets[:-1]
     if n and (n_turns > 0).all() and (kind[np.minimum(heads, len(kind) - 1)] == USER).all():
@@ -189,7 +189,7 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
         images = pa.ListArray.from_arrays(to_arrow(np.concatenate(([0], np.cumsum(has_image))).astype(np.int32)),
                                           pc.filter(image, to_arrow(has_image)))
     columns = {
-        "line": to_arrow(np.arange(first_line, first_line + n, dtype=np.int64)), "id": ids,
+        "line": line, "id": ids,
         "instruction": instruction, "answer": answer, "images": images,
         "offset": to_arrow(starts), "length": to_arrow(lengths), "raw": pa.nulls(n, pa.string()),
         "reason": pa.nulls(n, pa.string()) if reasons is None else strings(reasons),

@@ -126,7 +126,7 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
 
     records = read_records(config.input, images=config.images, fmt=config.fmt, strict=config.strict,
                            workers=config.workers)
-    valid_rows = np.flatnonzero(records.valid_mask())
+    valid_rows = records.valid_rows()
     scores = score_table(records, config)
     ranker = ranker_factory(config) if ranker_factory else MetricRanker(tuple(config.metrics), config.weights,
                                                                        config.normalise)

@@ -67,6 +67,10 @@ class RecordSet:
     def valid_mask(self) -> np.ndarray:
         return to_numpy(pc.is_null(self.table.column("reason")))
 
+    def valid_rows(self) -> np.ndarray:
+        """Row positions of the records that passed validation, ascending."""
+        return _valid_positions(self.table)
+
     def valid_table(self) -> pa.Table:
         """The records that passed validation, as an Arrow table without `raw` (row order of the file)."""
         table = self.table.drop_columns(["raw"])

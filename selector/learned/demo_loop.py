@@ -140,7 +140,7 @@ def score_pool(data: Path, cache: Path, metrics, progress: bool):
     from selector.records import read_records
 
     records = read_records(data / "train.jsonl", images=data)
-    rows = np.flatnonzero(records.valid_mask())
+    rows = records.valid_rows()
     table = score_records(records.valid(), metrics, RunnerConfig(cache_dir=Path(cache), progress=progress),
                           images_root=str(data))
     pq.write_table(table, Path(cache) / "train-scores.parquet")

@@ -135,7 +135,7 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     from selector.records import atomic_write, read_records
 
     records = read_records(config.data, images=config.images)
-    rows = np.flatnonzero(records.valid_mask())
+    rows = records.valid_rows()
     ids = [records.table.column("id")[int(r)].as_py() for r in rows]
     sc = config.selector
     needed = [c for c in (sc.features.image_embedding, sc.features.text_embedding) if c]
