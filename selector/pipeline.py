@@ -1,7 +1,6 @@
 """`mmselect select` as a library call: read -> validate -> score -> rank -> select -> write, with full accounting."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -11,6 +10,7 @@ import pyarrow as pa
 
 from selector.arrow_numpy import to_arrow
 from selector.ranking import Ranking, Selection, select
+from selector.strict_json import dumps
 from selector.records import RecordSet, atomic_write, read_records, write_rejected, write_records
 
 
@@ -53,6 +53,7 @@ class SelectConfig:
     metric_params: dict = field(default_factory=dict)  # metric name -> keyword arguments for metrics.build
     score_cache: Path | None = None  # metrics' on-disk score cache (None: no reuse across runs)
     device: str = "auto"
+    metric_summary: bool = False  # report each scalar metric's pool vs selection mean (selector.selection_summary)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class SelectResult:
     selection: Selection
     ranking: Ranking
     records: RecordSet = field(repr=False)
+    shifts: list = field(default_factory=list)  # selector.selection_summary.MetricShift per metric (metric_summary)
 
 
 def load_scores(path: Path) -> pa.Table:
@@ -143,6 +145,14 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         "seed": config.seed, "accounting": asdict(accounting),
         "selected_ids": [str(i) for i in selection.ids],
     }
+    shifts = []
+    if config.metric_summary:
+        from selector.selection_summary import metric_shifts, to_dicts
+
+        shifts = metric_shifts(scores, ranking.scores, selection.indices)
+        report["metric_shifts"] = to_dicts(shifts)
+    if ranking.meta.get("model"):
+        report["selector_model"] = ranking.meta["model"]
     report_path = Path(f"{config.out}.report.json")
-    atomic_write(report_path, [json.dumps(report, indent=2).encode()])
-    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records)
+    atomic_write(report_path, [dumps(report)])
+    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts)

@@ -14,6 +14,8 @@ from selector.learned.model import LearnedSelector
 from selector.learned.network import (NetworkConfig, SubsetSelector, TrainConfig, score_pool, train_network,
                                       validation_loss)
 from selector.learned.subsets import make_subsets, subset_members
+from selector.learned.choice import ChoiceConfig
+from selector.learned.config import LabelConfig
 from selector.learned.train import SelectorConfig, fit_selector
 from selector.ranking import Ranking, select
 
@@ -219,8 +221,8 @@ def test_spectral_groups_seeded():
 
 # ---------------------------------------------------------------- end to end on a synthetic pool
 
-SMALL = SelectorConfig(n_subsets=30, subset_method="random", train=TrainConfig(epochs=20, seed=0),
-                       clusters=ClusterConfig(k=5, seed=0), passes=4)
+SMALL = SelectorConfig(labels=LabelConfig(n_subsets=30, subset_method="random"), choice=ChoiceConfig(model="network"),
+                       train=TrainConfig(epochs=20, seed=0), clusters=ClusterConfig(k=5, seed=0), passes=4)
 
 
 def test_learned_selector_learns_quality_and_is_deterministic(tmp_path):
@@ -251,6 +253,10 @@ def test_learned_selector_learns_quality_and_is_deterministic(tmp_path):
     np.testing.assert_array_equal(select(again.selector.rank(table), 100, seed=0).ids, sel.ids)
     meta = json.loads((tmp_path / "sel" / "network.json").read_text())
     assert meta["inference"]["subset_size"] == 20
+    manifest = json.loads((tmp_path / "sel" / "selector.json").read_text())
+    assert manifest["kind"] == "network" and loaded.kind == "network"
+    assert {c["name"] for c in manifest["choice"]["table"]} == {"network", "linear", "metric:clip", "metric:length",
+                                                                 "mean"}
 
 
 def test_baselines_rank_through_the_same_interface():

@@ -11,6 +11,7 @@ import pytest
 from selector.learned.features import FeatureConfig
 from selector.learned.final import ClusterConfig
 from selector.learned.network import TrainConfig
+from selector.learned.config import LabelConfig
 from selector.learned.train import SelectorConfig, TrainSelectorConfig, train_selector
 
 
@@ -55,7 +56,7 @@ def test_train_selector_then_select(digits_vqa, tmp_path):
     pixel_scores(digits_vqa, tmp_path / "scores.parquet")
     truth = load_truth(digits_vqa / "truth.jsonl")
     fn = CleanShareLabel(truth)
-    sc = SelectorConfig(features=FeatureConfig(text_embedding=None), n_subsets=10,
+    sc = SelectorConfig(features=FeatureConfig(text_embedding=None), labels=LabelConfig(n_subsets=10, seeds=(0,)),
                         train=TrainConfig(epochs=5), clusters=ClusterConfig(k=5), passes=1)
     cfg = TrainSelectorConfig(data=digits_vqa / "train.jsonl", images=digits_vqa, scores=tmp_path / "scores.parquet",
                               out=tmp_path / "sel", selector=sc, progress=False)

@@ -17,16 +17,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=200, help="records to select (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
-    p.add_argument("--subsets", type=int, default=20,
-                   help="label subsets (default 20: one LoRA label run each, so the demo fits ~15 min on 2 cores)")
-    p.add_argument("--subset-method", choices=["kmeans", "random"], default="random",
-                   help="label subsets: random (default here: DigitsVQA's image clusters are its digit classes) or "
-                        "k-means on image embeddings")
-    p.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")), default=(0, 1),
-                   help="fine-tuning seeds per label subset, averaged (default 0,1; several also measure label noise)")
-    p.add_argument("--label-metric", default="eval_loss",
-                   help="label of a subset: eval_loss (default; negated so higher is better), exact_match or contains")
-    p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate (labels and final runs)")
+    g = p.add_argument_group("label settings (default: the learned selector's own, as in `train-selector`)")
+    g.add_argument("--subsets", type=int, help="label subsets")
+    g.add_argument("--subset-method", choices=["kmeans", "random"], help="label subsets: random or k-means")
+    g.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   help="LoRA seeds per label subset")
+    g.add_argument("--label-metric", choices=["eval_loss", "exact_match", "contains"], help="label of a subset")
+    g.add_argument("--lr", type=float,
+                   help="LoRA learning rate of the label and final runs (default: measured by the label pilot)")
     p.add_argument("--stage1-epochs", type=float, help="stage-1 epochs of the demo VLM (default: finetune's)")
     p.add_argument("--metrics", type=csv_list, default=("length", "clip", "embed-image", "embed-text"),
                    help="metrics to score (default: length,clip,embed-image,embed-text)")

@@ -50,18 +50,24 @@ def run(ns: argparse.Namespace) -> int:
         from metrics.command import metric_params
 
         extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
-    metrics, ranker_factory = ns.metrics, None
+    metrics, ranker_factory, learned = ns.metrics, None, None
     if ns.selector is not None:
         from selector.learned.model import LearnedSelector
 
         learned = LearnedSelector.load(ns.selector)
+        print(f"selector {ns.selector}: {learned.describe()}")
         metrics = tuple(learned.features.required_columns())
         ranker_factory = lambda _config: learned  # noqa: E731 - the loaded selector is the ranker
     config = SelectConfig(input=ns.input, out=ns.out, budget=ns.budget, images=ns.images, fmt=ns.fmt,
                           metrics=metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
                           seed=ns.seed, strict=ns.strict, workers=ns.workers, batch_size=ns.batch_size,
-                          progress=show_progress(ns), **extra)
+                          progress=show_progress(ns), metric_summary=learned is not None, **extra)
     result = run_select(config, ranker_factory=ranker_factory)
+    if learned is not None:
+        from selector.learned.sanity import check_selection
+
+        for line in check_selection(result.shifts, learned.features.metric_names):
+            print(line)
     if not ns.quiet:
         print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
     print(result.accounting.line())

@@ -26,20 +26,15 @@ class DemoConfig:
     seed: int = 0       # selector, clustering, random baseline and fine-tuning seed
     data_seed: int = 0  # DigitsVQA build and demo models (kept fixed across seeds: the models are built once)
     noise: float = 0.4
-    n_subsets: int = 20  # label runs dominate the demo's time; 20 (not the selector's 30) keeps it near 15 min
-    # Random label subsets: on DigitsVQA the image clusters are the digit classes, so k-means subsets would make a
-    # subset's label mostly about which digits it holds rather than how clean it is (k-means stays available).
-    subset_method: str = "random"
-    # Validation answer loss (negated) as the label: continuous, so a 36-sample LoRA run moves it measurably where
-    # exact match on 200 single-digit answers moves in 0.5-point steps.
-    label_metric: str = "eval_loss"
-    # Two LoRA seeds per subset, averaged: chosen on label data only (cross-validated R^2 of the linear fit on held-out
-    # subsets, 20 x 2 seeds 0.16-0.18 vs 20 x 1 seed 0.11-0.12 and 30 x 1 seed 0.09); also measures the label noise.
-    label_seeds: tuple[int, ...] = (0, 1)
+    # Label settings: None keeps the selector's defaults (selector.learned.config.LabelConfig), which are the ones
+    # the demo uses; the flags exist to try others.
+    n_subsets: int | None = None
+    subset_method: str | None = None
+    label_metric: str | None = None
+    label_seeds: tuple[int, ...] | None = None
     subset_seed: int | None = 0  # label subsets and their labels are shared by every seed (None: vary with seed)
-    label_epochs: float = 3.0
     finetune_epochs: float = 3.0
-    lr: float = 3e-3  # LoRA learning rate (labels and final runs); the tiny VLM needs more than the usual 2e-4
+    lr: float | None = None  # LoRA learning rate of labels and final runs (None: the label pilot measures it)
     full_pool: bool = True
     stage1_epochs: float | None = None  # stage-1 epochs of the demo VLM (None: the finetune package's default)
     metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
@@ -194,13 +189,31 @@ def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
     return ev
 
 
-def demo_label_fn(config: DemoConfig, base: Path, data: Path, labels_dir: Path):
-    """The genuine-label function of the demo: LoRA on a subset, evaluated on val.jsonl."""
-    from selector.learned.labels import FinetuneLabel
+def demo_selector_config(config: DemoConfig):
+    """The selector's own defaults, with the demo's seed and any label setting the user overrode."""
+    from dataclasses import replace
+
+    from selector.learned.config import SelectorConfig
+    from selector.learned.features import FeatureConfig
+    from selector.learned.final import ClusterConfig
+
+    d = SelectorConfig()
+    given = {k: v for k, v in dict(n_subsets=config.n_subsets, subset_method=config.subset_method,
+                                   metric=config.label_metric, seeds=config.label_seeds, lr=config.lr).items()
+             if v is not None}
+    return replace(d, features=FeatureConfig(seed=config.seed),
+                   labels=replace(d.labels, subset_seed=config.subset_seed, **given),
+                   train=replace(d.train, seed=config.seed), clusters=ClusterConfig(seed=config.seed), seed=config.seed)
+
+
+def demo_label_fn(labels, base: Path, data: Path, labels_dir: Path):
+    """The genuine-label function of the demo: LoRA on a subset, evaluated on val.jsonl (the selector's label
+    settings; the learning rate is the pilot's unless `labels.lr` is set)."""
+    from finetune.label import FinetuneLabel
 
     return FinetuneLabel(base_model=str(base), eval_data=str(data / "val.jsonl"), eval_images=str(data),
-                         work_dir=str(labels_dir / "runs"), metric=config.label_metric, epochs=config.label_epochs,
-                         lr=config.lr, extra={"max_new_tokens": 4})
+                         work_dir=str(labels_dir / "runs"), metric=labels.metric, epochs=labels.epochs, lr=labels.lr,
+                         extra={"max_new_tokens": 4})
 
 
 def run_demo(config: DemoConfig, print_fn=print) -> dict:
@@ -209,11 +222,8 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
 
     from selector.demo_data import load_truth
     from selector.learned.baselines import RandomRanker, single_metric_rankers
-    from selector.learned.features import FeatureConfig
-    from selector.learned.final import ClusterConfig
     from selector.learned.model import LearnedSelector
-    from selector.learned.network import TrainConfig
-    from selector.learned.train import SelectorConfig, TrainSelectorConfig, train_selector
+    from selector.learned.train import TrainSelectorConfig, train_selector
     from selector.ranking import select
     from selector.records import write_records
 
@@ -241,23 +251,24 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     sel_dir = runs / "selector"
     # Labels are cached by subset content + LoRA seed + settings, so seeds sharing subsets share the label runs.
     labels_dir = cache / "labels" / f"data{config.data_seed}"
-    sc = SelectorConfig(features=FeatureConfig(seed=config.seed), n_subsets=config.n_subsets,
-                        subset_method=config.subset_method, train=TrainConfig(seed=config.seed),
-                        clusters=ClusterConfig(seed=config.seed), seed=config.seed, subset_seed=config.subset_seed)
-    label_fn = demo_label_fn(config, models["vlm-base"], data, labels_dir)
+    sc = demo_selector_config(config)
+    label_fn = demo_label_fn(sc.labels, models["vlm-base"], data, labels_dir)
     trained = train_selector(TrainSelectorConfig(
         data=data / "train.jsonl", images=data, scores=cache / f"scores-data{config.data_seed}" / "train-scores.parquet",
-        out=sel_dir, selector=sc, label_seeds=config.label_seeds, label_cache=labels_dir,
-        progress=config.progress), label_fn)
+        out=sel_dir, selector=sc, label_cache=labels_dir, progress=config.progress), label_fn)
     timings["labels+selector"] = time.perf_counter() - t
     lab = trained.labels
-    print_fn(f"genuine labels on {len(lab.labels)} subsets: {lab.labels.min():.3f}..{lab.labels.max():.3f} "
-             f"(spread {lab.spread:.4f}, seed noise {lab.noise:.4f}); selector best epoch "
-             f"{trained.fitted.history.best_epoch + 1}  ({timings['labels+selector']:.0f} s)")
+    lr = config.lr if config.lr is not None else trained.pilot.lr if trained.pilot else sc.labels.lr
+    print_fn(f"genuine labels on {len(lab.labels)} subsets x {len(lab.seeds)} seeds: {lab.labels.min():.3f}.."
+             f"{lab.labels.max():.3f}; {trained.signal.line()}"
+             + (f"; {trained.pilot.line()}" if trained.pilot else "")
+             + f"  ({timings['labels+selector']:.0f} s)")
+    print_fn("selector model choice (CV R^2 on the subset labels):\n" + "\n".join(trained.fitted.choice.lines()))
 
     learned = LearnedSelector.load(sel_dir)
     rankings = {"learned": learned.rank(table)}
     groups = rankings["learned"].groups
+    print_fn(f"selector: {learned.describe()}")
     rankings["linear"] = trained.fitted.linear.rank(table).with_groups(groups)
     rankings["random"] = RandomRanker(seed=config.seed).rank(table)
     for m, r in single_metric_rankers(table).items():
@@ -276,12 +287,12 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
         if name in finetuned:
             f = write_records(records, rows[sel.indices], runs / f"{name.replace(':', '-')}.jsonl")
             r = finetune_and_test(name.replace(":", "-"), f, sel.ids, data, models["vlm-base"], runs,
-                                  config.finetune_epochs, config.lr, config.seed, config.progress)
+                                  config.finetune_epochs, lr, config.seed, config.progress)
             row.update(exact_match=r["eval"].get("exact_match"), contains=r["eval"].get("contains"))
         results.append(row)
     if config.full_pool:
         r = finetune_and_test("full-pool", data / "train.jsonl", table.column("id").to_pylist(), data,
-                              models["vlm-base"], runs, config.finetune_epochs, config.lr, config.seed,
+                              models["vlm-base"], runs, config.finetune_epochs, lr, config.seed,
                               config.progress)
         results.append({"name": "full pool", "n": table.num_rows, "clean": clean_share(table.column("id").to_pylist(),
                                                                                       truth),

@@ -2,7 +2,10 @@
 
 Each (subset, seed) result is cached as one small JSON file keyed by the subset's ids, the seed and the label
 function's key, so a re-run (or a run interrupted half-way) skips the subsets already done. Several seeds per subset
-measure how noisy the labels are: `LabelResult.noise` is the mean over subsets of the std across seeds.
+measure how noisy the labels are (`selector.learned.signal` tests the spread against that noise); a subset's label
+is a robust aggregate of its seeds (median by default).
+
+The label function that fine-tunes is `finetune.label.FinetuneLabel`; this module only needs the `LabelFn` protocol.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -19,7 +22,10 @@ from selector.records import RecordSet, atomic_write, write_records
 
 class LabelFn(Protocol):
     """Fine-tune on the records in `subset_file` (images under `images_root`) with `seed`; return at least
-    {"label": float}. `key` names everything that changes the result (hashed into the cache key)."""
+    {"label": float}. `key` names everything that changes the result (hashed into the cache key).
+
+    A label function that is a dataclass with an `lr` field set to None gets its learning rate from a pilot run
+    (`selector.learned.pilot`), which tries `dataclasses.replace(fn, lr=...)` for each candidate."""
 
     key: str
 
@@ -28,26 +34,33 @@ class LabelFn(Protocol):
 
 @dataclass
 class LabelResult:
-    labels: np.ndarray            # (k,) mean over seeds
     per_seed: np.ndarray          # (k, n_seeds)
     seeds: tuple[int, ...]
     details: list[list[dict]] = field(default_factory=list)
+    how: str = "median"           # how a subset's seeds become its label (selector.learned.signal.AGGREGATES)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(k,) one label per subset: the `how` aggregate of its seeds."""
+        from selector.learned.signal import aggregate
+
+        return aggregate(self.per_seed, self.how)
 
     @property
     def noise(self) -> float:
-        """Mean over subsets of the std of the label across seeds (NaN with one seed)."""
+        """Pooled std of one run's label within a subset, across seeds (NaN with one seed)."""
         if self.per_seed.shape[1] < 2:
             return float("nan")
-        return float(self.per_seed.std(axis=1, ddof=1).mean())
+        return float(np.sqrt(self.per_seed.var(axis=1, ddof=1).mean()))
 
     @property
     def spread(self) -> float:
-        """Std of the (seed-averaged) labels across subsets: the signal the selector has to learn from."""
+        """Std of the aggregated labels across subsets: the signal the selector has to learn from."""
         return float(self.labels.std(ddof=1)) if len(self.labels) > 1 else float("nan")
 
     def to_dict(self) -> dict:
         return {"labels": self.labels.tolist(), "per_seed": self.per_seed.tolist(), "seeds": list(self.seeds),
-                "noise": self.noise, "spread": self.spread, "details": self.details}
+                "aggregate": self.how, "noise": self.noise, "spread": self.spread, "details": self.details}
 
 
 def model_fingerprint(model: str | Path) -> str:
@@ -75,7 +88,7 @@ def _cache_key(ids: list[str], seed: int, fn_key: str) -> str:
 
 
 def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, label_fn: LabelFn, cache_dir: Path,
-                   seeds: tuple[int, ...] = (0,), progress: bool = True) -> LabelResult:
+                   seeds: tuple[int, ...] = (0,), progress: bool = True, how: str = "median") -> LabelResult:
     """Label every subset: `rows[i]` is the RecordSet row of pool sample i, `subsets[i]` its subset (-1 = none)."""
     from tqdm.auto import tqdm
 
@@ -105,50 +118,4 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
         per_seed[s, j] = float(result["label"])
         details[s][j] = result
         bar.set_postfix(subset=s, label=f"{per_seed[s, j]:.3f}")
-    return LabelResult(per_seed.mean(axis=1), per_seed, tuple(seeds), details)
-
-
-@dataclass
-class FinetuneLabel:
-    """The genuine label: LoRA-fine-tune `base_model` on the subset (`finetune.train`), evaluate on `eval_data`, and
-    return the chosen evaluation metric. `metric` is a key of the eval metrics: "exact_match", "contains", or
-    "eval_loss" / "eval_perplexity", which are negated so that higher is better like every label."""
-
-    base_model: str
-    eval_data: str
-    work_dir: str
-    eval_images: str | None = None
-    metric: str = "exact_match"
-    epochs: float = 3.0
-    batch_size: int = 8
-    lr: float = 2e-4
-    lora_r: int = 16
-    extra: dict = field(default_factory=dict)  # any other FinetuneConfig fields
-
-    @property
-    def key(self) -> str:
-        fields = {k: v for k, v in self.__dict__.items() if k != "work_dir"}
-        fields["base_model_sha256"] = model_fingerprint(self.base_model)
-        return "finetune-v2:" + json.dumps(fields, sort_keys=True, default=str)
-
-    def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict:
-        # Submodule imports: they work even where `finetune` resolves as a namespace package (stale editable install).
-        from finetune.config import FinetuneConfig
-        from finetune.trainer import train
-
-        out = Path(self.work_dir) / f"{Path(subset_file).stem}-seed{seed}"
-        cfg = FinetuneConfig(model=self.base_model, data=str(subset_file), out=str(out),
-                                      images=str(images_root) if images_root else None, eval_data=self.eval_data,
-                                      eval_images=self.eval_images, epochs=self.epochs, batch_size=self.batch_size,
-                                      lr=self.lr, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
-                                      progress=False, report_to="none", **self.extra)
-        result = train(cfg)
-        ev = result.metrics.get("eval", {})
-        name = self.metric.lstrip("-")
-        negate = self.metric.startswith("-") or name in ("eval_loss", "eval_perplexity")
-        if name not in ev:
-            raise RuntimeError(f"fine-tuning on {subset_file} reported no eval metric {name!r} (got {sorted(ev)}); "
-                               f"pass an eval set with short answers or choose --label-metric eval_loss")
-        value = float(ev[name])
-        return {"label": -value if negate else value, "eval": ev,
-                "train_s": result.timings.get("total_s")}
+    return LabelResult(per_seed, tuple(seeds), details, how)

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from selector.learned.config import TrainConfig
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -42,27 +44,6 @@ class NetworkConfig:
 
 
 BLOCKS = ("preact", "postact")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Defaults chosen on label data only (repeated 5-fold CV of held-out subset labels, DigitsVQA demo, 20 subsets x
-    2 LoRA seeds; benchmarks/results/selector.md): the ridge warm start, lr 1e-3 (the paper's 0.01 departs further
-    from the linear start than these labels support) and a 5-net CV ensemble had the best CV R^2 of the settings tried."""
-
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_subsets: int = 1  # one optimiser step per subset (set-level regression has few examples)
-    val_fraction: float = 0.2
-    patience: int | None = None  # stop after this many epochs without improvement (None: run all epochs)
-    standardise_labels: bool = True  # regress (label - mean) / std: labels spread over a narrow range
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay (0: plain Adam)
-    # "ridge": start from the InstructMining fit (ridge on the training subsets' mean features, alpha `ridge_alpha`)
-    # written into the linear path (needs zero-initialised residual branches); "none": PyTorch's random init.
-    warm_start: str = "ridge"
-    ridge_alpha: float = 1.0
-    ensemble: int = 5  # members averaged; with >= 2, member m validates on fold m of a K-fold split of the subsets
-    seed: int = 0
 
 
 class SubsetSelector(nn.Module):
@@ -152,6 +133,8 @@ class TrainHistory:
     label_mean: float = 0.0
     label_std: float = 1.0
     null_val_loss: float = float("nan")  # validation MSE of predicting the training mean (the bar to beat)
+    # Predicted labels (label units) of the validation subsets, before any step and after each epoch.
+    val_pred: list[list[float]] = field(default_factory=list)
 
 
 def split_subsets(k: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,11 +174,13 @@ def set_linear_path(model: SubsetSelector, w: np.ndarray, b: float) -> None:
 
 def train_network(features: list[np.ndarray], labels: np.ndarray, net: NetworkConfig | None = None,
                   config: TrainConfig = TrainConfig(), progress: bool = False,
-                  val_subsets: np.ndarray | None = None) -> tuple[SubsetSelector, TrainHistory]:
+                  val_subsets: np.ndarray | None = None, keep_states: bool = False
+                  ) -> tuple[SubsetSelector, TrainHistory]:
     """Fit one selector network on subsets (`features[i]`: (size_i, d) for subset i with label `labels[i]`).
 
     Validation subsets: `val_subsets` when given, else a seeded `val_fraction` split. Returns the model holding the
-    weights of the best validation epoch (the training loss when there is no validation split), and the history."""
+    weights of the best validation epoch (the training loss when there is no validation split), and the history.
+    With `keep_states` the model also carries `epoch_states`, the weights before training and after every epoch."""
     from tqdm.auto import tqdm
 
     labels = np.asarray(labels, dtype=np.float64)
@@ -229,11 +214,18 @@ def train_network(features: list[np.ndarray], labels: np.ndarray, net: NetworkCo
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     best_state, since_best = copy.deepcopy(model.state_dict()), 0
+    states = [best_state] if keep_states else None
     val_x = _pad([features[i] for i in va]) if len(va) else None
+
+    def validate() -> float:
+        with torch.no_grad():
+            pred = set_scores(model, *val_x)
+        hist.val_pred.append((hist.label_mean + hist.label_std * pred.double().numpy()).tolist())
+        return float(nn.functional.mse_loss(pred, y[va]))
+
     if val_x is not None:  # the initial weights are a candidate too: training must beat them to replace them
         model.eval()
-        with torch.no_grad():
-            hist.init_val_loss = hist.best_val_loss = float(nn.functional.mse_loss(set_scores(model, *val_x), y[va]))
+        hist.init_val_loss = hist.best_val_loss = validate()
 
     bar = tqdm(range(config.epochs), desc="train selector", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -250,12 +242,10 @@ def train_network(features: list[np.ndarray], labels: np.ndarray, net: NetworkCo
             total += loss.item() * len(idx)
         hist.train_loss.append(total / max(len(tr), 1))
         model.eval()
-        with torch.no_grad():
-            if val_x is not None:
-                v = float(nn.functional.mse_loss(set_scores(model, *val_x), y[va]))
-            else:
-                v = hist.train_loss[-1]
+        v = validate() if val_x is not None else hist.train_loss[-1]
         hist.val_loss.append(v)
+        if states is not None:
+            states.append(copy.deepcopy(model.state_dict()))
         if v < hist.best_val_loss:
             hist.best_val_loss, hist.best_epoch, since_best = v, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -266,6 +256,8 @@ def train_network(features: list[np.ndarray], labels: np.ndarray, net: NetworkCo
             break
     model.load_state_dict(best_state)
     model.eval()
+    if states is not None:
+        model.epoch_states = states  # index 0: the initial weights, e + 1: after epoch e
     return model, hist
 
 
@@ -295,19 +287,48 @@ def train_ensemble(features: list[np.ndarray], labels: np.ndarray, net: NetworkC
     from dataclasses import replace
 
     net = net or NetworkConfig(d_in=features[0].shape[1])
+    if config.epoch_choice not in EPOCH_CHOICES:
+        raise ValueError(f"unknown epoch choice {config.epoch_choice!r}; choose one of {', '.join(EPOCH_CHOICES)}")
     folds = member_folds(len(features), config)
+    pooled = config.epoch_choice == "pooled" and all(f is not None for f in folds)
     models, hists = [], []
     for m, fold in enumerate(folds):
         model, hist = train_network(features, labels, net, replace(config, seed=member_seed(config.seed, m)),
-                                    progress=progress, val_subsets=fold)
+                                    progress=progress, val_subsets=fold, keep_states=pooled)
         models.append(model)
         hists.append(hist)
+    if pooled:
+        epoch = pooled_best_epoch(hists, labels)
+        for model, hist in zip(models, hists):
+            model.load_state_dict(model.epoch_states[epoch + 1])
+            del model.epoch_states
+            hist.best_epoch, hist.best_val_loss = epoch, hist.val_loss[epoch] if epoch >= 0 else hist.init_val_loss
     ens = SelectorEnsemble(net, len(models))
     for m, (model, hist) in enumerate(zip(models, hists)):
         ens.members[m].load_state_dict(model.state_dict())
         ens.shift[m], ens.scale[m] = hist.label_mean, hist.label_std
     ens.eval()
     return ens, hists
+
+
+EPOCH_CHOICES = ("pooled", "member")
+
+
+def out_of_fold(hists: list[TrainHistory], k: int, epoch: int) -> np.ndarray:
+    """Each subset's predicted label from the member that held it out, at `epoch` (-1: before training)."""
+    pred = np.full(k, np.nan)
+    for h in hists:
+        pred[h.val_subsets] = h.val_pred[epoch + 1]
+    return pred
+
+
+def pooled_best_epoch(hists: list[TrainHistory], labels: np.ndarray) -> int:
+    """The epoch (-1 = the initial weights) with the lowest out-of-fold squared error over all subsets; the
+    earliest wins a tie. Every member must have trained the same number of epochs (no patience)."""
+    y = np.asarray(labels, dtype=np.float64)
+    n = min(len(h.val_pred) for h in hists)
+    errors = [float(np.mean((out_of_fold(hists, len(y), e) - y) ** 2)) for e in range(-1, n - 1)]
+    return int(np.argmin(errors)) - 1
 
 
 def combined_history(hists: list[TrainHistory]) -> TrainHistory:

@@ -1,11 +1,14 @@
-"""Train the learned selector end to end: features (fitted once) -> K equal subsets -> genuine labels -> network.
+"""Train the learned selector end to end: features (fitted once) -> K equal subsets -> label learning rate (pilot)
+-> genuine labels -> signal test -> model choice by cross-validation -> the chosen scorer.
 
-`fit_selector` is the pure part (score table + subsets + labels -> fitted selector and linear baseline);
-`train_selector` adds the files: records, score table, label cache, and the saved selector directory.
+`SelectorConfig` (selector.learned.config) is THE configuration of a selector.
+`fit_selector` is the pure part (score table + subsets + labels -> fitted selector); `train_selector` adds the files:
+records, score table, label cache, the saved selector folder, or a refusal when the labels cannot train one.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,49 +16,38 @@ import numpy as np
 import pyarrow as pa
 
 from selector.errors import MmselectError
-from selector.learned.baselines import LinearSelector
-from selector.learned.features import FeatureConfig, FeatureTransform, vector_matrix
-from selector.learned.final import ClusterConfig
+from selector.strict_json import dumps
+from selector.learned.baselines import linear_selector
+from selector.learned.choice import Choice, candidate_table, choose
+from selector.learned.features import FeatureTransform, vector_matrix
 from selector.learned.labels import LabelFn, LabelResult, genuine_labels
-from selector.learned.model import InferenceConfig, LearnedSelector
-from selector.learned.network import (NetworkConfig, TrainConfig, TrainHistory, combined_history,
-                                      train_ensemble)
+from selector.learned.model import MANIFEST, REFUSED, LearnedSelector
+from selector.learned.config import LabelConfig, SelectorConfig, TrainConfig  # noqa: F401 (LabelConfig: API)
+from selector.learned.network import (NetworkConfig, TrainHistory, combined_history, member_folds,
+                                      out_of_fold, train_ensemble)
+from selector.learned.pilot import PilotResult, needs_pilot, pilot_lr
+from selector.learned.scorers import InferenceConfig, LinearScorer, MetricScorer, NetworkScorer
+from selector.learned.signal import LabelSignal, NoSignalError, label_signal
 from selector.learned.subsets import make_subsets, subset_members
 
-
-@dataclass(frozen=True)
-class SelectorConfig:
-    """Everything about the selector except where its data lives."""
-
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    n_subsets: int = 30
-    subset_method: str = "kmeans"  # or "random"
-    d_model: int = 16
-    n_layers: int = 2
-    n_heads: int = 4
-    block: str = "preact"  # residual Linear block, see NetworkConfig
-    zero_init_residual: bool = True
-    train: TrainConfig = field(default_factory=TrainConfig)
-    clusters: ClusterConfig = field(default_factory=ClusterConfig)
-    passes: int = 8
-    linear_alpha: float = 1.0
-    seed: int = 0
-    subset_seed: int | None = None  # seed of the label subsets (default: `seed`); fix it to reuse labels across seeds
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class FittedSelector:
-    selector: LearnedSelector
-    linear: LinearSelector
-    history: TrainHistory  # the ensemble's (per-epoch mean curves, mean best validation loss)
-    features: np.ndarray  # pool features, (n, d)
+    selector: LearnedSelector  # the chosen scorer
+    linear: LearnedSelector    # the InstructMining baseline, always fitted for comparison
+    history: TrainHistory      # the network ensemble's (per-epoch mean curves); empty when no network was trained
+    features: np.ndarray       # pool features, (n, d)
+    choice: Choice
     members: list[TrainHistory] = field(default_factory=list)  # one per ensemble member
 
 
 def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
     """Subset id per row of the score table (k-means on the image embedding column, or random)."""
+    lc = config.labels
     emb = None
-    if config.subset_method == "kmeans":
+    if lc.subset_method == "kmeans":
         col = config.features.image_embedding
         if not col or col not in table.column_names:
             raise MmselectError(f"k-means label subsets need the image embedding column {col!r} in the score table; "
@@ -64,30 +56,61 @@ def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
         bad = np.isnan(emb).any(axis=1)
         if bad.any():  # documented rule: a sample without an image embedding is placed at the pool mean
             emb[bad] = np.nanmean(emb[~bad], axis=0)
-    seed = config.seed if config.subset_seed is None else config.subset_seed
-    return make_subsets(table.num_rows, config.n_subsets, config.subset_method, emb, seed)
+    seed = config.seed if lc.subset_seed is None else lc.subset_seed
+    try:
+        return make_subsets(table.num_rows, lc.n_subsets, lc.subset_method, emb, seed)
+    except ValueError as exc:
+        raise MmselectError(f"{exc}; use fewer --subsets") from None
+
+
+def cv_folds(k: int, config: TrainConfig) -> list[np.ndarray]:
+    """The folds every candidate is cross-validated on: the network ensemble's own (member m holds out fold m), or
+    a seeded 5-fold split when the network is a single net."""
+    folds = member_folds(k, config)
+    if all(f is not None for f in folds) and len(folds) >= 2:
+        return folds
+    order = np.random.default_rng(config.seed).permutation(k)
+    return [np.sort(f) for f in np.array_split(order, min(5, k))]
 
 
 def fit_selector(table: pa.Table, subsets: np.ndarray, labels: np.ndarray, config: SelectorConfig = SelectorConfig(),
                  progress: bool = False) -> FittedSelector:
-    """Fit the feature transform ONCE on the whole pool, then the attention selector and the linear baseline on the
-    labelled subsets. The returned selectors hold that same transform object."""
+    """Fit the feature transform ONCE on the whole pool, cross-validate the network, the linear fit and each single
+    metric on the labelled subsets, and keep the one `config.choice` picks. `choice.chosen == "mean"` means none
+    beats predicting the mean label: `selector` is then None and the caller refuses."""
+    labels = np.asarray(labels, dtype=np.float64)
     transform = FeatureTransform(config.features).fit(table)
     x = transform.transform(table)
     members = subset_members(np.asarray(subsets))
     feats = [x[m] for m in members]
-    net = NetworkConfig(d_in=x.shape[1], d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
-                        block=config.block, zero_init_residual=config.zero_init_residual)
-    model, hists = train_ensemble(feats, labels, net, config.train, progress=progress)
-    hist = combined_history(hists)
+    folds = cv_folds(len(feats), config.train)
+    model, hists, hist, network_oof = None, [], TrainHistory(), None
+    if config.choice.model in ("auto", "network"):
+        net = NetworkConfig(d_in=x.shape[1], d_model=config.d_model, n_layers=config.n_layers,
+                            n_heads=config.n_heads, block=config.block, zero_init_residual=config.zero_init_residual)
+        model, hists = train_ensemble(feats, labels, net, config.train, progress=progress)
+        hist = combined_history(hists)
+        if all(h.val_pred for h in hists) and len(hists) >= 2:
+            network_oof = out_of_fold(hists, len(labels), hists[0].best_epoch)
+    means = np.stack([f.mean(axis=0) for f in feats]).astype(np.float64)
+    table_ = candidate_table(means, labels, folds, transform.metric_names, network_oof, config.choice)
+    choice = choose(table_, folds, config.choice)
     size = int(np.median([len(m) for m in members]))
-    selector = LearnedSelector(transform, model, InferenceConfig(subset_size=size, passes=config.passes,
-                                                                 seed=config.seed), config.clusters,
-                               meta={"label_mean": hist.label_mean, "label_std": hist.label_std,
-                                     "best_epoch": [h.best_epoch for h in hists],
-                                     "cv_val_loss": hist.best_val_loss, "null_val_loss": hist.null_val_loss})
-    linear = LinearSelector(transform, config.linear_alpha, config.clusters).fit(feats, labels)
-    return FittedSelector(selector, linear, hist, x, hists)
+    if choice.chosen == "network":
+        scorer = NetworkScorer(model, InferenceConfig(subset_size=size, passes=config.passes, seed=config.seed))
+    elif choice.chosen == "linear":
+        scorer = LinearScorer(alpha=config.choice.ridge_alpha).fit(feats, labels)
+    elif choice.chosen.startswith("metric:"):
+        name = choice.chosen.split(":", 1)[1]
+        scorer = MetricScorer(name, transform.metric_names.index(name)).fit(feats, labels)
+    else:
+        scorer = None
+    meta = {"choice": choice.to_dict(),
+            "network": {"best_epoch": [h.best_epoch for h in hists], "cv_val_loss": hist.best_val_loss,
+                        "null_val_loss": hist.null_val_loss} if hists else None}
+    selector = LearnedSelector(transform, scorer, config.clusters, meta) if scorer is not None else None
+    linear = linear_selector(transform, feats, labels, config.choice.ridge_alpha, config.clusters)
+    return FittedSelector(selector, linear, hist, x, choice, hists)
 
 
 @dataclass(frozen=True)
@@ -99,7 +122,6 @@ class TrainSelectorConfig:
     out: Path
     images: Path | None = None
     selector: SelectorConfig = field(default_factory=SelectorConfig)
-    label_seeds: tuple[int, ...] = (0,)
     label_cache: Path | None = None  # default OUT/labels
     progress: bool = True
 
@@ -109,6 +131,8 @@ class TrainSelectorResult:
     out: Path
     fitted: FittedSelector
     labels: LabelResult
+    signal: LabelSignal
+    pilot: PilotResult | None
     subsets: np.ndarray
     ids: list[str]
 
@@ -128,8 +152,25 @@ def aligned_scores(scores: pa.Table, ids: list[str], needed: list[str]) -> pa.Ta
     return align_scores(scores, ids)
 
 
+def _clear_selector(out: Path) -> None:
+    """Remove the manifests that make OUT (and OUT/linear) loadable as selectors."""
+    for d in (out, out / "linear"):
+        (d / MANIFEST).unlink(missing_ok=True)
+
+
+def _refuse(out: Path, reason: str, details: dict) -> None:
+    from selector.records import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_selector(out)
+    atomic_write(out / REFUSED, [dumps({"reason": reason, **details})])
+    raise NoSignalError(reason)
+
+
 def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelectorResult:
-    """Read the pool and its scores, label the subsets with `label_fn` (cached), fit, and save to `config.out`."""
+    """Read the pool and its scores, label the subsets with `label_fn` (cached), test the labels, choose and fit the
+    model, and save to `config.out`; or write `refused.json` and raise `NoSignalError` when the labels cannot
+    train a selector (then OUT holds nothing `select --selector` accepts)."""
     import pyarrow.parquet as pq
 
     from selector.records import atomic_write, read_records
@@ -137,20 +178,40 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     records = read_records(config.data, images=config.images)
     rows = records.valid_rows()
     ids = [records.table.column("id")[int(r)].as_py() for r in rows]
-    sc = config.selector
+    sc, lc = config.selector, config.selector.labels
     needed = [c for c in (sc.features.image_embedding, sc.features.text_embedding) if c]
     needed += list(sc.features.metrics or [])
     table = aligned_scores(pq.read_table(config.scores), ids, needed)
     subsets = pool_subsets(table, sc)
-    label_cache = config.label_cache or Path(config.out) / "labels"
-    labels = genuine_labels(records, rows, subsets, label_fn, label_cache, config.label_seeds, config.progress)
-    fitted = fit_selector(table, subsets, labels.labels, sc, progress=config.progress)
     out = Path(config.out)
-    fitted.selector.save(out)
+    label_cache = config.label_cache or out / "labels"
+    pilot = None
+    if needs_pilot(label_fn):
+        pilot = pilot_lr(records, rows, subsets, label_fn, label_cache, lc.lr_grid, lc.seeds[0], config.progress)
+        label_fn = dataclasses.replace(label_fn, lr=pilot.lr)
+        log.info("%s", pilot.line())
+    elif getattr(label_fn, "lr", None) is not None:
+        log.info("label lr %g (given)", label_fn.lr)
+    labels = genuine_labels(records, rows, subsets, label_fn, label_cache, lc.seeds, config.progress, lc.aggregate)
+    atomic_write(out / "labels.json", [dumps({**labels.to_dict(), "label_fn": label_fn.key,
+                                              "pilot": pilot.to_dict() if pilot else None})])
+    atomic_write(out / "subsets.json", [dumps({"ids": ids, "subset": subsets.tolist()})])
+    signal = label_signal(labels.per_seed, lc.signal_alpha, lc.aggregate)
+    log.info("%s", signal.line())
+    if not signal.ok:
+        _refuse(out, signal.refusal(), {"signal": signal.to_dict()})
+    fitted = fit_selector(table, subsets, labels.labels, sc, progress=config.progress)
+    for line in ["model choice (cross-validated on the subset labels):", *fitted.choice.lines()]:
+        log.info("%s", line)
+    if fitted.selector is None:
+        _refuse(out, f"labels carry no signal a model can use: {fitted.choice.why}; try more subsets, more seeds, "
+                     f"a continuous label metric (eval_loss), or a single metric (`mmselect select --metrics clip`)",
+                {"signal": signal.to_dict(), "choice": fitted.choice.to_dict()})
+    fitted.selector.meta.update(signal=signal.to_dict(), label_lr=pilot.to_dict() if pilot else
+                                {"lr": getattr(label_fn, "lr", None), "how": "given"},
+                                settings=asdict(sc))
+    atomic_write(out / "history.json", [dumps({**asdict(fitted.history),
+                                               "members": [asdict(h) for h in fitted.members]})])
     fitted.linear.save(out / "linear")
-    atomic_write(out / "labels.json", [json.dumps({**labels.to_dict(), "label_fn": label_fn.key}, indent=2).encode()])
-    atomic_write(out / "history.json", [json.dumps({**asdict(fitted.history),
-                                                    "members": [asdict(h) for h in fitted.members]},
-                                                   indent=2).encode()])
-    atomic_write(out / "subsets.json", [json.dumps({"ids": ids, "subset": subsets.tolist()}).encode()])
-    return TrainSelectorResult(out, fitted, labels, subsets, ids)
+    fitted.selector.save(out)
+    return TrainSelectorResult(out, fitted, labels, signal, pilot, subsets, ids)
