@@ -62,7 +62,7 @@ def speed(args) -> dict:
 
     from metrics import build
     from metrics.runner import RunnerConfig, score_records
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,7 +109,7 @@ def signal(args) -> dict:
     from metrics.demo_clip import DemoClipConfig, is_built, train_demo_clip
     from metrics.runner import RunnerConfig, score_records
     from selector.demo_data import DigitsVQAConfig, build_digits_vqa, load_truth
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="dvqa-")) / "digits"
     if not (data / "train.jsonl").is_file():

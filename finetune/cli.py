@@ -78,7 +78,7 @@ def config_from_args(ns: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,

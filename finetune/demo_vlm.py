@@ -75,7 +75,7 @@ def build_vlm_base(data_dir: str | Path, out_dir: str | Path, *, seed: int = 0, 
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "pretrain.jsonl").is_file():
-        from selector.errors import MmselectError
+        from selector.core.errors import MmselectError
 
         raise MmselectError(f"{data_dir}/pretrain.jsonl not found: build DigitsVQA first (mmselect demo-data)")
     if is_built(out_dir, data_dir, seed=seed, settings=settings):

@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from selector.records import atomic_write
+from selector.core.io import atomic_write
 
 
 def _clean(value):

@@ -139,7 +139,7 @@ def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
     step, path = found[-1]
     state = json.loads((path / "trainer_state.json").read_text())
     if state.get("processes", 1) != accelerator.num_processes:
-        from selector.errors import MmselectError
+        from selector.core.errors import MmselectError
 
         # Weight names carry the process wrapper's prefix and the RNG states are per process.
         raise MmselectError(f"{path} was written by {state.get('processes', 1)} process(es); resume it with the "
@@ -151,7 +151,7 @@ def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
         with safe_open(str(saved), "pt") as f:
             keys = set(f.keys())
         if keys != trainable:
-            from selector.errors import MmselectError
+            from selector.core.errors import MmselectError
 
             raise MmselectError(f"{path} holds other trainable weights than this run ({len(keys)} vs "
                                 f"{len(trainable)} tensors): was it written with other LoRA/method settings?")
@@ -181,7 +181,7 @@ def _train(config: FinetuneConfig) -> FinetuneResult:
     from transformers import get_scheduler
 
     from finetune.modeling import load_model, prepare_model, save_outputs, trainable_summary
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     t_start = time.perf_counter()
     out = Path(config.out)

@@ -115,7 +115,7 @@ def run(ns: argparse.Namespace) -> int:
     from metrics.runner import world
     from metrics.score_job import ScoreJob, launch, run_score_job
     from selector.commands.common import show_progress
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     cache = None if ns.no_cache else (ns.score_cache or Path(f"{ns.out}.cache"))
     if ns.num_processes > 1 and cache is None:

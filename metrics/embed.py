@@ -15,7 +15,7 @@ from metrics.base import Batch, Metric, Scored
 from metrics.clip import DEFAULT_CLIP, DEFAULT_PRETRAINED, _ClipBase
 from metrics.clip_models import spec_fingerprint
 from metrics.registry import register
-from metrics.resolve import loading, resolve_hf_model
+from selector.core.resolve import loading, resolve_hf_model
 
 TEXT_ENCODER_FLAG = "--text-encoder"
 ST_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"

@@ -67,7 +67,7 @@ def write_table(table: pa.Table, out: Path) -> None:
 
 def run_score_job(job: ScoreJob) -> ScoreResult:
     from metrics.runner import RunnerConfig, score_records, world
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers)
     valid = records.valid()
@@ -103,7 +103,7 @@ def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

@@ -63,7 +63,7 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     parser = build_parser()
     ns = parser.parse_args(argv)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selector.records import atomic_write
+from selector.core.io import atomic_write
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CORRUPTIONS = ("wrong_digit", "truncated", "off_topic", "other_image", "duplicate")

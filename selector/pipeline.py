@@ -9,9 +9,11 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from selector.arrow_numpy import to_arrow
-from selector.ranking import Ranking, Selection, select
-from selector.records import RecordSet, atomic_write, read_records, write_rejected, write_records
+from selector.core.arrow_numpy import to_arrow
+from selector.core.io import atomic_write
+from selector.core.ranking import Ranking, Selection, select
+from selector.core.records import RecordSet, read_records, write_rejected, write_records
+from selector.core.scores import align_scores
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,6 @@ def load_scores(path: Path) -> pa.Table:
     return pq.read_table(path)
 
 
-def align_scores(scores: pa.Table, ids: list[str]) -> pa.Table:
-    """Rows of `scores` in the order of `ids`; ids absent from the table get nulls (scored later or ranked last)."""
-    index = {rid: i for i, rid in enumerate(scores.column("id").to_pylist())}
-    pos = np.array([index.get(rid, -1) for rid in ids], dtype=np.int64)
-    return scores.take(to_arrow(pos, mask=pos < 0))
-
-
 def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     """Scores for the valid records: columns of `config.scores` are reused as they are (nulls there are scores
     recorded as missing, with their `__reason`), and only records absent from that table are computed."""
@@ -122,7 +117,7 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
 
 def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], object] | None = None) -> SelectResult:
     """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json`."""
-    from selector.rankers import MetricRanker
+    from selector.core.rankers import MetricRanker
 
     records = read_records(config.input, images=config.images, fmt=config.fmt, strict=config.strict,
                            workers=config.workers)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
+from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint64, np.float32, np.float64])

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from selector.learned.labels import LabelResult
 from selector.learned.network import TrainHistory
-from selector.ranking import Ranking, select
+from selector.core.ranking import Ranking, select
 
 
 def test_report_writes_markdown_and_plots(tmp_path):

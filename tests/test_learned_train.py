@@ -20,7 +20,7 @@ def pixel_scores(data_dir, out):
     """A score table for DigitsVQA train: answer length and an 'image embedding' of 8x8 downsampled pixels."""
     from PIL import Image
 
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(data_dir / "train.jsonl", images=data_dir)
     t = rs.valid()

@@ -33,7 +33,7 @@ def test_demo_models_writes_open_clip_local_dir_and_skips_when_built(digits_vqa,
     assert (clip / "open_clip_model.safetensors").stat().st_mtime_ns == mtime
     assert calls == [(digits_vqa, models / "vlm-base", 0)]
 
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(digits_vqa / "val.jsonl", images=digits_vqa, workers=1)
     out = score_records(rs.valid().select(range(8)), [build("clip", model=f"local-dir:{clip}")],
@@ -50,7 +50,7 @@ def test_demo_clip_separates_wrong_answers_from_clean(digits_vqa, tmp_path):
     from sklearn.metrics import roc_auc_score
 
     from selector.demo_data import load_truth
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     assert main(["-q", "demo-models", "--data", str(digits_vqa), "--out", str(tmp_path), "--only", "clip"]) == 0
     rs = read_records(digits_vqa / "train.jsonl", images=digits_vqa, workers=1)

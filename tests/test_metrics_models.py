@@ -10,7 +10,7 @@ import pytest
 
 from metrics import build
 from metrics.runner import RunnerConfig, score_records
-from selector.errors import MmselectError, ModelNotAvailable
+from selector.core.errors import MmselectError, ModelNotAvailable
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_missing_models_offline_name_model_and_flag(monkeypatch, tmp_path):
         build("clip", model=f"local-dir:{tmp_path / 'nothing'}").setup("cpu")
     (tmp_path / "remote").mkdir()
     (tmp_path / "remote" / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "x.Y"}}))
-    from metrics.resolve import resolve_hf_model
+    from selector.core.resolve import resolve_hf_model
 
     with pytest.raises(MmselectError, match="--trust-remote-code"):
         resolve_hf_model(str(tmp_path / "remote"), flag="--reward-model")

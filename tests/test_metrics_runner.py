@@ -45,7 +45,7 @@ class Counting(ClipMetric):
 
 
 def _valid(digits_vqa, n=60):
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(digits_vqa / "train.jsonl", images=digits_vqa, workers=1)
     return rs.valid().select(range(n)), str(rs.images_root)
@@ -115,7 +115,7 @@ def test_score_command_killed_and_restarted_matches_uninterrupted(digits_vqa, ti
     assert rerun.returncode == 0, stderr
     table = pq.read_table(out)
 
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(data, images=digits_vqa, workers=1)
     ref = score_records(rs.valid(), [build("clip", model=f"local-dir:{tiny_clip}"), build("length")],
@@ -136,7 +136,7 @@ def test_two_processes_equal_one(digits_vqa, tiny_clip, tmp_path):
     assert proc.returncode == 0, stderr[-2000:]
     two = pq.read_table(out)
     cache = Path(f"{out}.cache")
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(data, images=digits_vqa, workers=1)
     one = score_records(rs.valid(), [build("length"), build("clip", model=f"local-dir:{tiny_clip}"),
@@ -151,7 +151,7 @@ def test_two_processes_equal_one(digits_vqa, tiny_clip, tmp_path):
 
 
 def test_select_reuses_score_table_with_missing_judge_scores(digits_vqa, tmp_path, capsys):
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(digits_vqa / "val.jsonl", images=digits_vqa, workers=1)
     ids = rs.valid()["id"]

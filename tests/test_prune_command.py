@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from selector.cli import main
-from selector.ranking import Ranking, select
+from selector.core.ranking import Ranking, select
 
 
 def test_prune_cli_writes_subset(tmp_path, capsys):

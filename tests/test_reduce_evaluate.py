@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vision.train as vtrain
-from selector.ranking import Selection
+from selector.core.ranking import Selection
 from vision.condense import build_condenser
 from vision.data import load_digits_data, split
 from vision.evaluate import EvalConfig, evaluate_reduced
@@ -45,7 +45,7 @@ def test_reduce_prunes_per_class_and_condenses_through_one_verb(splits8):
 
 
 def test_select_per_class_keeps_the_best_of_each_class():
-    from selector.ranking import Ranking
+    from selector.core.ranking import Ranking
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     ranking = Ranking(ids=np.arange(6), scores=np.array([0.1, 0.9, 0.5, 0.3, 0.2, 0.8]))

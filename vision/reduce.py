@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from selector.errors import MmselectError
-from selector.ranking import Ranking, Selection, select
+from selector.core.errors import MmselectError
+from selector.core.ranking import Ranking, Selection, select
 from vision.data import ImageData
 
 __all__ = ["Reduction", "ReduceError", "reduce", "select_per_class", "as_image_data", "is_condenser"]
@@ -59,7 +59,7 @@ class Reduction:
 
     def save(self, path: str | Path) -> Path:
         """Write to `path` (torch format) through a temp file and rename."""
-        from selector.records import atomic_write
+        from selector.core.io import atomic_write
 
         buf = io.BytesIO()
         torch.save({"format": "mmselect-reduction-1", "images": self.images.detach().cpu(),

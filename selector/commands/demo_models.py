@@ -57,7 +57,7 @@ def _build_clip(data: Path, models: Path, seed: int, progress: bool, force: bool
 
 def run(ns: argparse.Namespace) -> int:
     from selector.commands.common import show_progress
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     if not (ns.data / "pretrain.jsonl").is_file():
         raise MmselectError(f"{ns.data} has no pretrain.jsonl; build DigitsVQA first with "

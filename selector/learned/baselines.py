@@ -12,8 +12,8 @@ import pyarrow as pa
 from selector.learned.features import FeatureTransform, scalar_columns
 from selector.learned.final import ClusterConfig
 from selector.learned.model import cluster_groups
-from selector.rankers import MetricRanker, RandomRanker
-from selector.ranking import Ranking
+from selector.core.rankers import MetricRanker, RandomRanker
+from selector.core.ranking import Ranking
 
 __all__ = ["LinearSelector", "single_metric_rankers", "RandomRanker"]
 
@@ -50,7 +50,7 @@ class LinearSelector:
                        source=self.source, meta={"coef": dict(zip(self.features.feature_names, self.coef.tolist()))})
 
     def save(self, out_dir: str | Path) -> Path:
-        from selector.records import atomic_write
+        from selector.core.io import atomic_write
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

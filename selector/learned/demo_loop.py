@@ -137,7 +137,7 @@ def score_pool(data: Path, cache: Path, metrics, progress: bool):
     import pyarrow.parquet as pq
 
     from metrics.runner import RunnerConfig, score_records
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     records = read_records(data / "train.jsonl", images=data)
     rows = records.valid_rows()
@@ -158,7 +158,7 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
     from finetune.config import FinetuneConfig
     from finetune.trainer import train
 
-    from selector.learned.labels import model_fingerprint
+    from selector.core.resolve import model_fingerprint
 
     key = _selection_key(ids, base=model_fingerprint(base), epochs=epochs, lr=lr, seed=seed)
     out = runs / f"ft-{name}"
@@ -180,7 +180,7 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
 def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
     """The stage-1 model's own test metrics (no stage 2), cached for this exact model (weights hash)."""
     from finetune.evaluation import evaluate
-    from selector.learned.labels import model_fingerprint
+    from selector.core.resolve import model_fingerprint
 
     done = runs / "base-test.json"
     key = model_fingerprint(base)
@@ -214,8 +214,8 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     from selector.learned.model import LearnedSelector
     from selector.learned.network import TrainConfig
     from selector.learned.train import SelectorConfig, TrainSelectorConfig, train_selector
-    from selector.ranking import select
-    from selector.records import write_records
+    from selector.core.ranking import select
+    from selector.core.records import write_records
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)

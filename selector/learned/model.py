@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 from selector.learned.features import FeatureTransform, vector_matrix
 from selector.learned.final import ClusterConfig, spectral_groups
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 
 
 @dataclass(frozen=True)

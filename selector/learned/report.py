@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from selector.learned.features import scalar_columns
-from selector.records import atomic_write
+from selector.core.io import atomic_write
 
 
 def _plt():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 from selector.learned.baselines import LinearSelector
 from selector.learned.features import FeatureConfig, FeatureTransform, vector_matrix
 from selector.learned.final import ClusterConfig
@@ -115,7 +115,7 @@ class TrainSelectorResult:
 
 def aligned_scores(scores: pa.Table, ids: list[str], needed: list[str]) -> pa.Table:
     """Rows of the score table in the order of `ids`; an id missing from the table is an error naming it."""
-    from selector.pipeline import align_scores
+    from selector.core.scores import align_scores
 
     have = set(scores.column("id").to_pylist())
     missing = [i for i in ids if i not in have]
@@ -132,7 +132,8 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     """Read the pool and its scores, label the subsets with `label_fn` (cached), fit, and save to `config.out`."""
     import pyarrow.parquet as pq
 
-    from selector.records import atomic_write, read_records
+    from selector.core.io import atomic_write
+    from selector.core.records import read_records
 
     records = read_records(config.data, images=config.images)
     rows = records.valid_rows()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 from vision.condense.dsa import DSA, DSAConfig
 from vision.data import ImageData
 from vision.nets import build_net, default_device

@@ -68,7 +68,7 @@ def run(ns: argparse.Namespace) -> int:
     import json
 
     from selector.commands.common import show_progress
-    from selector.records import atomic_write
+    from selector.core.io import atomic_write
     from vision.condense import build_condenser
     from vision.condense.plots import save_grid, save_tsne
     from vision.data import load_dataset, split

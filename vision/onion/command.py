@@ -78,8 +78,8 @@ def run(ns: argparse.Namespace) -> int:
     import json
 
     from selector.commands.common import show_progress
-    from selector.errors import MmselectError
-    from selector.records import atomic_write
+    from selector.core.errors import MmselectError
+    from selector.core.io import atomic_write
     from vision.data import load_dataset, split
     from vision.onion.examples import ExampleLevelConfig
     from vision.onion.plot import plot_training

@@ -60,7 +60,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def _params(ns: argparse.Namespace) -> dict:
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     allowed = METHOD_FLAGS[ns.method] + (PROXY_FLAGS if ns.method != "random" else ())
     given = {k: getattr(ns, k) for k in PROXY_FLAGS + tuple(f for fl in METHOD_FLAGS.values() for f in fl)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selector.arrow_numpy import scalar, to_arrow, to_numpy
+from selector.core.arrow_numpy import scalar, to_arrow, to_numpy
 
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)

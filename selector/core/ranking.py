@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from selector.errors import BudgetError
+from selector.core.errors import BudgetError
 
 __all__ = ["Ranking", "Ranker", "Selection", "select", "resolve_budget", "group_quotas"]
 
@@ -70,7 +70,7 @@ def _ids_array(ids: Any) -> tuple[np.ndarray, int]:
     """Ids as a NumPy array, and how many distinct ones there are. Arrow columns (a score table's ids) are counted
     natively: a set of a million Python strings costs more than the rest of a selection."""
     if isinstance(ids, (pa.Array, pa.ChunkedArray)):
-        from selector.dedup import all_distinct
+        from selector.core.dedup import all_distinct
 
         return _arrow_to_numpy_strings(ids), len(ids) if all_distinct(ids) else -1
     ids = np.asarray(ids)
@@ -81,8 +81,8 @@ def _arrow_to_numpy_strings(column: pa.Array | pa.ChunkedArray, max_bytes: int =
     """An Arrow column as a NumPy array. ASCII string columns become the fixed-width unicode array that
     `np.asarray(list_of_str)` would give, gathered from the Arrow buffers without a Python string per value;
     anything else (non-ASCII, NUL bytes, very long values) goes through Python objects."""
-    from selector.arrow_numpy import to_numpy
-    from selector.dedup import string_buffers
+    from selector.core.arrow_numpy import to_numpy
+    from selector.core.dedup import string_buffers
 
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
-from selector.errors import MmselectError, ModelNotAvailable
+from selector.core.errors import MmselectError, ModelNotAvailable
 
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -187,3 +188,19 @@ def resolve_open_clip(model: str, pretrained: str | None = None, *, flag: str = 
 def resolve_sentence_transformer(name_or_path: str, *, flag: str = "--text-encoder") -> str:
     """A sentence-transformers model folder (local or cached), else the hub id online (same rules as HF models)."""
     return resolve_hf_model(name_or_path, flag=flag)
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """Content hash of a local model folder's weights and config (the path alone is not enough: a cached base model
+    that was rebuilt in place must not reuse labels or runs made with the old one). A hub id hashes as itself."""
+    path = Path(model)
+    if not path.is_dir():
+        return str(model)
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + [path / "config.json"]:
+        if f.is_file():
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from selector.errors import FormatError
+from selector.core.errors import FormatError
 
 CC_SBU_INSTRUCTION = "Describe this image in detail."
 SCHEMAS = ("llava", "sharegpt", "messages", "cc_sbu")

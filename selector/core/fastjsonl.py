@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
-from selector.dedup import string_buffers
-from selector.formats import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES
+from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
+from selector.core.dedup import string_buffers
+from selector.core.formats import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES
 
 READ_BLOCK = 1 << 22  # reader block: small enough that every core gets several
 _FROM_VALUE = pa.struct([("from", pa.string()), ("value", pa.string())])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,12 +18,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selector.arrow_memory import prefer_fast_allocator
-from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
-from selector.dedup import fingerprint, note_distinct, repeats, row_key
-from selector.errors import FormatError, RecordError
-from selector.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
-from selector.images import check_images
+from selector.core.arrow_memory import prefer_fast_allocator
+from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
+from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
+from selector.core.errors import FormatError, RecordError
+from selector.core.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
+from selector.core.images import check_images
+from selector.core.io import atomic_write
 
 SCHEMA = pa.schema([
     ("line", pa.int64()),
@@ -194,7 +194,7 @@ def dedup_keys(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def _fast_range(path: Path, start: int, end: int) -> tuple[pa.Table, int, dict[str, np.ndarray]] | None:
-    from selector.fastjsonl import parse_block
+    from selector.core.fastjsonl import parse_block
 
     with open(path, "rb") as f:
         f.seek(start)
@@ -379,21 +379,6 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
             raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
     return RecordSet(path=path, layout=layout, images_root=root, table=table, container=container,
                      meta={"source_stat": (st.st_size, st.st_mtime_ns)})
-
-
-def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:
-    """Write to a temp file beside `out`, then rename: an interrupted run never leaves half a file in its place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) -> Path:

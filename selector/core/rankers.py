@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selector.arrow_numpy import to_numpy
+from selector.core.arrow_numpy import to_numpy
 
-from selector.normalize import fit_normaliser
-from selector.ranking import Ranking
+from selector.core.normalize import fit_normaliser
+from selector.core.ranking import Ranking
 
 
 @dataclass(frozen=True)
