@@ -30,7 +30,7 @@ elif stage == "pyarrow":
     import pyarrow.json as pj
     pj.read_json(path)
 elif stage == "select":
-    from selector.pipeline import SelectConfig, run_select
+    from selector.app.pipeline import SelectConfig, run_select
     r = run_select(SelectConfig(input=path, out=extra, budget=200, metrics=("length",), progress=False))
     print(r.accounting.line(), file=sys.stderr)
 elif stage == "stages":  # the select stage again, step by step, for the breakdown table
@@ -41,7 +41,7 @@ elif stage == "stages":  # the select stage again, step by step, for the breakdo
         now = time.perf_counter(); laps.append((name, now - t)); t = now
     from pathlib import Path
     from selector.core import records as R
-    from selector.pipeline import SelectConfig, score_table
+    from selector.app.pipeline import SelectConfig, score_table
     from selector.core.rankers import MetricRanker
     from selector.core.ranking import select
     lap("imports (selector, pyarrow, numpy)")

@@ -2,7 +2,7 @@
 import json
 from collections import Counter
 
-from selector.demo_data import CORRUPTIONS, WORDS
+from selector.app.demo.data import CORRUPTIONS, WORDS
 from selector.core.records import read_records
 
 

@@ -12,7 +12,7 @@ from finetune.evaluation import contains, exact_match, normalize_answer
 
 @pytest.fixture(scope="module")
 def tiny(digits_vqa, tmp_path_factory):
-    from finetune.tiny_vlm import build_tiny_vlm_for
+    from selector.app.demo.tiny_vlm import build_tiny_vlm_for
 
     return build_tiny_vlm_for(digits_vqa, tmp_path_factory.mktemp("tiny-vlm"))
 

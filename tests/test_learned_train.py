@@ -48,9 +48,9 @@ class CleanShareLabel:
 
 
 def test_train_selector_then_select(digits_vqa, tmp_path):
-    from selector.demo_data import load_truth
+    from selector.app.demo.data import load_truth
     from selector.learned.model import LearnedSelector
-    from selector.pipeline import SelectConfig, run_select
+    from selector.app.pipeline import SelectConfig, run_select
 
     pixel_scores(digits_vqa, tmp_path / "scores.parquet")
     truth = load_truth(digits_vqa / "truth.jsonl")

@@ -15,7 +15,7 @@ from selector.core.errors import MmselectError, ModelNotAvailable
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from metrics.tiny import build_tiny_hf_clip, build_tiny_llm, build_tiny_open_clip, build_tiny_reward
+    from tests.fixtures.tiny_models import build_tiny_hf_clip, build_tiny_llm, build_tiny_open_clip, build_tiny_reward
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {"oc": build_tiny_open_clip(root / "oc"), "hf": build_tiny_hf_clip(root / "hf"),

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from selector.cli import main
+from selector.app.cli import main
 from selector.core.ranking import Ranking, select
 
 

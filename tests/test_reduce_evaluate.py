@@ -94,7 +94,7 @@ def test_cross_architecture_and_dsa_evaluation(splits8):
 
 
 def test_condense_command_writes_set_grid_and_settings(tmp_path):
-    from selector.cli import main
+    from selector.app.cli import main
 
     out = tmp_path / "synth.pt"
     rc = main(["-q", "condense", "--dataset", "digits", "--image-size", "8", "--method", "dm", "--ipc", "1",

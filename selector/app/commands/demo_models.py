@@ -2,7 +2,7 @@
 
 MODELS/clip/      a small open_clip model trained on the clean pretrain.jsonl (load with
                   `--clip-model local-dir:MODELS/clip`)
-MODELS/vlm-base/  a small VLM, when `finetune.demo_vlm.build_vlm_base` is installed
+MODELS/vlm-base/  a small VLM, when `selector.app.demo.vlm.build_vlm_base` is installed
 
 Each builder is skipped when its output is already built from the same data and settings.
 """
@@ -32,8 +32,8 @@ def _builders():
     import importlib.util
 
     out = [("clip", _build_clip)]
-    if importlib.util.find_spec("finetune") is not None and importlib.util.find_spec("finetune.demo_vlm"):
-        module = importlib.import_module("finetune.demo_vlm")
+    if importlib.util.find_spec("finetune") is not None and importlib.util.find_spec("selector.app.demo.vlm"):
+        module = importlib.import_module("selector.app.demo.vlm")
         if hasattr(module, "build_vlm_base"):
             out.append(("vlm", lambda data, models, seed, progress, force, ns:
                         module.build_vlm_base(data, models / "vlm-base", seed=seed, progress=progress)))
@@ -43,7 +43,7 @@ def _builders():
 def _build_clip(data: Path, models: Path, seed: int, progress: bool, force: bool, ns) -> str:
     from dataclasses import replace
 
-    from metrics.demo_clip import DemoClipConfig, is_built, train_demo_clip
+    from selector.app.demo.clip import DemoClipConfig, is_built, train_demo_clip
 
     config = DemoClipConfig(seed=seed)
     if ns.clip_epochs:
@@ -56,7 +56,7 @@ def _build_clip(data: Path, models: Path, seed: int, progress: bool, force: bool
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.commands.common import show_progress
+    from selector.app.commands.common import show_progress
     from selector.core.errors import MmselectError
 
     if not (ns.data / "pretrain.jsonl").is_file():

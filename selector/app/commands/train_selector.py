@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.commands.common import csv_list, show_progress
+from selector.app.commands.common import csv_list, show_progress
 
 HELP = """Split the scored pool into K equal subsets, LoRA-fine-tune BASE_MODEL on each and evaluate it on EVAL_DATA
 (the subset's genuine quality label, cached under OUT/labels so a re-run skips finished subsets), then train the

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.commands.common import budget, show_progress
+from selector.app.commands.common import budget, show_progress
 
 METHODS = ("forgetting", "el2n", "grand", "curvature", "herding", "kcenter", "random")
 

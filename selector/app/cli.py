@@ -11,15 +11,15 @@ import sys
 
 # (subcommand, module). A module that is not installed is simply not offered.
 COMMANDS: list[tuple[str, str]] = [
-    ("select", "selector.commands.select"),
-    ("score", "metrics.command"),
-    ("train-selector", "selector.commands.train_selector"),
-    ("prune", "vision.prune.command"),
-    ("condense", "vision.condense.command"),
-    ("onion", "vision.onion.command"),
-    ("demo", "selector.commands.demo"),
-    ("demo-data", "selector.commands.demo_data"),
-    ("demo-models", "selector.commands.demo_models"),
+    ("select", "selector.app.commands.select"),
+    ("score", "selector.app.commands.score"),
+    ("train-selector", "selector.app.commands.train_selector"),
+    ("prune", "selector.app.commands.prune"),
+    ("condense", "selector.app.commands.condense"),
+    ("onion", "selector.app.commands.onion"),
+    ("demo", "selector.app.commands.demo"),
+    ("demo-data", "selector.app.commands.demo_data"),
+    ("demo-models", "selector.app.commands.demo_models"),
 ]
 
 

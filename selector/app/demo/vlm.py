@@ -70,7 +70,7 @@ def build_vlm_base(data_dir: str | Path, out_dir: str | Path, *, seed: int = 0, 
     (text only; `truth.jsonl` is not read), so stage 2 never meets unknown words.
     """
     from finetune.config import FinetuneConfig
-    from finetune.tiny_vlm import build_tiny_vlm_for
+    from selector.app.demo.tiny_vlm import build_tiny_vlm_for
     from finetune.trainer import train
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)

@@ -52,7 +52,7 @@ class DemoConfig:
 
 def build_data(config: DemoConfig) -> Path:
     """DigitsVQA under CACHE/digitsvqa-noise{noise}-seed{seed}, built once (meta.json marks a finished build)."""
-    from selector.demo_data import DigitsVQAConfig, build_digits_vqa
+    from selector.app.demo.data import DigitsVQAConfig, build_digits_vqa
 
     out = Path(config.cache) / f"digitsvqa-noise{config.noise:g}-seed{config.data_seed}"
     if not (out / "meta.json").exists():
@@ -69,8 +69,8 @@ def clean_share(ids, truth: dict[str, dict]) -> float:
 def run_minimal(config: DemoConfig, print_fn=print) -> dict:
     """Build DigitsVQA, select `budget` train records by answer length, and report the clean share (the fallback
     when the CLIP metrics or the fine-tuning package are not installed)."""
-    from selector.demo_data import load_truth
-    from selector.pipeline import SelectConfig, run_select
+    from selector.app.demo.data import load_truth
+    from selector.app.pipeline import SelectConfig, run_select
 
     data = build_data(config)
     truth = load_truth(data / "truth.jsonl")
@@ -95,7 +95,7 @@ def full_loop_available() -> str | None:
     """None when every piece of the full loop is installed, else what is missing."""
     import importlib
 
-    for mod in ("finetune.trainer", "finetune.demo_vlm", "metrics.demo_clip", "metrics.clip", "metrics.embed"):
+    for mod in ("finetune.trainer", "selector.app.demo.vlm", "selector.app.demo.clip", "metrics.clip", "metrics.embed"):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
@@ -108,8 +108,8 @@ def build_models(data: Path, cache: Path, seed: int, progress: bool,
     """The demo's CLIP (open_clip local dir) and stage-1 VLM, trained offline on pretrain.jsonl; built once."""
     from dataclasses import replace
 
-    from finetune.demo_vlm import STAGE1, build_vlm_base
-    from metrics.demo_clip import is_built, train_demo_clip
+    from selector.app.demo.vlm import STAGE1, build_vlm_base
+    from selector.app.demo.clip import is_built, train_demo_clip
 
     models = Path(cache)
     clip = models / "clip"
@@ -207,7 +207,7 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     """The whole loop. Returns the result rows and the report path."""
     import torch
 
-    from selector.demo_data import load_truth
+    from selector.app.demo.data import load_truth
     from selector.learned.baselines import RandomRanker, single_metric_rankers
     from selector.learned.features import FeatureConfig
     from selector.learned.final import ClusterConfig
@@ -289,7 +289,7 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     timings["finetune+test"] = time.perf_counter() - t
 
     print_fn(format_table(results))
-    from selector.learned.report import write_report
+    from selector.app.demo.report import write_report
 
     report = write_report(config.report or cache / f"report-data{config.data_seed}-seed{config.seed}", results=results, table=table,
                           truth=truth, selections=selections, groups=groups, labels=lab,

@@ -77,7 +77,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(ns: argparse.Namespace) -> int:
     import json
 
-    from selector.commands.common import show_progress
+    from selector.app.commands.common import show_progress
     from selector.core.errors import MmselectError
     from selector.core.io import atomic_write
     from vision.data import load_dataset, split

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.commands.common import csv_list, show_progress
+from selector.app.commands.common import csv_list, show_progress
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.learned.demo_loop import DemoConfig, full_loop_available, run_demo, run_minimal
+    from selector.app.demo.loop import DemoConfig, full_loop_available, run_demo, run_minimal
 
     config = DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise, n_subsets=ns.subsets,
                         subset_method=ns.subset_method, label_seeds=ns.label_seeds, label_metric=ns.label_metric,

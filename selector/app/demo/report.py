@@ -122,7 +122,7 @@ def plot_training(history, labels, out: Path) -> Path:
 
 def write_report(out_dir: Path, *, results, table, truth, selections, groups, labels, history, timings,
                  config) -> Path:
-    from selector.learned.demo_loop import clean_share, format_table
+    from selector.app.demo.loop import clean_share, format_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

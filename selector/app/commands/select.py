@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.commands.common import budget, csv_list, float_list, show_progress
+from selector.app.commands.common import budget, csv_list, float_list, show_progress
 
 HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
 record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
@@ -35,7 +35,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="processes for parsing and image checks (0 = one per CPU)")
     p.add_argument("--batch-size", type=int, default=64, help="scoring batch size (default: 64)")
     try:
-        from metrics.command import add_metric_args
+        from selector.app.commands.score import add_metric_args
     except ModuleNotFoundError:  # metrics layer not installed: length only
         return p
     add_metric_args(p)
@@ -43,11 +43,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.pipeline import SelectConfig, run_select
+    from selector.app.pipeline import SelectConfig, run_select
 
     extra = {}
-    if hasattr(ns, "clip_model"):  # metric flags from metrics.command.add_metric_args
-        from metrics.command import metric_params
+    if hasattr(ns, "clip_model"):  # metric flags from selector.app.commands.score.add_metric_args
+        from selector.app.commands.score import metric_params
 
         extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
     metrics, ranker_factory = ns.metrics, None

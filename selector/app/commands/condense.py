@@ -67,7 +67,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(ns: argparse.Namespace) -> int:
     import json
 
-    from selector.commands.common import show_progress
+    from selector.app.commands.common import show_progress
     from selector.core.io import atomic_write
     from vision.condense import build_condenser
     from vision.condense.plots import save_grid, save_tsne

@@ -22,7 +22,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.demo_data import DigitsVQAConfig, build_digits_vqa
+    from selector.app.demo.data import DigitsVQAConfig, build_digits_vqa
 
     meta = build_digits_vqa(ns.out, DigitsVQAConfig(ns.n_pretrain, ns.n_train, ns.n_val, ns.n_test, ns.noise,
                                                     ns.seed, ns.image_size))

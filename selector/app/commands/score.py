@@ -12,7 +12,7 @@ HELP = """Score every valid record of an instruction file. Metrics: length, clip
 embed-text. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
 Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
 run restarted after a kill only computes what is missing. --num-processes N shards the batches over N processes with
-accelerate (also works under `accelerate launch -m selector.cli score ...`)."""
+accelerate (also works under `accelerate launch -m selector.app.cli score ...`)."""
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -114,7 +114,7 @@ def run(ns: argparse.Namespace) -> int:
 
     from metrics.runner import world
     from metrics.score_job import ScoreJob, launch, run_score_job
-    from selector.commands.common import show_progress
+    from selector.app.commands.common import show_progress
     from selector.core.errors import MmselectError
 
     cache = None if ns.no_cache else (ns.score_cache or Path(f"{ns.out}.cache"))
