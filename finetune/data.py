@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from selector.core.records import read_records
+
 log = logging.getLogger(__name__)
 IGNORE = -100  # the label value torch's cross-entropy skips
 USER_ROLES = {"human", "user"}
@@ -170,8 +172,6 @@ def encode_records(path: str | Path, processor, *, images: str | Path | None = N
     `dedup` rejects exact repeats (right for training data; evaluation sets keep repeated questions).
     """
     from tqdm.auto import tqdm
-
-    from selector.core.records import read_records
 
     records = read_records(path, images=images, workers=1, dedup=dedup)
     rejected = records.rejected()

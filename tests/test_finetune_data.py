@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from finetune.data import IGNORE, Encoder, collate, encode_records
-from finetune.evaluation import contains, exact_match, normalize_answer
+from finetune.answers import contains, exact_match, normalize_answer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from selector.core.ranking import Ranking, select
 
 
 def test_report_writes_markdown_and_plots(tmp_path):
-    from selector.app.demo.loop import format_table
+    from selector.app.demo.report import format_table
     from selector.app.demo.report import write_report
 
     rng = np.random.default_rng(0)

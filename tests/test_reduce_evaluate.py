@@ -12,7 +12,8 @@ from selector.core.ranking import Selection
 from vision.condense import build_condenser
 from vision.data import load_digits_data, split
 from vision.evaluate import EvalConfig, evaluate_reduced
-from vision.reduce import ReduceError, Reduction, as_image_data, reduce, select_per_class
+from vision.reduce import reduce
+from vision.reduction import ReduceError, Reduction, as_image_data, select_per_class
 
 SMALL = {"net_options": {"width": 16, "depth": 2}, "batch_real": 16, "device": "cpu"}
 

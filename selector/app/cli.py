@@ -1,6 +1,7 @@
 """The `mmselect` command. Each subcommand lives in its own module with `add_parser(subparsers)` and `run(ns)`.
 
-Command modules import only argparse at top level, so `mmselect --help` stays fast; heavy imports happen in `run`.
+Command modules import nothing heavy at top level (argparse, the shared argument helpers, selector.core's errors and
+I/O), so `mmselect --help` stays fast; heavy imports happen in `run`.
 """
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+from selector.core.errors import MmselectError
 
 # (subcommand, module). A module that is not installed is simply not offered.
 COMMANDS: list[tuple[str, str]] = [
@@ -63,8 +66,6 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selector.core.errors import MmselectError
-
     parser = build_parser()
     ns = parser.parse_args(argv)
     if not getattr(ns, "_run", None):

@@ -8,6 +8,7 @@ import os
 import sys
 
 from finetune.config import DEFAULT_ATTENTION_PROJECTIONS, FinetuneConfig
+from selector.core.errors import MmselectError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,8 +79,6 @@ def config_from_args(ns: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selector.core.errors import MmselectError
-
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if ns.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,10 +24,8 @@ from selector.core.ranking import Ranking
 from vision.data import ImageData, Splits
 from vision.onion.examples import DynamicExampleSelector, ExampleLevelConfig, Swap
 from vision.onion.vit import OnionViTConfig, build_onion_vit, token_counts
+from vision.prune.forgetting import ForgettingTracker
 from vision.train import Hook, TrainConfig, evaluate, train
-
-if TYPE_CHECKING:
-    from vision.prune import ForgettingTracker
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +135,6 @@ class ExampleSwapHook(Hook):
 
 def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResult:
     """Train the onion ViT on `splits.train` with the configured levels; evaluate on val and test."""
-    from vision.prune import ForgettingTracker
-
     data: ImageData = splits.train
     vit = config.vit
     if (data.channels, data.image_size, data.num_classes) != (vit.in_chans, vit.img_size, vit.num_classes):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selector.app.commands.common import show_progress
+from selector.core.io import atomic_write
+
 HELP = """Learn IPC synthetic images per class from the training split of DATASET (digits, folder:PATH, mnist:ROOT,
 cifar10:ROOT, ...). Writes OUT (torch file: images, labels, settings, loss history), OUT with .png (one row per
 class) and .json (every setting, timing, and with --eval the test accuracy mean ± std). The split is seeded
@@ -67,8 +70,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(ns: argparse.Namespace) -> int:
     import json
 
-    from selector.app.commands.common import show_progress
-    from selector.core.io import atomic_write
     from vision.condense import build_condenser
     from vision.condense.plots import save_grid, save_tsne
     from vision.data import load_dataset, split

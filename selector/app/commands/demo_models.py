@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selector.app.commands.common import show_progress
+from selector.core.errors import MmselectError
+
 HELP = __doc__
 
 
@@ -56,9 +59,6 @@ def _build_clip(data: Path, models: Path, seed: int, progress: bool, force: bool
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.app.commands.common import show_progress
-    from selector.core.errors import MmselectError
-
     if not (ns.data / "pretrain.jsonl").is_file():
         raise MmselectError(f"{ns.data} has no pretrain.jsonl; build DigitsVQA first with "
                             f"`mmselect demo-data --out {ns.data}`")

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selector.app.commands.common import show_progress
+from selector.core.errors import MmselectError
+from selector.core.io import atomic_write
+
 HELP = """Train a small timm ViT on an image dataset with up to three levels of redundancy reduction (Kong et al.,
 AAAI 2023): EXAMPLE level, a dynamic active subset (drop --example-drop at the start, swap the least-forgotten
 active examples for set-aside ones every --swap-every epochs); TOKEN level, keep the top --keep-ratio patch tokens by
@@ -77,9 +81,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(ns: argparse.Namespace) -> int:
     import json
 
-    from selector.app.commands.common import show_progress
-    from selector.core.errors import MmselectError
-    from selector.core.io import atomic_write
     from vision.data import load_dataset, split
     from vision.onion.examples import ExampleLevelConfig
     from vision.onion.plot import plot_training

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from selector.app.commands.common import budget, show_progress
+from selector.core.errors import MmselectError
 
 METHODS = ("forgetting", "el2n", "grand", "curvature", "herding", "kcenter", "random")
 
@@ -60,8 +61,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def _params(ns: argparse.Namespace) -> dict:
-    from selector.core.errors import MmselectError
-
     allowed = METHOD_FLAGS[ns.method] + (PROXY_FLAGS if ns.method != "random" else ())
     given = {k: getattr(ns, k) for k in PROXY_FLAGS + tuple(f for fl in METHOD_FLAGS.values() for f in fl)
              if getattr(ns, k, None) is not None}

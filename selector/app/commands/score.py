@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selector.app.commands.common import show_progress
+from selector.core.errors import MmselectError
+
 HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
 embed-text. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
 Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
@@ -114,8 +117,6 @@ def run(ns: argparse.Namespace) -> int:
 
     from metrics.runner import world
     from metrics.score_job import ScoreJob, launch, run_score_job
-    from selector.app.commands.common import show_progress
-    from selector.core.errors import MmselectError
 
     cache = None if ns.no_cache else (ns.score_cache or Path(f"{ns.out}.cache"))
     if ns.num_processes > 1 and cache is None:

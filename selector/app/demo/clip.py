@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from selector.core.io import atomic_write
+from selector.core.records import read_records
+
 log = logging.getLogger(__name__)
 
 WEIGHTS = "open_clip_model.safetensors"
@@ -54,8 +57,6 @@ def model_cfg(c: DemoClipConfig) -> dict[str, Any]:
 def _load_pairs(data_dir: Path, image_size: int) -> tuple[np.ndarray, list[str]]:
     """Images (n, 3, H, W float in [0, 1]) and answers of the valid records of pretrain.jsonl."""
     from PIL import Image
-
-    from selector.core.records import read_records
 
     records = read_records(data_dir / "pretrain.jsonl", images=data_dir, workers=1)
     valid = records.valid()
@@ -103,7 +104,6 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
     from tqdm.auto import tqdm
 
     from metrics.clip import split_sentences
-    from selector.core.io import atomic_write
 
     data_dir, out = Path(data_dir), Path(out)
     t0 = time.perf_counter()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selector.app.demo.report import clean_share, format_table, write_report
+
 log = logging.getLogger(__name__)
 
 
@@ -58,12 +60,6 @@ def build_data(config: DemoConfig) -> Path:
     if not (out / "meta.json").exists():
         build_digits_vqa(out, DigitsVQAConfig(noise=config.noise, seed=config.data_seed))
     return out
-
-
-def clean_share(ids, truth: dict[str, dict]) -> float:
-    """Share of `ids` that truth.jsonl marks clean (for reporting only)."""
-    ids = [str(i) for i in ids]
-    return float(np.mean([truth[i]["clean"] for i in ids])) if ids else float("nan")
 
 
 def run_minimal(config: DemoConfig, print_fn=print) -> dict:
@@ -289,8 +285,6 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     timings["finetune+test"] = time.perf_counter() - t
 
     print_fn(format_table(results))
-    from selector.app.demo.report import write_report
-
     report = write_report(config.report or cache / f"report-data{config.data_seed}-seed{config.seed}", results=results, table=table,
                           truth=truth, selections=selections, groups=groups, labels=lab,
                           history=trained.fitted.history, timings=timings, config=asdict(config))
@@ -300,16 +294,3 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
            "best_epochs": [m.best_epoch for m in trained.fitted.members]}
     return {"results": results, "report": report, "labels": lab.to_dict(), "timings": timings, "data": data,
             "base": models["vlm-base"], "labels_dir": labels_dir, "selector_dir": sel_dir, "selector_fit": fit}
-
-
-def format_table(rows: list[dict]) -> str:
-    def f(v, pct=True):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return "-"
-        return f"{100 * v:.1f}" if pct else str(v)
-
-    lines = [f"{'training set':<26} {'n':>5} {'clean %':>8} {'test EM %':>10} {'contains %':>11}"]
-    for r in rows:
-        lines.append(f"{r['name']:<26} {r['n']:>5} {f(r['clean']):>8} {f(r.get('exact_match')):>10} "
-                     f"{f(r.get('contains')):>11}")
-    return "\n".join(lines)

@@ -120,10 +120,27 @@ def plot_training(history, labels, out: Path) -> Path:
     return out
 
 
+def clean_share(ids, truth: dict[str, dict]) -> float:
+    """Share of `ids` that truth.jsonl marks clean (for reporting only)."""
+    ids = [str(i) for i in ids]
+    return float(np.mean([truth[i]["clean"] for i in ids])) if ids else float("nan")
+
+
+def format_table(rows: list[dict]) -> str:
+    def f(v, pct=True):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "-"
+        return f"{100 * v:.1f}" if pct else str(v)
+
+    lines = [f"{'training set':<26} {'n':>5} {'clean %':>8} {'test EM %':>10} {'contains %':>11}"]
+    for r in rows:
+        lines.append(f"{r['name']:<26} {r['n']:>5} {f(r['clean']):>8} {f(r.get('exact_match')):>10} "
+                     f"{f(r.get('contains')):>11}")
+    return "\n".join(lines)
+
+
 def write_report(out_dir: Path, *, results, table, truth, selections, groups, labels, history, timings,
                  config) -> Path:
-    from selector.app.demo.loop import clean_share, format_table
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = {

@@ -13,6 +13,9 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from finetune.config import FinetuneConfig
+from selector.core.errors import MmselectError
+
 SPLITS = ("pretrain.jsonl", "train.jsonl", "val.jsonl", "test.jsonl")
 
 
@@ -69,14 +72,11 @@ def build_vlm_base(data_dir: str | Path, out_dir: str | Path, *, seed: int = 0, 
     data; see `is_built`); a stale build is replaced. The vocabulary comes from every DigitsVQA split
     (text only; `truth.jsonl` is not read), so stage 2 never meets unknown words.
     """
-    from finetune.config import FinetuneConfig
-    from selector.app.demo.tiny_vlm import build_tiny_vlm_for
     from finetune.trainer import train
+    from selector.app.demo.tiny_vlm import build_tiny_vlm_for
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not (data_dir / "pretrain.jsonl").is_file():
-        from selector.core.errors import MmselectError
-
         raise MmselectError(f"{data_dir}/pretrain.jsonl not found: build DigitsVQA first (mmselect demo-data)")
     if is_built(out_dir, data_dir, seed=seed, settings=settings):
         return out_dir
