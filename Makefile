@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
 
 demo: $(STAMP)
