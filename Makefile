@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m benchmark $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CACHE) .pytest_cache
+	rm -rf $(VENV) $(CACHE) .pytest_cache .import_linter_cache
