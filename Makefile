@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -32,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m benchmark $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CACHE) .pytest_cache
+	rm -rf $(VENV) $(CACHE) .pytest_cache .import_linter_cache

@@ -69,8 +69,8 @@ def main() -> int:
 
     torch.set_num_threads(ns.threads)
     from finetune import FinetuneConfig, evaluate, train
-    from finetune.demo_vlm import STAGE1, build_vlm_base, is_built
-    from selector.demo_data import DigitsVQAConfig, build_digits_vqa
+    from selector.app.demo.vlm import STAGE1, build_vlm_base, is_built
+    from selector.app.demo.data import DigitsVQAConfig, build_digits_vqa
 
     cache = Path(ns.cache)
     data = cache / "digitsvqa"

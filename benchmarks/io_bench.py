@@ -30,7 +30,7 @@ elif stage == "pyarrow":
     import pyarrow.json as pj
     pj.read_json(path)
 elif stage == "select":
-    from selector.pipeline import SelectConfig, run_select
+    from selector.app.pipeline import SelectConfig, run_select
     r = run_select(SelectConfig(input=path, out=extra, budget=200, metrics=("length",), progress=False))
     print(r.accounting.line(), file=sys.stderr)
 elif stage == "stages":  # the select stage again, step by step, for the breakdown table
@@ -40,10 +40,10 @@ elif stage == "stages":  # the select stage again, step by step, for the breakdo
         global t
         now = time.perf_counter(); laps.append((name, now - t)); t = now
     from pathlib import Path
-    from selector import records as R
-    from selector.pipeline import SelectConfig, score_table
-    from selector.rankers import MetricRanker
-    from selector.ranking import select
+    from selector.core import records as R
+    from selector.app.pipeline import SelectConfig, score_table
+    from selector.core.rankers import MetricRanker
+    from selector.core.ranking import select
     lap("imports (selector, pyarrow, numpy)")
     R.prefer_fast_allocator()
     p = Path(path)
@@ -62,7 +62,7 @@ elif stage == "stages":  # the select stage again, step by step, for the breakdo
     print(json.dumps({"wall": sum(x for _, x in laps), "rss_mib": 0, "laps": laps}))
     sys.exit(0)
 elif stage == "images":
-    from selector.records import read_records
+    from selector.core.records import read_records
     workers = int(extra)
     t = time.perf_counter()  # validation throughput: imports excluded
     rs = read_records(path, workers=workers)

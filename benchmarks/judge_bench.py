@@ -32,7 +32,7 @@ def run(n: int, concurrency: int, server_url: str, batch_size: int) -> float:
 
 
 def main() -> int:
-    from metrics.fake_judge_server import FakeJudge
+    from tests.fixtures.fake_judge_server import FakeJudge
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=64, help="records per run")

@@ -86,7 +86,7 @@ def train_eval(subset, splits, s: Settings, seed: int) -> dict:
 
 
 def run(args) -> list[dict]:
-    from selector.ranking import select
+    from selector.core.ranking import select
     from vision.data import load_digits_data, split
 
     s = Settings()

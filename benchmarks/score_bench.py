@@ -28,7 +28,7 @@ def make_pngs(folder: Path, n: int, size: int) -> Path:
     """`n` real digit images upscaled to `size` px, saved as PNG, and a LLaVA JSONL with one-sentence captions."""
     from PIL import Image
 
-    from selector.demo_data import WORDS, load_digit_images
+    from selector.app.demo.data import WORDS, load_digit_images
 
     imgs, labels = load_digit_images(size)
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def speed(args) -> dict:
 
     from metrics import build
     from metrics.runner import RunnerConfig, score_records
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,10 +106,10 @@ def signal(args) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from metrics import build
-    from metrics.demo_clip import DemoClipConfig, is_built, train_demo_clip
+    from selector.app.demo.clip import DemoClipConfig, is_built, train_demo_clip
     from metrics.runner import RunnerConfig, score_records
-    from selector.demo_data import DigitsVQAConfig, build_digits_vqa, load_truth
-    from selector.records import read_records
+    from selector.app.demo.data import DigitsVQAConfig, build_digits_vqa, load_truth
+    from selector.core.records import read_records
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="dvqa-")) / "digits"
     if not (data / "train.jsonl").is_file():

@@ -31,9 +31,9 @@ def mean_std(values) -> str:
 
 def label_noise(cfg, run: dict, n_subsets: int) -> float:
     """Re-label the first `n_subsets` label subsets with LoRA seed 1; return the mean std across seeds 0 and 1."""
-    from selector.learned.demo_loop import demo_label_fn
+    from selector.app.demo.loop import demo_label_fn
     from selector.learned.labels import genuine_labels
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     data = Path(run["data"])
     saved = json.loads((Path(run["selector_dir"]) / "subsets.json").read_text())
@@ -99,7 +99,7 @@ def ablation(cfg, run: dict) -> dict:
     from selector.learned.final import ClusterConfig
     from selector.learned.network import TrainConfig
     from selector.learned.train import SelectorConfig, aligned_scores, fit_selector
-    from selector.ranking import select
+    from selector.core.ranking import select
 
     saved = json.loads((Path(run["selector_dir"]) / "subsets.json").read_text())
     table = aligned_scores(pq.read_table(Path(cfg.cache) / f"scores-data{cfg.data_seed}" / "train-scores.parquet"),
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(ns.threads)
-    from selector.learned.demo_loop import DemoConfig, run_demo
+    from selector.app.demo.loop import DemoConfig, run_demo
 
     seeds = [int(s) for s in ns.seeds.split(",")]
     runs, t0 = [], time.perf_counter()

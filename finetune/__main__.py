@@ -9,7 +9,7 @@ if not __package__:
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     sys.path.insert(0, str(here.parent))
 
-from finetune.cli import main  # noqa: E402
+from selector.app.finetune_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

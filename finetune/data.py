@@ -1,6 +1,6 @@
 """Instruction records -> chat messages -> token ids with answer-only labels, and the padding collator.
 
-Records come from `selector.records.read_records` (LLaVA, ShareGPT, messages or cc_sbu_align), so bad records are
+Records come from `selector.core.records.read_records` (LLaVA, ShareGPT, messages or cc_sbu_align), so bad records are
 rejected there with a reason. Records that parse but cannot be encoded (e.g. longer than `max_length`, or more
 images than image tokens) are rejected here, again with a reason, never with a crash.
 """
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from selector.core.records import read_records
 
 log = logging.getLogger(__name__)
 IGNORE = -100  # the label value torch's cross-entropy skips
@@ -170,8 +172,6 @@ def encode_records(path: str | Path, processor, *, images: str | Path | None = N
     `dedup` rejects exact repeats (right for training data; evaluation sets keep repeated questions).
     """
     from tqdm.auto import tqdm
-
-    from selector.records import read_records
 
     records = read_records(path, images=images, workers=1, dedup=dedup)
     rejected = records.rejected()

@@ -2,39 +2,15 @@
 from __future__ import annotations
 
 import math
-import re
-import string
-import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from finetune.data import IGNORE, EncodedSet, collate
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
-NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"])}
-
-
-def normalize_answer(text: str) -> str:
-    """VQA/SQuAD-style normalisation: NFKC, lower case, punctuation and articles removed, number words as digits,
-    whitespace collapsed. "The Digit: Seven." -> "digit 7"."""
-    text = unicodedata.normalize("NFKC", text).lower().translate(_PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(NUMBER_WORDS.get(w, w) for w in text.split())
-
-
-def exact_match(prediction: str, reference: str) -> bool:
-    return normalize_answer(prediction) == normalize_answer(reference)
-
-
-def contains(prediction: str, reference: str) -> bool:
-    """The normalised reference occurs in the normalised prediction as whole words ("7" is not in "17")."""
-    ref = normalize_answer(reference)
-    if not ref:
-        return False
-    return f" {ref} " in f" {normalize_answer(prediction)} "
+from finetune.answers import contains, exact_match, normalize_answer
+from finetune.data import IGNORE, EncodedSet, collate, encode_records
+from finetune.modeling import load_with_adapter
+from finetune.outputs import write_json, write_predictions
 
 
 @dataclass
@@ -170,12 +146,6 @@ def evaluate(model: str, data: str, *, adapter: str | None = None, images: str |
     Returns validation loss on the answers and, for short-answer references, normalised exact match and
     "contains" accuracy of greedy answers. With `out`, writes OUT/metrics.json and OUT/predictions.jsonl.
     """
-    from pathlib import Path
-
-    from finetune.data import encode_records
-    from finetune.modeling import load_with_adapter
-    from finetune.outputs import write_json, write_predictions
-
     net, processor = load_with_adapter(model, adapter, flag=flag, trust_remote_code=trust_remote_code)
     encoded = encode_records(data, processor, images=images, max_length=max_length, dedup=False,
                              progress=progress)

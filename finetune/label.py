@@ -44,7 +44,7 @@ class FinetuneLabel:
 
     @property
     def key(self) -> str:
-        from selector.learned.labels import model_fingerprint  # TODO(merge): selector.core
+        from selector.core.resolve import model_fingerprint
 
         fields = {k: v for k, v in self.__dict__.items() if k != "work_dir"}
         fields["base_model_sha256"] = model_fingerprint(self.base_model)

@@ -6,6 +6,9 @@ import logging
 import warnings
 from pathlib import Path
 
+from selector.core.errors import MmselectError
+from selector.core.resolve import loading, resolve_hf_model
+
 log = logging.getLogger(__name__)
 
 
@@ -16,8 +19,6 @@ def load_model(name_or_path: str, *, flag: str = "--model", trust_remote_code: b
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from metrics.resolve import loading, resolve_hf_model
-
     source = resolve_hf_model(name_or_path, flag=flag, trust_remote_code=trust_remote_code)
     with loading(str(name_or_path), flag):
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -26,8 +27,6 @@ def load_model(name_or_path: str, *, flag: str = "--model", trust_remote_code: b
             kwargs["dtype"] = dtype
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
     if getattr(processor, "chat_template", None) is None:
-        from selector.errors import MmselectError
-
         raise MmselectError(f"model {name_or_path!r}: its processor has no chat template; fine-tuning renders "
                             "records through it, so use a chat/instruction model or add chat_template.jinja")
     return model, processor
@@ -70,8 +69,6 @@ def lora_target_names(model, targets: tuple[str, ...]) -> list[str]:
     found = [f"{prefix}.{name}" if prefix else name for name, mod in lm.named_modules()
              if isinstance(mod, nn.Linear) and name.rsplit(".", 1)[-1] in targets]
     if not found:
-        from selector.errors import MmselectError
-
         raise MmselectError(f"no linear layer named {', '.join(targets)} in the language model ({prefix}); "
                             "pass --target-modules with names from model.named_modules()")
     return found

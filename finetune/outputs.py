@@ -5,7 +5,8 @@ import json
 import math
 from pathlib import Path
 
-from selector.records import atomic_write
+from finetune.answers import contains, exact_match
+from selector.core.io import atomic_write
 
 
 def _clean(value):
@@ -27,8 +28,6 @@ def write_json(path: Path, obj: dict) -> Path:
 
 
 def write_predictions(path: Path, encoded, predictions: dict[str, str]) -> Path:
-    from finetune.evaluation import contains, exact_match
-
     rows = []
     for ex in encoded.examples:
         if ex.id in predictions:

@@ -21,7 +21,9 @@ import torch
 from finetune.config import FinetuneConfig, FinetuneResult
 from finetune.data import IGNORE, EncodedSet, collate, encode_records
 from finetune.evaluation import EvalSettings, evaluate_model
+from finetune.modeling import load_model, prepare_model, save_outputs, trainable_summary
 from finetune.outputs import write_json, write_predictions, write_rejected
+from selector.core.errors import MmselectError
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
@@ -139,8 +141,6 @@ def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
     step, path = found[-1]
     state = json.loads((path / "trainer_state.json").read_text())
     if state.get("processes", 1) != accelerator.num_processes:
-        from selector.errors import MmselectError
-
         # Weight names carry the process wrapper's prefix and the RNG states are per process.
         raise MmselectError(f"{path} was written by {state.get('processes', 1)} process(es); resume it with the "
                             f"same number (this run has {accelerator.num_processes})")
@@ -151,8 +151,6 @@ def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
         with safe_open(str(saved), "pt") as f:
             keys = set(f.keys())
         if keys != trainable:
-            from selector.errors import MmselectError
-
             raise MmselectError(f"{path} holds other trainable weights than this run ({len(keys)} vs "
                                 f"{len(trainable)} tensors): was it written with other LoRA/method settings?")
     accelerator.load_state(str(path), strict=False)  # checkpoints hold trainable weights only
@@ -179,9 +177,6 @@ def _train(config: FinetuneConfig) -> FinetuneResult:
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
     from transformers import get_scheduler
-
-    from finetune.modeling import load_model, prepare_model, save_outputs, trainable_summary
-    from selector.errors import MmselectError
 
     t_start = time.perf_counter()
     out = Path(config.out)

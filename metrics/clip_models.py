@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from metrics.resolve import loading, resolve_hf_model, resolve_open_clip
+from selector.core.resolve import loading, resolve_hf_model, resolve_open_clip
 
 CLIP_FLAG = "--clip-model"
 PRETRAINED_FLAG = "--clip-pretrained"

@@ -13,9 +13,9 @@ import numpy as np
 
 from metrics.base import Batch, Metric, Scored
 from metrics.clip import DEFAULT_CLIP, DEFAULT_PRETRAINED, _ClipBase
-from metrics.clip_models import spec_fingerprint
+from metrics.clip_models import load_clip, spec_fingerprint
 from metrics.registry import register
-from metrics.resolve import loading, resolve_hf_model
+from selector.core.resolve import loading, resolve_hf_model
 
 TEXT_ENCODER_FLAG = "--text-encoder"
 ST_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -97,8 +97,6 @@ class EmbedTextMetric(Metric):
 
     def setup(self, device: str = "cpu") -> None:
         if self.encoder == "clip":
-            from metrics.clip_models import load_clip
-
             self._impl = ("clip", load_clip(self.clip_model, self.clip_pretrained, device))
         elif self.encoder.startswith("st"):
             from sentence_transformers import SentenceTransformer

@@ -13,6 +13,7 @@ import numpy as np
 
 from metrics.base import Batch, Metric, Scored
 from metrics.registry import register
+from selector.core.resolve import loading, resolve_hf_model
 
 JUDGE_MODEL_FLAG = "--judge-model"
 
@@ -188,8 +189,6 @@ class JudgeMetric(Metric):
 
 def _load_causal_lm(ref: str, device: str, trust_remote_code: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from metrics.resolve import loading, resolve_hf_model
 
     path = resolve_hf_model(ref, flag=JUDGE_MODEL_FLAG, trust_remote_code=trust_remote_code)
     with loading(ref, JUDGE_MODEL_FLAG):

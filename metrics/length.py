@@ -7,8 +7,8 @@ import pyarrow.compute as pc
 
 from metrics.base import Batch, Metric
 from metrics.registry import register
-from selector.arrow_numpy import strings, to_numpy
-from selector.dedup import string_buffers
+from selector.core.arrow_numpy import strings, to_numpy
+from selector.core.dedup import string_buffers
 
 
 @register

@@ -10,7 +10,7 @@ import numpy as np
 from metrics.base import Batch, Metric, Scored
 from metrics.clip_models import spec_fingerprint
 from metrics.registry import register
-from metrics.resolve import loading, resolve_hf_model
+from selector.core.resolve import loading, resolve_hf_model
 
 DEFAULT_REWARD_MODEL = "OpenAssistant/reward-model-deberta-v3-large-v2"
 REWARD_FLAG = "--reward-model"

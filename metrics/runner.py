@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from metrics.base import Batch, Metric, Scored, as_scored
-from selector.arrow_numpy import strings, to_arrow
-from selector.dedup import all_distinct
+from selector.core.arrow_numpy import strings, to_arrow
+from selector.core.dedup import all_distinct
 
 log = logging.getLogger(__name__)
 

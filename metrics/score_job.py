@@ -14,6 +14,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from metrics import build
+from metrics.runner import RunnerConfig, score_records, world
+from selector.core.errors import MmselectError
+from selector.core.records import read_records
+
 
 @dataclass(frozen=True)
 class ScoreJob:
@@ -50,8 +55,6 @@ class ScoreResult:
 
 
 def build_metrics(names, params: dict[str, dict[str, Any]]):
-    from metrics import build
-
     return [build(name, **params.get(name, {})) for name in names]
 
 
@@ -66,9 +69,6 @@ def write_table(table: pa.Table, out: Path) -> None:
 
 
 def run_score_job(job: ScoreJob) -> ScoreResult:
-    from metrics.runner import RunnerConfig, score_records, world
-    from selector.records import read_records
-
     records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers)
     valid = records.valid()
     config = RunnerConfig(batch_size=job.batch_size, device=job.device, workers=job.workers,
@@ -103,8 +103,6 @@ def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selector.errors import MmselectError
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m metrics.score_job JOB.json", file=sys.stderr)

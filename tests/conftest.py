@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def digits_vqa(tmp_path_factory):
     """A default-size DigitsVQA build (about 3 s), shared by the whole session."""
-    from selector.demo_data import DigitsVQAConfig, build_digits_vqa
+    from selector.app.demo.data import DigitsVQAConfig, build_digits_vqa
 
     out = tmp_path_factory.mktemp("digitsvqa")
     build_digits_vqa(out, DigitsVQAConfig())

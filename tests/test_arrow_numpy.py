@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from selector.arrow_numpy import scalar, strings, to_arrow, to_numpy
+from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint64, np.float32, np.float64])
@@ -65,7 +65,7 @@ def test_a_selection_never_imports_pandas(tmp_path):
     from PIL import Image
     for i in range(50):
         Image.new("RGB", (4, 4)).save(tmp_path / f"{i}.png")
-    code = (f"import sys\nfrom selector.pipeline import SelectConfig, run_select\n"
+    code = (f"import sys\nfrom selector.app.pipeline import SelectConfig, run_select\n"
             f"r = run_select(SelectConfig(input={str(tmp_path / 'd.jsonl')!r}, out={str(tmp_path / 'o.jsonl')!r}, "
             f"budget=5, metrics=('length',), progress=False, workers=1))\n"
             f"print(r.accounting.line(), 'pandas' in sys.modules)")

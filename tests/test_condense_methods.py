@@ -10,7 +10,7 @@ from vision.condense import CONDENSERS, build_condenser
 from vision.condense.base import CondenseError
 from vision.condense.idm import expand, partition
 from vision.data import from_tensors, load_digits_data
-from vision.reduce import Reduction
+from vision.reduction import Reduction
 
 SMALL = {"net_options": {"width": 16, "depth": 2}, "batch_real": 16, "device": "cpu"}
 STEPS = {"dc": dict(iterations=6), "dsa": dict(iterations=6),

@@ -2,8 +2,8 @@
 import json
 from collections import Counter
 
-from selector.demo_data import CORRUPTIONS, WORDS
-from selector.records import read_records
+from selector.app.demo.data import CORRUPTIONS, WORDS
+from selector.core.records import read_records
 
 
 def _rows(path):

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from finetune.data import IGNORE, Encoder, collate, encode_records
-from finetune.evaluation import contains, exact_match, normalize_answer
+from finetune.answers import contains, exact_match, normalize_answer
 
 
 @pytest.fixture(scope="module")
 def tiny(digits_vqa, tmp_path_factory):
-    from finetune.tiny_vlm import build_tiny_vlm_for
+    from selector.app.demo.tiny_vlm import build_tiny_vlm_for
 
     return build_tiny_vlm_for(digits_vqa, tmp_path_factory.mktemp("tiny-vlm"))
 
@@ -49,7 +49,7 @@ def test_tiny_vlm_loads_through_real_auto_classes(tiny, digits_vqa):
 
 def test_missing_model_offline_names_model_and_flag(monkeypatch):
     from finetune.modeling import load_model
-    from selector.errors import ModelNotAvailable
+    from selector.core.errors import ModelNotAvailable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailable, match="--model"):
@@ -123,7 +123,7 @@ def test_bad_records_are_rejected_with_reasons_not_crash(loaded, digits_vqa, tmp
 
 def test_all_bad_training_file_is_a_clean_error(tiny, tmp_path):
     from finetune import FinetuneConfig, train
-    from selector.errors import MmselectError
+    from selector.core.errors import MmselectError
 
     path = tmp_path / "bad.jsonl"
     rows = [{"id": "x", "conversations": []}, {"id": "y", "conversations": [{"from": "human", "value": "hi"}]}]

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny(digits_vqa, tmp_path_factory):
-    from finetune.tiny_vlm import build_tiny_vlm_for
+    from selector.app.demo.tiny_vlm import build_tiny_vlm_for
 
     return build_tiny_vlm_for(digits_vqa, tmp_path_factory.mktemp("tiny-vlm"))
 

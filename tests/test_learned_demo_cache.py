@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import finetune.demo_vlm as demo_vlm
+import selector.app.demo.vlm as demo_vlm
 
 
 def _data(tmp: Path) -> Path:
@@ -35,10 +35,10 @@ def fake_training(monkeypatch):
         (model / "config.json").write_text(json.dumps({"epochs": cfg.epochs}))
         return SimpleNamespace(model_path=model, metrics={"eval": {}, "train": {}}, timings={})
 
-    import finetune.tiny_vlm
+    import selector.app.demo.tiny_vlm
     import finetune.trainer
 
-    monkeypatch.setattr(finetune.tiny_vlm, "build_tiny_vlm_for", build)
+    monkeypatch.setattr(selector.app.demo.tiny_vlm, "build_tiny_vlm_for", build)
     monkeypatch.setattr(finetune.trainer, "train", train)
     return calls
 
@@ -77,7 +77,8 @@ def test_marker_without_fingerprint_is_stale(tmp_path, fake_training):
 
 def test_label_cache_key_follows_the_base_model_weights(tmp_path):
     """Labels made with an old base model at the same path must not be reused after the base is rebuilt."""
-    from selector.learned.labels import FinetuneLabel, model_fingerprint
+    from selector.core.resolve import model_fingerprint
+    from selector.learned.labels import FinetuneLabel
 
     base = tmp_path / "vlm-base"
     base.mkdir()

@@ -6,12 +6,12 @@ import pyarrow as pa
 
 from selector.learned.labels import LabelResult
 from selector.learned.network import TrainHistory
-from selector.ranking import Ranking, select
+from selector.core.ranking import Ranking, select
 
 
 def test_report_writes_markdown_and_plots(tmp_path):
-    from selector.learned.demo_loop import format_table
-    from selector.learned.report import write_report
+    from selector.app.demo.report import format_table
+    from selector.app.demo.report import write_report
 
     rng = np.random.default_rng(0)
     n = 120

@@ -17,7 +17,7 @@ from selector.learned.subsets import make_subsets, subset_members
 from selector.learned.choice import ChoiceConfig
 from selector.learned.config import LabelConfig
 from selector.learned.train import SelectorConfig, fit_selector
-from selector.ranking import Ranking, select
+from selector.core.ranking import Ranking, select
 
 
 
@@ -288,7 +288,7 @@ class CountingLabel:
 
 def test_labels_cached_per_subset_and_noise_measured(digits_vqa, tmp_path):
     from selector.learned.labels import genuine_labels
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     records = read_records(digits_vqa / "val.jsonl", images=digits_vqa)
     rows = np.flatnonzero(records.valid_mask())

@@ -21,7 +21,7 @@ def pixel_scores(data_dir, out):
     """A score table for DigitsVQA train: answer length and an 'image embedding' of 8x8 downsampled pixels."""
     from PIL import Image
 
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(data_dir / "train.jsonl", images=data_dir)
     t = rs.valid()
@@ -49,9 +49,9 @@ class CleanShareLabel:
 
 
 def test_train_selector_then_select(digits_vqa, tmp_path):
-    from selector.demo_data import load_truth
+    from selector.app.demo.data import load_truth
     from selector.learned.model import LearnedSelector
-    from selector.pipeline import SelectConfig, run_select
+    from selector.app.pipeline import SelectConfig, run_select
 
     pixel_scores(digits_vqa, tmp_path / "scores.parquet")
     truth = load_truth(digits_vqa / "truth.jsonl")

@@ -9,7 +9,7 @@ import pytest
 
 from metrics import build
 from metrics.runner import RunnerConfig, score_records
-from selector.cli import main
+from selector.app.cli import main
 
 
 def test_demo_models_writes_open_clip_local_dir_and_skips_when_built(digits_vqa, tmp_path, capsys, monkeypatch):
@@ -24,16 +24,16 @@ def test_demo_models_writes_open_clip_local_dir_and_skips_when_built(digits_vqa,
     assert "trained" in capsys.readouterr().out
     mtime = (clip / "open_clip_model.safetensors").stat().st_mtime_ns
     calls = []
-    import finetune.demo_vlm
+    import selector.app.demo.vlm
 
-    monkeypatch.setattr(finetune.demo_vlm, "build_vlm_base",
+    monkeypatch.setattr(selector.app.demo.vlm, "build_vlm_base",
                         lambda data, out, *, seed=0, progress=True: calls.append((data, out, seed)) or out)
     assert main(args[:-4] + ["--clip-epochs", "1"]) == 0  # no --only: the VLM builder runs too
     assert "up to date" in capsys.readouterr().out
     assert (clip / "open_clip_model.safetensors").stat().st_mtime_ns == mtime
     assert calls == [(digits_vqa, models / "vlm-base", 0)]
 
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(digits_vqa / "val.jsonl", images=digits_vqa, workers=1)
     out = score_records(rs.valid().select(range(8)), [build("clip", model=f"local-dir:{clip}")],
@@ -49,8 +49,8 @@ def test_demo_models_needs_pretrain(tmp_path):
 def test_demo_clip_separates_wrong_answers_from_clean(digits_vqa, tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from selector.demo_data import load_truth
-    from selector.records import read_records
+    from selector.app.demo.data import load_truth
+    from selector.core.records import read_records
 
     assert main(["-q", "demo-models", "--data", str(digits_vqa), "--out", str(tmp_path), "--only", "clip"]) == 0
     rs = read_records(digits_vqa / "train.jsonl", images=digits_vqa, workers=1)

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from metrics import build
-from metrics.fake_judge_server import FakeJudge
+from tests.fixtures.fake_judge_server import FakeJudge
 from metrics.judge import parse_score
 from metrics.runner import RunnerConfig, score_records
 

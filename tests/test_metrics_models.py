@@ -10,12 +10,12 @@ import pytest
 
 from metrics import build
 from metrics.runner import RunnerConfig, score_records
-from selector.errors import MmselectError, ModelNotAvailable
+from selector.core.errors import MmselectError, ModelNotAvailable
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from metrics.tiny import build_tiny_hf_clip, build_tiny_llm, build_tiny_open_clip, build_tiny_reward
+    from tests.fixtures.tiny_models import build_tiny_hf_clip, build_tiny_llm, build_tiny_open_clip, build_tiny_reward
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {"oc": build_tiny_open_clip(root / "oc"), "hf": build_tiny_hf_clip(root / "hf"),
@@ -142,7 +142,7 @@ def test_missing_models_offline_name_model_and_flag(monkeypatch, tmp_path):
         build("clip", model=f"local-dir:{tmp_path / 'nothing'}").setup("cpu")
     (tmp_path / "remote").mkdir()
     (tmp_path / "remote" / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "x.Y"}}))
-    from metrics.resolve import resolve_hf_model
+    from selector.core.resolve import resolve_hf_model
 
     with pytest.raises(MmselectError, match="--trust-remote-code"):
         resolve_hf_model(str(tmp_path / "remote"), flag="--reward-model")

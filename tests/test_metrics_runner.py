@@ -17,14 +17,14 @@ import pytest
 from metrics import build
 from metrics.clip import ClipMetric
 from metrics.runner import RunnerConfig, score_records
-from selector.cli import main
+from selector.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from metrics.tiny import build_tiny_open_clip
+    from tests.fixtures.tiny_models import build_tiny_open_clip
 
     return build_tiny_open_clip(tmp_path_factory.mktemp("oc") / "clip")
 
@@ -45,7 +45,7 @@ class Counting(ClipMetric):
 
 
 def _valid(digits_vqa, n=60):
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(digits_vqa / "train.jsonl", images=digits_vqa, workers=1)
     return rs.valid().select(range(n)), str(rs.images_root)
@@ -89,7 +89,7 @@ def _subset(digits_vqa, tmp_path, n=48) -> Path:
 
 def _score_cli(args, **kw):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "selector.cli", "-q", "score", *map(str, args)], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "selector.app.cli", "-q", "score", *map(str, args)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -115,7 +115,7 @@ def test_score_command_killed_and_restarted_matches_uninterrupted(digits_vqa, ti
     assert rerun.returncode == 0, stderr
     table = pq.read_table(out)
 
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(data, images=digits_vqa, workers=1)
     ref = score_records(rs.valid(), [build("clip", model=f"local-dir:{tiny_clip}"), build("length")],
@@ -136,7 +136,7 @@ def test_two_processes_equal_one(digits_vqa, tiny_clip, tmp_path):
     assert proc.returncode == 0, stderr[-2000:]
     two = pq.read_table(out)
     cache = Path(f"{out}.cache")
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(data, images=digits_vqa, workers=1)
     one = score_records(rs.valid(), [build("length"), build("clip", model=f"local-dir:{tiny_clip}"),
@@ -151,7 +151,7 @@ def test_two_processes_equal_one(digits_vqa, tiny_clip, tmp_path):
 
 
 def test_select_reuses_score_table_with_missing_judge_scores(digits_vqa, tmp_path, capsys):
-    from selector.records import read_records
+    from selector.core.records import read_records
 
     rs = read_records(digits_vqa / "val.jsonl", images=digits_vqa, workers=1)
     ids = rs.valid()["id"]
@@ -181,7 +181,7 @@ def test_trained_clip_prefers_matched_captions(tmp_path):
     from open_clip.loss import ClipLoss
     from PIL import Image
 
-    from metrics.tiny import save_open_clip_dir, tiny_open_clip_cfg
+    from tests.fixtures.tiny_models import save_open_clip_dir, tiny_open_clip_cfg
 
     colours = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "yellow": (230, 230, 20)}
     for name, rgb in colours.items():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from selector.cli import main
+from selector.app.cli import main
 
 TINY = ["--dataset", "digits", "--image-size", "16", "--dim", "24", "--depth", "2", "--epochs", "2",
         "--batch-size", "64", "--split", "0.15", "0.05", "0.8", "--swap-every", "1", "--max-swaps", "1", "--device", "cpu"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.onion.examples import DynamicExampleSelector, ExampleLevelConfig
 
 

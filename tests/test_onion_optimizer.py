@@ -53,7 +53,7 @@ def test_train_with_adamw_takes_exactly_adamw_steps():
 def test_onion_config_and_cli_pass_the_optimizer_through(tmp_path, capsys):
     import json
 
-    from selector.cli import main
+    from selector.app.cli import main
     from vision.onion.run import OnionConfig
 
     assert (OnionConfig().optimizer, OnionConfig().lr, OnionConfig().weight_decay) == ("adamw", 3e-3, 0.05)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from selector.cli import main
-from selector.ranking import Ranking, select
+from selector.app.cli import main
+from selector.core.ranking import Ranking, select
 
 
 def test_prune_cli_writes_subset(tmp_path, capsys):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from selector.ranking import select
+from selector.core.ranking import select
 from vision.data import from_tensors
 from vision.prune import HerdingRanker, KCenterRanker, build_ranker, herding_order, kcenter_order
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selector.errors import MmselectError
-from selector.ranking import Ranker, select
+from selector.core.errors import MmselectError
+from selector.core.ranking import Ranker, select
 from vision.data import load_digits_data, split
 from vision.nets import build_net
 from vision.prune import RANKERS, ForgettingTracker, build_ranker, curvature_scores, el2n_scores, grand_scores

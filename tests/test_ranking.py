@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from selector.errors import BudgetError
-from selector.ranking import Ranking, group_quotas, resolve_budget, select
+from selector.core.errors import BudgetError
+from selector.core.ranking import Ranking, group_quotas, resolve_budget, select
 
 
 def test_top_k_by_score_best_first():

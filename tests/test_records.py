@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selector.errors import FormatError, RecordError
-from selector.records import read_records, write_records
+from selector.core.errors import FormatError, RecordError
+from selector.core.records import read_records, write_records
 
 
 def _png(path: Path, value: int = 128) -> str:
@@ -181,7 +181,7 @@ def test_invalid_utf8_inside_json_list_rejects_only_that_record(tmp_path):
 
 
 def test_large_jsonl_parsed_in_parallel_equals_serial(tmp_path, monkeypatch):
-    import selector.records as records
+    import selector.core.records as records
 
     rows = [{"id": i, "conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": "a" * (i % 7 + 1)}]}
             for i in range(3000)]
@@ -196,8 +196,8 @@ def test_large_jsonl_parsed_in_parallel_equals_serial(tmp_path, monkeypatch):
 
 def test_vectorised_parser_equals_per_record_parser(tmp_path):
     """The Arrow fast path and the per-record parser agree on every field, reasons included."""
-    from selector.fastjsonl import parse_block
-    from selector.records import SCHEMA, _parse_jsonl_range
+    from selector.core.fastjsonl import parse_block
+    from selector.core.records import SCHEMA, _parse_jsonl_range
 
     turn = lambda role, text: {"from": role, "value": text}  # noqa: E731
     rows = [
@@ -240,7 +240,7 @@ def test_exact_duplicates_are_found_whatever_the_fingerprint_windows_see():
     import numpy as np
     import pyarrow as pa
 
-    from selector.dedup import all_distinct, fingerprint, repeats
+    from selector.core.dedup import all_distinct, fingerprint, repeats
 
     a = "abcdefgh" + "x" * 10 + "MIDDLE" + "y" * 10 + "12345678"
     b = a[:10] + "Z" + a[11:]  # one byte differs outside every window
@@ -263,9 +263,9 @@ def test_vectorised_parser_matches_per_record_parser_across_many_reader_batches(
     runs over many batches and both schemas), equals the per-record parser field by field."""
     import random
 
-    from selector import fastjsonl
-    from selector.fastjsonl import parse_block
-    from selector.records import SCHEMA, _parse_jsonl_range
+    from selector.core import fastjsonl
+    from selector.core.fastjsonl import parse_block
+    from selector.core.records import SCHEMA, _parse_jsonl_range
 
     rng = random.Random(7)
     texts = ["Fine.", " padded ", "\u3000wide space\u3000", "", "   ", "multi\nline", "<image>\nWhat digit?",
@@ -299,7 +299,7 @@ def test_vectorised_parser_matches_per_record_parser_across_many_reader_batches(
 def test_image_token_scan_finds_every_mention_and_ignores_text_outside_the_slice():
     import pyarrow as pa
 
-    from selector.fastjsonl import _may_contain
+    from selector.core.fastjsonl import _may_contain
 
     token = b"<image>"
     assert _may_contain(pa.array(["q", "a <image> b"]), token)
@@ -314,7 +314,7 @@ def test_duplicate_keys_from_the_parse_threads_match_the_final_table(tmp_path, m
     assembled table, and duplicates are found across ranges with the first occurrence kept."""
     import numpy as np
 
-    import selector.records as records
+    import selector.core.records as records
 
     turn = lambda role, text: {"from": role, "value": text}  # noqa: E731
     rows = [{"id": f"r{i}", "conversations": [turn("human", f"q{i % 50}"), turn("gpt", f"answer {i % 50}")]}

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 import vision.train as vtrain
-from selector.ranking import Selection
+from selector.core.ranking import Selection
 from vision.condense import build_condenser
 from vision.data import load_digits_data, split
 from vision.evaluate import EvalConfig, evaluate_reduced
-from vision.reduce import ReduceError, Reduction, as_image_data, reduce, select_per_class
+from vision.reduce import reduce
+from vision.reduction import ReduceError, Reduction, as_image_data, select_per_class
 
 SMALL = {"net_options": {"width": 16, "depth": 2}, "batch_real": 16, "device": "cpu"}
 
@@ -45,7 +46,7 @@ def test_reduce_prunes_per_class_and_condenses_through_one_verb(splits8):
 
 
 def test_select_per_class_keeps_the_best_of_each_class():
-    from selector.ranking import Ranking
+    from selector.core.ranking import Ranking
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     ranking = Ranking(ids=np.arange(6), scores=np.array([0.1, 0.9, 0.5, 0.3, 0.2, 0.8]))
@@ -94,7 +95,7 @@ def test_cross_architecture_and_dsa_evaluation(splits8):
 
 
 def test_condense_command_writes_set_grid_and_settings(tmp_path):
-    from selector.cli import main
+    from selector.app.cli import main
 
     out = tmp_path / "synth.pt"
     rc = main(["-q", "condense", "--dataset", "digits", "--image-size", "8", "--method", "dm", "--ipc", "1",

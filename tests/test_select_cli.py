@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from selector.cli import main
+from selector.app.cli import main
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_a_length_selection_from_the_command_line_loads_no_heavy_library(messy, 
     import subprocess
     import sys
 
-    code = ("import sys\nfrom selector.cli import main\n"
+    code = ("import sys\nfrom selector.app.cli import main\n"
             f"rc = main(['-q', 'select', {str(messy)!r}, '--metrics', 'length', '--budget', '5', "
             f"'--out', {str(tmp_path / 'o.jsonl')!r}])\n"
             "print(rc, [m for m in ('torch', 'datasets', 'pandas') if m in sys.modules])")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 from vision.data import DataError, from_tensors, load_dataset, load_digits_data, load_image_folder, \
     load_torchvision, split
 from vision.nets import build_net

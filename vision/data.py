@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 
 __all__ = ["DataError", "ImageData", "Splits", "split", "from_tensors", "load_digits_data", "load_image_folder",
            "load_torchvision", "load_dataset", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES"]

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+
 from vision.data import ImageData, Splits
+from vision.reduction import as_image_data
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate_sets", "evaluate_reduced"]
 
@@ -107,8 +109,6 @@ def evaluate_sets(train_sets: Sequence[ImageData], val: ImageData, test: ImageDa
 
 def evaluate_reduced(results: Sequence[Any] | Any, splits: Splits, config: EvalConfig = EvalConfig()) -> EvalResult:
     """Evaluate Selections (of `splits.train`), Reductions or ImageData sets with the one protocol."""
-    from vision.reduce import as_image_data
-
     if not isinstance(results, (list, tuple)):
         results = [results]
     sets = [as_image_data(r, splits.train) for r in results]

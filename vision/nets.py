@@ -14,7 +14,7 @@ import logging
 import torch
 from torch import nn
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 
 log = logging.getLogger(__name__)
 

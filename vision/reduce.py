@@ -12,103 +12,15 @@ a network trains on, so evaluation code does not care which way the dataset was 
 """
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-
-from selector.errors import MmselectError
-from selector.ranking import Ranking, Selection, select
+from selector.core.ranking import Selection, select
+from vision.condense import CONDENSERS, build_condenser
 from vision.data import ImageData
+from vision.reduction import ReduceError, Reduction, as_image_data, select_per_class
 
-__all__ = ["Reduction", "ReduceError", "reduce", "select_per_class", "as_image_data", "is_condenser"]
-
-
-class ReduceError(MmselectError):
-    """A reduction could not be made or loaded (unknown method, bad budget, unreadable file)."""
-
-
-@dataclass(frozen=True)
-class Reduction:
-    """A learned synthetic set: images normalised like the source data, with labels and every setting used.
-
-    `images` are the images a network trains on. For IDM (partition-and-expand) they are the decoded images; the
-    stored images (`stored`, `ipc` per class) hold factor x factor of them each, so the storage budget is `ipc`.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    method: str
-    ipc: int
-    settings: dict[str, Any] = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
-    stored: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def as_data(self) -> ImageData:
-        return ImageData(self.images.detach().cpu(), self.labels.cpu(), self.classes, self.mean, self.std, None,
-                         f"{self.method}-ipc{self.ipc}")
-
-    def save(self, path: str | Path) -> Path:
-        """Write to `path` (torch format) through a temp file and rename."""
-        from selector.records import atomic_write
-
-        buf = io.BytesIO()
-        torch.save({"format": "mmselect-reduction-1", "images": self.images.detach().cpu(),
-                    "labels": self.labels.cpu(), "classes": list(self.classes), "mean": list(self.mean),
-                    "std": list(self.std), "method": self.method, "ipc": self.ipc, "settings": self.settings,
-                    "history": self.history,
-                    "stored": None if self.stored is None else self.stored.detach().cpu()}, buf)
-        path = Path(path)
-        atomic_write(path, [buf.getvalue()])
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Reduction":
-        try:
-            obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as exc:
-            raise ReduceError(f"{path}: cannot read a synthetic set ({exc}); write one with `mmselect condense`") from exc
-        if not isinstance(obj, dict) or obj.get("format") != "mmselect-reduction-1":
-            raise ReduceError(f"{path}: not a synthetic set written by `mmselect condense`")
-        return cls(obj["images"], obj["labels"], tuple(obj["classes"]), tuple(obj["mean"]), tuple(obj["std"]),
-                   obj["method"], int(obj["ipc"]), obj["settings"], obj["history"], obj.get("stored"))
-
-
-def select_per_class(ranking: Ranking, labels: np.ndarray | torch.Tensor, ipc: int, seed: int = 0) -> Selection:
-    """Keep the `ipc` best-ranked items of every class (all of a class that has fewer), through `select`.
-
-    `ranking` must cover the dataset in order (ranking position i = dataset position i)."""
-    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
-    if len(labels) != len(ranking):
-        raise ReduceError(f"ranking has {len(ranking)} items for {len(labels)} images")
-    if ipc < 1:
-        raise ReduceError(f"images per class must be >= 1, got {ipc}")
-    positions, quotas = [], {}
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        sub = Ranking(ranking.ids[members], ranking.scores[members], None, ranking.source, ranking.meta)
-        sel = select(sub, min(ipc, len(members)), seed=seed)
-        positions.append(members[sel.indices])
-        quotas[int(c)] = len(sel)
-    idx = np.concatenate(positions).astype(np.int64)
-    order = np.argsort(-np.nan_to_num(ranking.scores[idx], nan=-np.inf), kind="stable")
-    idx = idx[order]
-    return Selection(indices=idx, ids=ranking.ids[idx], scores=ranking.scores[idx], source=ranking.source,
-                     budget=len(idx), quotas=quotas)
+__all__ = ["reduce", "is_condenser"]
 
 
 def is_condenser(method: str) -> bool:
-    from vision.condense import CONDENSERS
-
     return method.lower() in CONDENSERS
 
 
@@ -127,8 +39,6 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
     if is_condenser(key):
         if unit != "ipc" or isinstance(budget, float):
             raise ReduceError(f"{method} learns images per class: pass an integer budget with unit='ipc'")
-        from vision.condense import build_condenser
-
         return build_condenser(key, ipc=int(budget), seed=seed, **params).condense(data)
     try:
         from vision.prune import build_ranker
@@ -140,16 +50,3 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
             raise ReduceError("unit='ipc' needs an integer number of images per class")
         return select_per_class(ranking, data.labels, int(budget), seed=seed)
     return select(ranking, budget, seed=seed)
-
-
-def as_image_data(result: Selection | Reduction | ImageData, data: ImageData | None = None) -> ImageData:
-    """The training set a result stands for: the selected real images, or the synthetic ones."""
-    if isinstance(result, ImageData):
-        return result
-    if isinstance(result, Reduction):
-        return result.as_data()
-    if isinstance(result, Selection):
-        if data is None:
-            raise ReduceError("a Selection holds positions: pass the dataset it was made from")
-        return data.subset(result.indices)
-    raise ReduceError(f"cannot train on a {type(result).__name__}; expected a Selection, Reduction or ImageData")

@@ -9,7 +9,7 @@ from selector.learned.features import FeatureTransform, scalar_columns
 from selector.learned.final import ClusterConfig
 from selector.learned.model import LearnedSelector
 from selector.learned.scorers import LinearScorer
-from selector.rankers import MetricRanker, RandomRanker
+from selector.core.rankers import MetricRanker, RandomRanker
 
 __all__ = ["linear_selector", "single_metric_rankers", "RandomRanker"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from selector.errors import MmselectError
-from selector.normalize import METHODS, Normaliser, fit_normaliser
+from selector.core.errors import MmselectError
+from selector.core.normalize import METHODS, Normaliser, fit_normaliser
 
 MISSING_RULES = ("impute-flag", "error")
 
@@ -242,7 +242,7 @@ class FeatureTransform:
                         for k, p in d["pca"].items()})
 
     def save(self, path: str | Path) -> None:
-        from selector.records import atomic_write
+        from selector.core.io import atomic_write
 
         atomic_write(Path(path), [json.dumps(self.to_dict()).encode()])
 

@@ -1,12 +1,12 @@
 """Final selection: spectral clusters on image embeddings as groups, so each cluster gets a proportional quota >= 1
-filled by predicted score. The budget and quotas are enforced by the shared `selector.ranking.select`."""
+filled by predicted score. The budget and quotas are enforced by the shared `selector.core.ranking.select`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from selector.ranking import Ranking, Selection, select
+from selector.core.ranking import Ranking, Selection, select
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from selector.records import RecordSet, atomic_write, write_records
+from selector.core.io import atomic_write
+from selector.core.records import RecordSet, write_records
 
 
 class LabelFn(Protocol):
@@ -61,22 +62,6 @@ class LabelResult:
     def to_dict(self) -> dict:
         return {"labels": self.labels.tolist(), "per_seed": self.per_seed.tolist(), "seeds": list(self.seeds),
                 "aggregate": self.how, "noise": self.noise, "spread": self.spread, "details": self.details}
-
-
-def model_fingerprint(model: str | Path) -> str:
-    """Content hash of a local model folder's weights and config (the path alone is not enough: a cached base model
-    that was rebuilt in place must not reuse labels or runs made with the old one). A hub id hashes as itself."""
-    path = Path(model)
-    if not path.is_dir():
-        return str(model)
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")) + [path / "config.json"]:
-        if f.is_file():
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _cache_key(ids: list[str], seed: int, fn_key: str) -> str:

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 from selector.learned.features import FeatureTransform, vector_matrix
 from selector.learned.final import ClusterConfig, spectral_groups
 from selector.learned.scorers import InferenceConfig, NetworkScorer, load_scorer
-from selector.ranking import Ranking
-from selector.strict_json import dumps
+from selector.core.ranking import Ranking
+from selector.core.strict_json import dumps
 
 __all__ = ["LearnedSelector", "InferenceConfig", "cluster_groups", "MANIFEST", "REFUSED"]
 
@@ -81,7 +81,7 @@ class LearnedSelector:
 
     def save(self, out_dir: str | Path) -> Path:
         """Features and scorer files first, the manifest last: a folder with a manifest is a complete selector."""
-        from selector.records import atomic_write
+        from selector.core.io import atomic_write
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

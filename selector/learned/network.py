@@ -395,7 +395,7 @@ def save_network(model: SubsetSelector | SelectorEnsemble, out_dir: Path, extra:
     tmp = out_dir / "selector.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(out_dir / "selector.safetensors")
-    from selector.records import atomic_write
+    from selector.core.io import atomic_write
 
     atomic_write(out_dir / "network.json",
                  [json.dumps({"network": asdict(model.config), **members, **(extra or {})}, indent=2).encode()])

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from selector.selection_summary import MetricShift, shift_lines
+from selector.core.selection_summary import MetricShift, shift_lines
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 
 AGGREGATES = ("median", "trimmed-mean", "mean")
 TRIM = 0.2  # share cut from each end by the trimmed mean (scipy's trim_mean)

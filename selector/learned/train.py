@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from selector.errors import MmselectError
-from selector.strict_json import dumps
+from selector.core.errors import MmselectError
+from selector.core.strict_json import dumps
 from selector.learned.baselines import linear_selector
 from selector.learned.choice import Choice, candidate_table, choose
 from selector.learned.features import FeatureTransform, vector_matrix
 from selector.learned.labels import LabelFn, LabelResult, genuine_labels
 from selector.learned.model import MANIFEST, REFUSED, LearnedSelector
-from selector.learned.config import LabelConfig, SelectorConfig, TrainConfig  # noqa: F401 (LabelConfig: API)
+from selector.learned.config import SelectorConfig, TrainConfig
 from selector.learned.network import (NetworkConfig, TrainHistory, combined_history, member_folds,
                                       out_of_fold, train_ensemble)
 from selector.learned.pilot import PilotResult, needs_pilot, pilot_lr
@@ -139,7 +139,7 @@ class TrainSelectorResult:
 
 def aligned_scores(scores: pa.Table, ids: list[str], needed: list[str]) -> pa.Table:
     """Rows of the score table in the order of `ids`; an id missing from the table is an error naming it."""
-    from selector.pipeline import align_scores
+    from selector.core.scores import align_scores
 
     have = set(scores.column("id").to_pylist())
     missing = [i for i in ids if i not in have]
@@ -159,7 +159,7 @@ def _clear_selector(out: Path) -> None:
 
 
 def _refuse(out: Path, reason: str, details: dict) -> None:
-    from selector.records import atomic_write
+    from selector.core.io import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     _clear_selector(out)
@@ -173,7 +173,8 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     train a selector (then OUT holds nothing `select --selector` accepts)."""
     import pyarrow.parquet as pq
 
-    from selector.records import atomic_write, read_records
+    from selector.core.io import atomic_write
+    from selector.core.records import read_records
 
     records = read_records(config.data, images=config.images)
     rows = records.valid_rows()

@@ -19,10 +19,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 from vision.condense.dsa import DSA, DSAConfig
 from vision.data import ImageData
-from vision.nets import build_net, default_device
+from vision.nets import ConvNet, ResNet18, build_net, default_device
+from vision.prune import build_ranker
+from vision.reduction import ReduceError, Reduction, select_per_class
 
 __all__ = ["CondenseError", "CondenseConfig", "ClassBank", "Condenser", "layer_features", "net_seed", "accuracy"]
 
@@ -112,8 +114,6 @@ def layer_features(net: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor],
 
     ConvNet: the output of each conv-norm-relu-pool block. ResNet-18: layer1..layer4. Other nets: the embedding.
     """
-    from vision.nets import ConvNet, ResNet18
-
     if isinstance(net, ConvNet):
         modules = [m for m in net.features if isinstance(m, nn.AvgPool2d)]
     elif isinstance(net, ResNet18):
@@ -191,10 +191,9 @@ class Condenser:
                        else torch.randperm(len(imgs), generator=generator)[:k]).to(imgs.device)
                 out.append(imgs[idx])
             return torch.stack(out)
-        from vision.reduce import ReduceError, reduce
-
         try:
-            sel = reduce(data, k, method=init, seed=self.config.seed, **self.config.init_params)
+            ranking = build_ranker(init, seed=self.config.seed, **self.config.init_params).rank(data)
+            sel = select_per_class(ranking, data.labels, k, seed=self.config.seed)
         except ReduceError as exc:
             raise CondenseError(f"init {self.config.init!r}: {exc}; use 'noise', 'real' or a pruning ranker "
                                 f"name") from exc
@@ -245,8 +244,6 @@ class Condenser:
         self.bank = ClassBank(data, self.device)
 
     def condense(self, data: ImageData):
-        from vision.reduce import Reduction
-
         cfg = self.config
         self._prepare(data)
         generator = torch.Generator().manual_seed(cfg.seed)

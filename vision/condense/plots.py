@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from vision.data import ImageData
+from vision.train import embeddings
 
 __all__ = ["save_grid", "save_tsne", "tsne_points"]
 
@@ -64,8 +65,6 @@ def save_tsne(net: torch.nn.Module, real: ImageData, synthetic: ImageData, path:
               max_real: int = 600, seed: int = 0, title: str = "") -> Path:
     """t-SNE of `net.embed` features: real images as small dots, synthetic ones as large stars, coloured by class
     (as in the CAFE paper's figure)."""
-    from vision.train import embeddings
-
     plt = _plt()
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(real))[:max_real]

@@ -6,7 +6,7 @@
 
 - `vit`: token level (keep the top keep_ratio patch tokens by [CLS] attention, fuse the rest into one token) and
   attention level (keep each query's strongest attn_ratio share of connections) inside a timm ViT.
-- `examples`: example level (a dynamic active subset swapped by forgetting counts through `selector.ranking.select`).
+- `examples`: example level (a dynamic active subset swapped by forgetting counts through `selector.core.ranking.select`).
 - `run`: one training run with any mix of levels through `vision.train.train`, timed.
 - `command`: `mmselect onion`.
 

@@ -2,7 +2,7 @@
 
 A random `drop` share of the training set is set aside before training. Every `every` epochs (at most `max_swaps`
 times) the `n_swap` least-forgotten active examples are moved out, chosen through the shared ranking interface
-(`selector.ranking.select` on a forgetting `Ranking`, higher score = keep), and the same number are drawn at random
+(`selector.core.ranking.select` on a forgetting `Ranking`, higher score = keep), and the same number are drawn at random
 from the set-aside pool back in. The active set's size never changes, and every swap is logged.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selector.ranking import Ranking, select
+from selector.core.ranking import Ranking, select
 
 __all__ = ["ExampleLevelConfig", "Swap", "DynamicExampleSelector"]
 

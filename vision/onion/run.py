@@ -8,7 +8,7 @@ lr schedule span every epoch in every variant. The example level plugs in throug
 (`train(..., active=...)`): `ExampleSwapHook` hands the selector's active positions to each epoch and, at the end of
 every `example.every`-th epoch (at most `example.max_swaps` times, never after the last), swaps the active set and
 logs the swap. Forgetting events are counted online by `vision.prune.ForgettingTracker` (the forgetting ranker's
-hook) on training-set positions, and turned into a `Ranking` for the selector (`selector.ranking.select`) at each
+hook) on training-set positions, and turned into a `Ranking` for the selector (`selector.core.ranking.select`) at each
 swap.
 """
 from __future__ import annotations
@@ -16,19 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData, Splits
 from vision.onion.examples import DynamicExampleSelector, ExampleLevelConfig, Swap
 from vision.onion.vit import OnionViTConfig, build_onion_vit, token_counts
+from vision.prune.forgetting import ForgettingTracker
 from vision.train import Hook, TrainConfig, evaluate, train
-
-if TYPE_CHECKING:
-    from vision.prune import ForgettingTracker
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +135,6 @@ class ExampleSwapHook(Hook):
 
 def run_onion(splits: Splits, config: OnionConfig = OnionConfig()) -> OnionResult:
     """Train the onion ViT on `splits.train` with the configured levels; evaluate on val and test."""
-    from vision.prune import ForgettingTracker
-
     data: ImageData = splits.train
     vit = config.vit
     if (data.channels, data.image_size, data.num_classes) != (vit.in_chans, vit.img_size, vit.num_classes):

@@ -1,9 +1,9 @@
 """Image pruning rankers: forgetting, EL2N, GraNd, loss curvature, herding, k-center greedy, random.
 
-Each is a Ranker (`rank(data: ImageData) -> selector.ranking.Ranking`, higher score = keep) and goes through the
+Each is a Ranker (`rank(data: ImageData) -> selector.core.ranking.Ranking`, higher score = keep) and goes through the
 shared `select`:
 
-    from selector.ranking import select
+    from selector.core.ranking import select
     from vision.prune import build_ranker
     ranking = build_ranker("el2n", epoch=10, runs=5, epochs=40, width=64).rank(train_data)
     kept = train_data.subset(select(ranking, 0.5).indices)
@@ -17,7 +17,7 @@ import importlib
 from dataclasses import fields
 from typing import Any
 
-from selector.errors import MmselectError
+from selector.core.errors import MmselectError
 
 # Public names -> defining module. Loaded on first use (PEP 562), so that listing this package (the CLI builds every
 # subcommand's parser) does not import torch, which takes seconds.

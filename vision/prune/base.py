@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData
 from vision.nets import build_net
 from vision.train import Hook, TrainConfig, TrainResult, train

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData
 from vision.nets import default_device
 from vision.prune.base import ProxyConfig, make_ranking, order_scores, train_proxy

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData
 from vision.prune.base import ProxyConfig, make_ranking, mean_over_proxies
 from vision.train import predict

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData
 from vision.prune.base import ProxyConfig, make_ranking, train_proxy
 from vision.train import BatchInfo, Hook

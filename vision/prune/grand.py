@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData
 from vision.prune.base import ProxyConfig, make_ranking, mean_over_proxies
 

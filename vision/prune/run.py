@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from selector.ranking import select
-from selector.records import atomic_write
+from selector.core.ranking import select
+from selector.core.io import atomic_write
 from vision.data import load_dataset
 from vision.prune import build_ranker
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selector.ranking import Ranking
+from selector.core.ranking import Ranking
 from vision.data import ImageData
 from vision.prune.base import make_ranking
 

@@ -1,0 +1,56 @@
+"""`mmselect demo`: the whole selection loop on DigitsVQA, offline, cached under --cache."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from selector.app.commands.common import csv_list, show_progress
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="run the selection loop end to end on DigitsVQA (offline)",
+                       description="Build DigitsVQA and the demo models into CACHE (once), score the train pool, "
+                                   "train the learned selector on genuine LoRA labels, select BUDGET records, "
+                                   "fine-tune on them, on baseline selections and on the full pool, evaluate on "
+                                   "test.jsonl, print a table and write a Markdown report with plots.")
+    p.add_argument("--cache", type=Path, default=Path(".cache/mmselect"), help="cache folder (default .cache/mmselect)")
+    p.add_argument("--budget", type=int, default=200, help="records to select (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
+    g = p.add_argument_group("label settings (default: the learned selector's own, as in `train-selector`)")
+    g.add_argument("--subsets", type=int, help="label subsets")
+    g.add_argument("--subset-method", choices=["kmeans", "random"], help="label subsets: random or k-means")
+    g.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   help="LoRA seeds per label subset")
+    g.add_argument("--label-metric", choices=["eval_loss", "exact_match", "contains"], help="label of a subset")
+    g.add_argument("--lr", type=float,
+                   help="LoRA learning rate of the label and final runs (default: measured by the label pilot)")
+    p.add_argument("--stage1-epochs", type=float, help="stage-1 epochs of the demo VLM (default: finetune's)")
+    p.add_argument("--metrics", type=csv_list, default=("length", "clip", "embed-image", "embed-text"),
+                   help="metrics to score (default: length,clip,embed-image,embed-text)")
+    p.add_argument("--no-full-pool", action="store_true", help="skip fine-tuning on the whole pool")
+    p.add_argument("--report", type=Path, help="report folder (default CACHE/report-seedSEED)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch CPU threads for every build and fine-tune (default 2: the same models and selection "
+                        "on any machine, since CPU sums depend on the thread count; 0 = torch's default)")
+    p.add_argument("--minimal", action="store_true",
+                   help="only build the data and select by answer length (no models, no fine-tuning)")
+    return p
+
+
+def run(ns: argparse.Namespace) -> int:
+    from selector.app.demo.loop import DemoConfig, full_loop_available, run_demo, run_minimal
+
+    config = DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise, n_subsets=ns.subsets,
+                        subset_method=ns.subset_method, label_seeds=ns.label_seeds, label_metric=ns.label_metric,
+                        metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, lr=ns.lr,
+                        stage1_epochs=ns.stage1_epochs, report=ns.report, threads=ns.threads,
+                        progress=show_progress(ns))
+    missing = None if ns.minimal else full_loop_available()
+    if ns.minimal or missing:
+        if missing:
+            print(f"full demo unavailable ({missing} is not installed): running the minimal demo")
+        run_minimal(config)
+        return 0
+    run_demo(config)
+    return 0

@@ -1,0 +1,33 @@
+"""`mmselect demo-data`: build DigitsVQA, the benchmark instruction set made from real handwritten digits."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="build the DigitsVQA benchmark instruction set",
+                       description="Build DigitsVQA from sklearn's handwritten digits: DIR/images/*.png, "
+                                   "pretrain/train/val/test.jsonl (LLaVA JSONL) and truth.jsonl (which train "
+                                   "records are clean; for measuring selections only).")
+    p.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    p.add_argument("--n-pretrain", type=int, default=600)
+    p.add_argument("--n-train", type=int, default=1200)
+    p.add_argument("--n-val", type=int, default=200)
+    p.add_argument("--n-test", type=int, default=400)
+    p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
+    p.add_argument("--image-size", type=int, default=32, help="side of the upscaled PNGs (default 32)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def run(ns: argparse.Namespace) -> int:
+    from selector.app.demo.data import DigitsVQAConfig, build_digits_vqa
+
+    meta = build_digits_vqa(ns.out, DigitsVQAConfig(ns.n_pretrain, ns.n_train, ns.n_val, ns.n_test, ns.noise,
+                                                    ns.seed, ns.image_size))
+    c = meta["counts"]
+    print(f"DigitsVQA in {ns.out}: pretrain {c['pretrain']}, train {c['train']} "
+          f"({sum(meta['corruptions'].values())} corrupted: "
+          + ", ".join(f"{k} {v}" for k, v in meta["corruptions"].items()) + f"), val {c['val']}, test {c['test']}")
+    return 0

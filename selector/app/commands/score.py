@@ -1,0 +1,146 @@
+"""`mmselect score`: score an instruction file with quality metrics into a Parquet table (one row per record id,
+one column per metric, embeddings as vectors), reusable by `mmselect select --scores`.
+
+`add_metric_args` / `metric_params` are shared with `mmselect select` so both commands configure metrics alike.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from selector.app.commands.common import show_progress
+from selector.core.errors import MmselectError
+
+HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
+embed-text. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
+Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
+run restarted after a kill only computes what is missing. --num-processes N shards the batches over N processes with
+accelerate (also works under `accelerate launch -m selector.app.cli score ...`)."""
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_metric_args(p: argparse.ArgumentParser) -> None:
+    """Model and metric options shared by `score` and `select`."""
+    g = p.add_argument_group("metric models (offline: pass local folders/files; see README)")
+    g.add_argument("--clip-model", default=None,
+                   help="open_clip architecture (default ViT-bigG-14), local-dir:DIR, hf-hub:ORG/REPO, or a "
+                        "transformers CLIP as hf:ID|DIR")
+    g.add_argument("--clip-pretrained", default=None,
+                   help="open_clip pretrained tag or checkpoint FILE for an architecture name (default "
+                        "laion2b_s39b_b160k; 'none' = random init, for tests only)")
+    g.add_argument("--clip-text-mode", choices=["sentences", "truncate"], default="sentences",
+                   help="clip text: mean of <= --clip-max-sentences sentence embeddings (default), or the whole "
+                        "answer truncated to the text window")
+    g.add_argument("--clip-max-sentences", type=int, default=10, help="sentences kept per answer (default 10)")
+    g.add_argument("--reward-model", default=None,
+                   help="HF sequence-classification reward model, folder or hub id "
+                        "(default OpenAssistant/reward-model-deberta-v3-large-v2)")
+    g.add_argument("--reward-max-length", type=int, default=512, help="reward tokens per pair (default 512)")
+    g.add_argument("--judge-backend", choices=["openai", "hf"], default="openai",
+                   help="openai: an OpenAI-compatible chat-completions server; hf: a local causal LM")
+    g.add_argument("--judge-url", help="judge server base URL, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--judge-model", help="judge model name (openai) or folder / hub id (hf)")
+    g.add_argument("--judge-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the judge API key (the key itself is never logged)")
+    g.add_argument("--judge-prompt", type=Path, help="prompt template file with {instruction} and {answer} "
+                                                     "(default: InstructionGPT-4's 0-100 rubric)")
+    g.add_argument("--judge-images", action="store_true", help="send the image too (for VLM judges)")
+    g.add_argument("--judge-temperature", type=float, default=0.0, help="judge sampling temperature (default 0)")
+    g.add_argument("--judge-max-tokens", type=int, default=64, help="judge reply tokens (default 64)")
+    g.add_argument("--judge-concurrency", type=int, default=8, help="judge requests in flight (default 8)")
+    g.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default 60)")
+    g.add_argument("--judge-retries", type=int, default=5, help="retries on 429/5xx/timeouts (default 5)")
+    g.add_argument("--text-encoder", default="st",
+                   help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, or llm:DIR|ID (last-token hidden "
+                        "state)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow models that ship their own code (off by default)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    g.add_argument("--score-cache", type=Path, default=None,
+                   help="score cache folder (score: default OUT.cache; select: none)")
+
+
+def metric_params(ns: argparse.Namespace, cache_dir: Path | None = None) -> dict[str, dict]:
+    """Per-metric keyword arguments for `metrics.build` from parsed flags (unset flags keep metric defaults)."""
+    clip: dict = {}
+    if ns.clip_model:
+        clip["model"] = ns.clip_model
+    if ns.clip_pretrained:
+        clip["pretrained"] = ns.clip_pretrained
+    reward: dict = {"max_length": ns.reward_max_length, "trust_remote_code": ns.trust_remote_code}
+    if ns.reward_model:
+        reward["model"] = ns.reward_model
+    judge: dict = {"backend": ns.judge_backend, "url": ns.judge_url, "model": ns.judge_model,
+                   "api_key_env": ns.judge_key_env, "send_images": ns.judge_images,
+                   "temperature": ns.judge_temperature, "max_tokens": ns.judge_max_tokens,
+                   "concurrency": ns.judge_concurrency, "timeout": ns.judge_timeout, "max_retries": ns.judge_retries,
+                   "trust_remote_code": ns.trust_remote_code}
+    if ns.judge_prompt:
+        judge["prompt"] = Path(ns.judge_prompt).read_text()
+    if cache_dir is not None:
+        judge["response_cache"] = str(Path(cache_dir) / "judge-responses.sqlite")
+    return {
+        "clip": {**clip, "text_mode": ns.clip_text_mode, "max_sentences": ns.clip_max_sentences},
+        "embed-image": dict(clip),
+        "embed-text": {**clip, "encoder": ns.text_encoder, "trust_remote_code": ns.trust_remote_code},
+        "reward": reward,
+        "judge": judge,
+    }
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="score records with quality metrics into a Parquet table", description=HELP)
+    p.add_argument("input", type=Path, help="instruction file, or a cc_sbu_align folder")
+    p.add_argument("--out", "-o", type=Path, required=True, help="output score table (.parquet)")
+    p.add_argument("--images", type=Path, help="images root (default: the input's folder)")
+    p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
+                   help="override format detection")
+    p.add_argument("--metrics", type=_csv, default=("length",),
+                   help="comma-separated: length, clip, reward, judge, embed-image, embed-text (default: length)")
+    p.add_argument("--batch-size", type=int, default=64, help="records per batch (default 64)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image-decoding processes (default: half the CPUs, at most 4; 0 = in the main process)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
+    p.add_argument("--num-processes", type=int, default=1,
+                   help="shard the batches over N processes with accelerate (GPUs when present, else CPU)")
+    add_metric_args(p)
+    return p
+
+
+def run(ns: argparse.Namespace) -> int:
+    import logging
+
+    from metrics.runner import world
+    from metrics.score_job import ScoreJob, launch, run_score_job
+
+    cache = None if ns.no_cache else (ns.score_cache or Path(f"{ns.out}.cache"))
+    if ns.num_processes > 1 and cache is None:
+        raise MmselectError("--num-processes needs the score cache (the processes merge through it); "
+                            "drop --no-cache")
+    job = ScoreJob(input=str(ns.input), out=str(ns.out), metrics=tuple(ns.metrics),
+                   params=metric_params(ns, cache), images=str(ns.images) if ns.images else None, fmt=ns.fmt,
+                   batch_size=ns.batch_size, workers=ns.workers, device=ns.device, precision=ns.precision,
+                   cache_dir=str(cache) if cache else None, progress=show_progress(ns))
+    if ns.num_processes > 1 and world()[1] == 1:
+        rc = launch(job, ns.num_processes, Path(cache) / "job.json")
+        if rc != 0:
+            raise MmselectError(f"accelerate launch with {ns.num_processes} processes failed (exit {rc})")
+        if not ns.quiet:
+            print(f"wrote {ns.out} ({ns.num_processes} processes)")
+        return 0
+    result = run_score_job(job)
+    if world()[0] != 0:
+        return 0
+    from metrics.runner import score_metadata
+
+    meta = score_metadata(result.table)
+    parts = [f"{col} ({m['missing']} missing)" if m["missing"] else col for col, m in meta.items()]
+    logging.getLogger("mmselect.score").info("stats: %s", {c: m["stats"] for c, m in meta.items() if m["stats"]})
+    print(f"scored {result.table.num_rows} records (read {result.read}, rejected {result.rejected}): "
+          f"{', '.join(parts)} -> {result.out}")
+    return 0

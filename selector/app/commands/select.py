@@ -1,0 +1,74 @@
+"""`mmselect select`: keep the best BUDGET records of an instruction file, in the file's own format."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from selector.app.commands.common import budget, csv_list, float_list, show_progress
+
+HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
+record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
+rejected record with its reason) and OUT.report.json, and prints `read N, rejected R, selected S, not selected U`."""
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="select the best records of an instruction file", description=HELP)
+    p.add_argument("input", type=Path, help="instruction file, or a cc_sbu_align folder")
+    p.add_argument("--out", "-o", type=Path, required=True, help="output file (written in the input's format)")
+    p.add_argument("--budget", "-b", type=budget, required=True, help="records to keep: a count (200) or a fraction (0.1, 10%%)")
+    p.add_argument("--images", type=Path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
+    p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
+                   help="override format detection")
+    p.add_argument("--metrics", type=csv_list, default=("length",),
+                   help="comma-separated metrics to rank by (default: length); several are combined as the mean of "
+                        "their normalised scores")
+    p.add_argument("--weights", type=float_list, help="comma-separated weights, one per metric")
+    p.add_argument("--normalise", default="robust-z", choices=["robust-z", "z", "minmax", "rank"],
+                   help="per-metric normalisation when combining metrics (default: robust-z)")
+    p.add_argument("--scores", type=Path, help="score table from `mmselect score` to reuse (parquet)")
+    p.add_argument("--selector", type=Path,
+                   help="a trained selector folder (mmselect train-selector): rank by its predicted quality, with "
+                        "per-cluster quotas; it decides which metrics are needed (pass the same model flags, or "
+                        "--scores)")
+    p.add_argument("--seed", type=int, default=0, help="seed for tie-breaking (default: 0)")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad record and exit non-zero")
+    p.add_argument("--workers", type=int, default=0, help="processes for parsing and image checks (0 = one per CPU)")
+    p.add_argument("--batch-size", type=int, default=64, help="scoring batch size (default: 64)")
+    try:
+        from selector.app.commands.score import add_metric_args
+    except ModuleNotFoundError:  # metrics layer not installed: length only
+        return p
+    add_metric_args(p)
+    return p
+
+
+def run(ns: argparse.Namespace) -> int:
+    from selector.app.pipeline import SelectConfig, run_select
+
+    extra = {}
+    if hasattr(ns, "clip_model"):  # metric flags from selector.app.commands.score.add_metric_args
+        from selector.app.commands.score import metric_params
+
+        extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
+    metrics, ranker_factory, learned = ns.metrics, None, None
+    if ns.selector is not None:
+        from selector.learned.model import LearnedSelector
+
+        learned = LearnedSelector.load(ns.selector)
+        print(f"selector {ns.selector}: {learned.describe()}")
+        metrics = tuple(learned.features.required_columns())
+        ranker_factory = lambda _config: learned  # noqa: E731 - the loaded selector is the ranker
+    config = SelectConfig(input=ns.input, out=ns.out, budget=ns.budget, images=ns.images, fmt=ns.fmt,
+                          metrics=metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
+                          seed=ns.seed, strict=ns.strict, workers=ns.workers, batch_size=ns.batch_size,
+                          progress=show_progress(ns), metric_summary=learned is not None, **extra)
+    result = run_select(config, ranker_factory=ranker_factory)
+    if learned is not None:
+        from selector.learned.sanity import check_selection
+
+        for line in check_selection(result.shifts, learned.features.metric_names):
+            print(line)
+    if not ns.quiet:
+        print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
+    print(result.accounting.line())
+    return 0

@@ -1,0 +1,218 @@
+"""The shared ranking interface: every way of choosing data yields a `Ranking`, and `select` turns it into a `Selection`.
+
+Metric scores, pruning scores (forgetting, EL2N, herding, ...) and the learned selector all produce a `Ranking`
+whose scores follow one convention: **higher = more worth keeping**. `select` is the only place that turns scores
+into a kept subset, so budgets, per-group quotas and tie-breaking behave the same everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+
+from selector.core.errors import BudgetError
+
+__all__ = ["Ranking", "Ranker", "Selection", "select", "resolve_budget", "group_quotas"]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Scores for items, higher = keep. NaN scores mean "no score" and rank below every scored item."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        ids, n_unique = _ids_array(self.ids)
+        scores = np.asarray(self.scores, dtype=np.float64)
+        if ids.ndim != 1 or scores.ndim != 1 or len(ids) != len(scores):
+            raise ValueError(f"Ranking needs 1-d ids and scores of equal length, got {ids.shape} and {scores.shape}")
+        if n_unique != len(ids):
+            raise ValueError("Ranking ids must be unique")
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "scores", scores)
+        if self.groups is not None:
+            groups = np.asarray(self.groups)
+            if groups.shape != ids.shape:
+                raise ValueError(f"groups has shape {groups.shape}, expected {ids.shape}")
+            object.__setattr__(self, "groups", groups)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def order(self, seed: int = 0, top: int | None = None) -> np.ndarray:
+        """Positions from best to worst; equal scores are ordered by a permutation drawn from `seed`.
+
+        With `top`, only the first `top` positions of that same order (a partial sort: O(n) instead of a full
+        sort, which matters for a budget of hundreds out of millions)."""
+        n = len(self.scores)
+        tiebreak = np.random.default_rng(seed).permutation(n)
+        key = np.where(np.isnan(self.scores), -np.inf, self.scores)
+        rows = np.arange(n)
+        if top is not None and top < n:
+            if top <= 0:
+                return rows[:0]
+            cutoff = -np.partition(-key, top - 1)[top - 1]
+            rows = np.flatnonzero(key >= cutoff)  # everything that can reach the top, ties at the cut included
+        # lexsort sorts by the last key first: descending score, then the seeded tiebreak.
+        return rows[np.lexsort((tiebreak[rows], -key[rows]))][:top]
+
+    def with_groups(self, groups: np.ndarray | None) -> "Ranking":
+        return Ranking(self.ids, self.scores, groups, self.source, dict(self.meta))
+
+
+def _ids_array(ids: Any) -> tuple[np.ndarray, int]:
+    """Ids as a NumPy array, and how many distinct ones there are. Arrow columns (a score table's ids) are counted
+    natively: a set of a million Python strings costs more than the rest of a selection."""
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        from selector.core.dedup import all_distinct
+
+        return _arrow_to_numpy_strings(ids), len(ids) if all_distinct(ids) else -1
+    ids = np.asarray(ids)
+    return ids, len(set(ids.tolist())) if ids.dtype == object else len(np.unique(ids))
+
+
+def _arrow_to_numpy_strings(column: pa.Array | pa.ChunkedArray, max_bytes: int = 1 << 28) -> np.ndarray:
+    """An Arrow column as a NumPy array. ASCII string columns become the fixed-width unicode array that
+    `np.asarray(list_of_str)` would give, gathered from the Arrow buffers without a Python string per value;
+    anything else (non-ASCII, NUL bytes, very long values) goes through Python objects."""
+    from selector.core.arrow_numpy import to_numpy
+    from selector.core.dedup import string_buffers
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_integer(column.type) and not column.null_count:
+        return to_numpy(column)
+    if not pa.types.is_string(column.type) or column.null_count or len(column) == 0:
+        return np.array(column.to_pylist(), dtype=object)
+
+    offsets, data = string_buffers(column)
+    data = data[offsets[0]:offsets[-1]]
+    lengths = np.diff(offsets)
+    width = max(int(lengths.max()), 1)
+    if len(column) * width * 4 > max_bytes or not len(data) or data.max() >= 0x80 or data.min() == 0:
+        return np.array(column.to_pylist(), dtype=object)
+    if (lengths == width).all():  # fixed-width ids (zero-padded numbers, hashes): the bytes already form the grid
+        codes = data.reshape(len(column), width).astype(np.uint32)
+    else:
+        window = np.arange(width, dtype=np.int32)
+        pos = np.minimum((offsets[:-1] - offsets[0])[:, None] + window, len(data) - 1)
+        codes = np.where(window < lengths[:, None], data[pos], 0).astype(np.uint32)
+    return codes.view(f"<U{width}").ravel()
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Anything that scores a dataset: `rank(data) -> Ranking` (higher score = keep)."""
+
+    def rank(self, data: Any) -> Ranking: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The kept items of a `Ranking`, best first."""
+
+    indices: np.ndarray  # positions into the ranking
+    ids: np.ndarray
+    scores: np.ndarray
+    source: str
+    budget: int
+    quotas: dict[Any, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def mask(self, n: int) -> np.ndarray:
+        """Boolean keep-mask over the ranking's n items."""
+        m = np.zeros(n, dtype=bool)
+        m[self.indices] = True
+        return m
+
+
+def resolve_budget(budget: int | float, n: int) -> int:
+    """An int is an exact count; a float in (0, 1] is a fraction of n (rounded half up). Clipped to n."""
+    if isinstance(budget, bool):
+        raise BudgetError(f"budget must be a count or a fraction, got {budget!r}")
+    if isinstance(budget, (int, np.integer)):
+        if budget < 0:
+            raise BudgetError(f"budget must be >= 0, got {budget}")
+        return min(int(budget), n)
+    if isinstance(budget, (float, np.floating)):
+        if not 0.0 < budget <= 1.0:
+            raise BudgetError(f"a fractional budget must lie in (0, 1], got {budget}")
+        return min(int(np.floor(budget * n + 0.5)), n)
+    raise BudgetError(f"budget must be an int or a float, got {type(budget).__name__}")
+
+
+def group_quotas(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
+    """Split `budget` over groups in proportion to their sizes, each >= 1 where the budget allows.
+
+    Largest-remainder (Hamilton) apportionment of the ideal shares budget * size / total, then every empty group
+    takes one slot from the group most over its ideal share. No quota exceeds its group's size. With fewer slots than
+    groups, the largest groups get one each.
+    """
+    keys = sorted(sizes, key=lambda k: (str(type(k)), k))
+    total = sum(sizes.values())
+    budget = min(budget, total)
+    quotas = {k: 0 for k in keys}
+    if budget == 0:
+        return quotas
+    if budget < len(keys):
+        for k in sorted(keys, key=lambda k: -sizes[k])[:budget]:
+            quotas[k] = 1
+        return quotas
+    ideal = {k: budget * sizes[k] / total for k in keys}
+    for k in keys:
+        quotas[k] = int(np.floor(ideal[k]))
+    leftover = budget - sum(quotas.values())
+    by_remainder = sorted(keys, key=lambda k: (-(ideal[k] - quotas[k]), -sizes[k], keys.index(k)))
+    for k in by_remainder[:leftover]:
+        quotas[k] += 1
+    for k in keys:
+        if quotas[k] == 0 and sizes[k] > 0:
+            donor = max((j for j in keys if quotas[j] > 1), key=lambda j: (quotas[j] - ideal[j], sizes[j]))
+            quotas[donor] -= 1
+            quotas[k] = 1
+    return quotas
+
+
+def select(ranking: Ranking, budget: int | float, *, groups: np.ndarray | None = None,
+           per_group: str = "proportional", seed: int = 0) -> Selection:
+    """Keep exactly `budget` items (a count, or a fraction of the ranking), best scores first.
+
+    With groups (the argument, else `ranking.groups`) and `per_group="proportional"`, each group gets a quota
+    proportional to its size and at least 1 where the budget allows, filled with that group's best items.
+    `per_group="none"` ignores groups. Ties are broken by a permutation drawn from `seed`.
+    """
+    n = len(ranking)
+    k = resolve_budget(budget, n)
+    groups = ranking.groups if groups is None else np.asarray(groups)
+    if per_group not in ("proportional", "none"):
+        raise ValueError(f"per_group must be 'proportional' or 'none', got {per_group!r}")
+    quotas = None
+    if groups is None or per_group == "none":
+        chosen = ranking.order(seed, top=k)
+    else:
+        order = ranking.order(seed)
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} entries for {n} ranked items")
+        labels, counts = np.unique(groups, return_counts=True)
+        quotas = group_quotas({lab.item() if hasattr(lab, "item") else lab: int(c) for lab, c in zip(labels, counts)}, k)
+        ordered_groups = groups[order]
+        parts = []
+        for lab, q in quotas.items():
+            if q:
+                parts.append(order[ordered_groups == lab][:q])
+        chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        # Report best first, in the ranking's global order.
+        rank_of = np.empty(n, dtype=np.int64)
+        rank_of[order] = np.arange(n)
+        chosen = chosen[np.argsort(rank_of[chosen], kind="stable")]
+    chosen = chosen.astype(np.int64)
+    return Selection(indices=chosen, ids=ranking.ids[chosen], scores=ranking.scores[chosen],
+                     source=ranking.source, budget=k, quotas=quotas)

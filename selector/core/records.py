@@ -1,0 +1,423 @@
+"""Read instruction files into a `datasets.Dataset` of records, validate them, and write kept records back.
+
+Every input record ends up in the dataset: valid ones with `reason = None`, rejected ones with their reason.
+The original JSON text of each record is kept in `raw`, so output files reproduce the input's JSON values exactly.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from selector.core.arrow_memory import prefer_fast_allocator
+from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
+from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
+from selector.core.errors import FormatError, RecordError
+from selector.core.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
+from selector.core.images import check_images
+from selector.core.io import atomic_write
+
+SCHEMA = pa.schema([
+    ("line", pa.int64()),
+    ("id", pa.string()),
+    ("instruction", pa.string()),
+    ("answer", pa.string()),
+    ("images", pa.list_(pa.string())),
+    ("offset", pa.int64()),
+    ("length", pa.int64()),
+    ("raw", pa.string()),
+    ("reason", pa.string()),
+])
+# JSONL records are referenced by byte range (offset, length) in the source file and re-read on write, so a large
+# file is never held in memory as text; records from JSON containers keep their serialised text in `raw`.
+PARALLEL_MIN_BYTES = 32 << 20  # below this a second process costs more than it saves
+RANGE_BYTES = 16 << 20  # one parse task; bounds the memory it holds; small enough that two overlap well
+
+
+@dataclass
+class RecordSet:
+    """All records of one input file, one row per record, rejected ones included (with their `reason`).
+
+    The rows live in an Arrow table; `dataset` is the same table as a `datasets.Dataset` (zero-copy, built on first
+    use, so a run that never needs the `datasets` API does not pay its ~1 s import)."""
+
+    path: Path
+    layout: Layout
+    images_root: Path | None
+    table: pa.Table  # SCHEMA's columns
+    container: dict | None = None  # cc_sbu: the top-level object without its annotations
+    meta: dict = field(default_factory=dict)
+
+    @cached_property
+    def dataset(self):
+        """All records as a datasets.Dataset with SCHEMA's columns."""
+        import datasets
+
+        return datasets.Dataset(datasets.table.InMemoryTable(self.table), fingerprint=self.fingerprint)
+
+    def valid_mask(self) -> np.ndarray:
+        return to_numpy(pc.is_null(self.table.column("reason")))
+
+    def valid_rows(self) -> np.ndarray:
+        """Row positions of the records that passed validation, ascending."""
+        return _valid_positions(self.table)
+
+    def valid_table(self) -> pa.Table:
+        """The records that passed validation, as an Arrow table without `raw` (row order of the file)."""
+        table = self.table.drop_columns(["raw"])
+        if table.column("reason").null_count != table.num_rows:
+            table = table.filter(pc.is_null(table.column("reason")))
+        return table
+
+    def valid(self):
+        """The records that passed validation, as a datasets.Dataset (row order of the file)."""
+        import datasets
+
+        return datasets.Dataset(datasets.table.InMemoryTable(self.valid_table()), fingerprint=self.fingerprint + "-valid")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies this read (file, its size and mtime, format); passed to datasets so it need not hash the table."""
+        import hashlib
+
+        key = f"{self.path.resolve()}|{self.meta.get('source_stat')}|{self.layout}|{self.images_root}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def rejected(self) -> list[dict]:
+        t = self.table.filter(pc.invert(pc.is_null(self.table.column("reason"))))
+        return [{"line": l, "id": i, "reason": r} for l, i, r in
+                zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("reason").to_pylist())]
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+class _Columns:
+    """Accumulates parsed records as row tuples and flushes them to Arrow batches (transposed in C by zip)."""
+
+    def __init__(self, batch_rows: int = 65536):
+        self.batch_rows = batch_rows
+        self.batches: list[pa.RecordBatch] = []
+        self.rows: list[tuple] = []
+
+    def add(self, line: int, parsed: Parsed, offset: int | None = None, length: int | None = None,
+            raw: str | None = None):
+        self.rows.append((line, parsed.id, parsed.instruction, parsed.answer, parsed.images, offset, length, raw,
+                          parsed.reason))
+        if len(self.rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self):
+        if self.rows:
+            cols = [_column(col, f.type) for col, f in zip(zip(*self.rows), SCHEMA)]
+            self.batches.append(pa.RecordBatch.from_arrays(cols, schema=SCHEMA))
+            self.rows = []
+
+    def table(self) -> pa.Table:
+        self.flush()
+        return pa.Table.from_batches(self.batches, schema=SCHEMA)
+
+
+def _column(values: tuple, arrow_type: pa.DataType) -> pa.Array:
+    """One SCHEMA column from Python values (str / int / list of str, None = null)."""
+    n = len(values)
+    if arrow_type == pa.string():
+        return strings(values)
+    if arrow_type == pa.int64():
+        missing = np.fromiter((v is None for v in values), dtype=bool, count=n)
+        return to_arrow(np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n), mask=missing)
+    offsets = np.zeros(n + 1, np.int32)  # list<string>: every record has a (possibly empty) list
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=n), out=offsets[1:])
+    return pa.ListArray.from_arrays(to_arrow(offsets), strings([v for vs in values for v in vs]))
+
+
+def _parse_line(data: bytes, line_no: int, parse) -> Parsed:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return Parsed(None, "", "", [], f"invalid UTF-8 bytes at byte {uexc.start}")
+        return Parsed(None, "", "", [], f"invalid JSON: {exc}")
+    return parse(obj, line_no)
+
+
+def _parse_jsonl_range(path: str, start: int, end: int, schema: str, strict: bool) -> tuple[pa.Table, int]:
+    """Parse the lines in the byte range [start, end) (line-aligned); line numbers are relative to `start`."""
+    parse = PARSERS[schema]
+    cols = _Columns()
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    n_lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    pos = start
+    for line_no, line in enumerate(data.split(b"\n")[:n_lines], 1):
+        offset = pos
+        pos += len(line) + 1
+        if not line or line.isspace():
+            continue
+        parsed = _parse_line(line, line_no, parse)
+        if strict and parsed.reason:
+            raise RecordError(parsed.reason, path=path, line=line_no, record_id=parsed.id)
+        cols.add(line_no, parsed, offset, len(line.rstrip(b"\r")))
+    return cols.table(), n_lines
+
+
+def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
+    size = path.stat().st_size
+    cuts = [0]
+    with open(path, "rb") as f:
+        for k in range(1, parts):
+            f.seek(max(size * k // parts, cuts[-1]))
+            f.readline()  # move to the start of the next line
+            cuts.append(min(f.tell(), size))
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, 0)]
+
+
+CONTENT_COLUMNS = ("instruction", "answer", "images")  # equal in all three: a duplicate record
+
+
+def dedup_keys(table: pa.Table) -> dict[str, np.ndarray]:
+    """The per-row fingerprints the duplicate checks prefilter on: of the id, and of the content."""
+    return {"id": fingerprint(table.column("id")), "content": row_key([table.column(c) for c in CONTENT_COLUMNS])}
+
+
+def _fast_range(path: Path, start: int, end: int) -> tuple[pa.Table, int, dict[str, np.ndarray]] | None:
+    from selector.core.fastjsonl import parse_block
+
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    table = parse_block(data, start, SCHEMA)
+    # The duplicate keys are computed here, in the parse threads, while the range's columns are fresh in memory.
+    return None if table is None else (table, table.num_rows, dedup_keys(table))
+
+
+def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """The records of a JSONL file and their `dedup_keys`.
+
+    Conversation files go through the vectorised Arrow parser range by range; ranges it cannot type, other
+    schemas, and strict mode (which must stop at the first bad line) use the per-record parser in worker processes."""
+    size = path.stat().st_size
+    parallel = size >= PARALLEL_MIN_BYTES and workers > 1
+    parts = max(workers, -(-size // RANGE_BYTES)) if parallel else max(1, -(-size // RANGE_BYTES))
+    ranges = _line_aligned_splits(path, parts)
+    results: list[tuple | None] = [None] * len(ranges)
+    if schema in ("llava", "sharegpt") and not strict:
+        # Two ranges in flight: one range's single-threaded validation overlaps the next one's multithreaded
+        # parse (both release the GIL in Arrow's C++ kernels), so neither core idles.
+        with ThreadPoolExecutor(max_workers=2 if parallel else 1) as threads:
+            results = list(threads.map(lambda r: _fast_range(path, *r), ranges))
+    todo = [i for i, r in enumerate(results) if r is None]
+    pool = None
+    if parallel and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # only for ranges the Arrow parser could not type
+
+        pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        futures = {i: pool.submit(_parse_jsonl_range, str(path), *ranges[i], schema, strict) for i in todo} if pool else {}
+        offset = 0
+        for i in range(len(ranges)):  # in file order, so a strict-mode error names the first bad line
+            if results[i] is None:
+                try:
+                    results[i] = futures[i].result() if pool else _parse_jsonl_range(str(path), *ranges[i], schema,
+                                                                                      strict)
+                except RecordError as exc:
+                    raise RecordError(exc.reason, path=str(path), line=exc.line + offset,
+                                      record_id=exc.record_id) from None
+            offset += results[i][1]
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    tables, keys, offset = [], [], 0
+    for table, n_lines, *known in results:
+        if offset:
+            table = table.set_column(0, "line", pc.add(table.column("line"), scalar(offset)))
+        tables.append(table)
+        keys.append(known[0] if known else dedup_keys(table))
+        offset += n_lines
+    return pa.concat_tables(tables), {k: np.concatenate([part[k] for part in keys]) for k in ("id", "content")}
+
+
+def _load_json_value(path: Path) -> Any:
+    data = path.read_bytes()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    # Invalid UTF-8 inside one string should cost only that record: decode leniently, flag per record later.
+    text = data.decode("utf-8", errors="surrogateescape")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg}); "
+                          "a JSON-list file must parse as a whole (use JSONL to isolate bad lines)") from None
+
+
+def _read_json_items(path: Path, items: Iterable[Any], schema: str, strict: bool) -> pa.Table:
+    parse = PARSERS[schema]
+    cols = _Columns()
+    for n, obj in enumerate(items, 1):
+        raw = json.dumps(obj, ensure_ascii=False)
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            parsed = Parsed(None, "", "", [], "invalid UTF-8 bytes")
+            raw = None
+        else:
+            parsed = parse(obj, n)
+        if strict and parsed.reason:
+            raise RecordError(parsed.reason, path=str(path), line=n, record_id=parsed.id)
+        cols.add(n, parsed, raw=raw)
+    return cols.table()
+
+
+def _set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Table:
+    if len(rows) == 0:
+        return table
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows] = True
+    order = np.argsort(rows, kind="stable")  # replace_with_mask fills the masked slots in row order
+    column = pc.replace_with_mask(table.column("reason").combine_chunks(), to_arrow(mask),
+                                  strings([reasons[k] for k in order]))
+    return table.set_column(SCHEMA.get_field_index("reason"), "reason", column)
+
+
+def _valid_positions(table: pa.Table) -> np.ndarray:
+    reason = table.column("reason")
+    if reason.null_count == table.num_rows:
+        return np.arange(table.num_rows, dtype=np.int64)
+    return np.flatnonzero(to_numpy(pc.is_null(reason)))
+
+
+def _mark_duplicates(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
+    """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
+    valid = _valid_positions(table)
+    rows, first = repeats([table.column("id")], valid, key)
+    if len(rows) == 0:
+        if len(valid) == table.num_rows:
+            note_distinct(table.column("id"))
+        return table
+    lines = to_numpy(table.column("line"))
+    return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
+
+
+def _mark_duplicate_content(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
+    """Reject later records whose (images, instruction, answer) repeat an earlier valid record exactly."""
+    rows, first = repeats([table.column(c) for c in CONTENT_COLUMNS], _valid_positions(table), key)
+    ids = table.column("id")
+    return _set_reasons(table, rows, [f"duplicate content of id {ids[int(f)].as_py()!r}" for f in first])
+
+
+def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
+    reason_col = table.column("reason")
+    has_images = pc.and_(pc.is_null(reason_col), pc.greater(pc.list_value_length(table.column("images")), scalar(0)))
+    idx = np.flatnonzero(to_numpy(has_images, null=False))
+    if len(idx) == 0:
+        return table
+    names = table.column("images").take(to_arrow(idx)).to_pylist()
+    problems = check_images(root, names, workers=workers)
+    if not any(problems):
+        return table
+    reasons = reason_col.to_pylist()
+    for i, p in zip(idx, problems):
+        if p:
+            reasons[i] = p
+    return table.set_column(SCHEMA.get_field_index("reason"), "reason", strings(reasons))
+
+
+def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = None, fmt: str | None = None,
+                 strict: bool = False, check_image_files: bool = True, dedup: bool = True,
+                 workers: int = 0) -> RecordSet:
+    """Read, parse and validate an instruction file (format auto-detected unless `fmt` is given).
+
+    Bad records are kept with a rejection reason; with `strict=True` the first one raises `RecordError`.
+    Images are resolved under `images` (default: the file's folder, or `image/` for cc_sbu_align) and fully
+    decoded in `workers` processes (0 = one per CPU). With `dedup`, a record repeating an earlier one's images,
+    instruction and answer exactly is rejected as a duplicate.
+    """
+    prefer_fast_allocator()
+    path = resolve_input(Path(path))
+    layout = detect_layout(path, fmt)
+    st = path.stat()
+    workers = workers or (os.cpu_count() or 1)
+    container = None
+    keys = {"id": None, "content": None}  # None: the duplicate checks fingerprint the columns themselves
+    if layout.container == "jsonl":
+        table, keys = _read_jsonl(path, layout.schema, strict, workers)
+    else:
+        value = _load_json_value(path)
+        if layout.container == "cc_sbu":
+            if not isinstance(value, dict) or not isinstance(value.get("annotations"), list):
+                raise FormatError(f"{path}: a cc_sbu_align file needs an 'annotations' list")
+            container = {k: v for k, v in value.items() if k != "annotations"}
+            value = value["annotations"]
+        elif not isinstance(value, list):
+            raise FormatError(f"{path}: a JSON instruction file must hold a list of records")
+        table = _read_json_items(path, value, layout.schema, strict)
+    table = _mark_duplicates(table, keys["id"])
+    if dedup:
+        table = _mark_duplicate_content(table, keys["content"])
+    root = Path(images) if images is not None else default_images_root(path, layout)
+    if check_image_files:
+        table = _check_record_images(table, root, workers)
+    if strict:
+        bad = table.filter(pc.invert(pc.is_null(table.column("reason"))))
+        if bad.num_rows:
+            first = bad.slice(0, 1).to_pylist()[0]
+            raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
+    return RecordSet(path=path, layout=layout, images_root=root, table=table, container=container,
+                     meta={"source_stat": (st.st_size, st.st_mtime_ns)})
+
+
+def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) -> Path:
+    """Write the records at row positions `keep` in the input's own format, in file order, JSON values unchanged."""
+    out = Path(out)
+    rows = to_arrow(np.sort(np.asarray(keep, dtype=np.int64)))
+    if records.table.column("reason").take(rows).null_count != len(rows):
+        raise ValueError("cannot write rejected records")
+    if records.layout.container == "jsonl":
+        _check_unchanged(records)
+        offsets = to_numpy(records.table.column("offset").take(rows))
+        lengths = to_numpy(records.table.column("length").take(rows))
+        atomic_write(out, _byte_ranges(records.path, offsets, lengths))
+        return out
+    raws = records.table.column("raw").take(rows).to_pylist()
+    if records.layout.container == "json":
+        atomic_write(out, [b"[\n", ",\n".join(raws).encode("utf-8"), b"\n]\n"])
+    else:
+        doc = dict(records.container or {})
+        doc["annotations"] = [json.loads(r) for r in raws]
+        atomic_write(out, [json.dumps(doc, ensure_ascii=False, indent=4).encode("utf-8"), b"\n"])
+    return out
+
+
+def _byte_ranges(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterable[bytes]:
+    with open(path, "rb") as f:
+        for off, n in zip(offsets.tolist(), lengths.tolist()):
+            f.seek(off)
+            yield f.read(n) + b"\n"
+
+
+def _check_unchanged(records: RecordSet) -> None:
+    st = records.path.stat()
+    if (st.st_size, st.st_mtime_ns) != records.meta.get("source_stat"):
+        raise FormatError(f"{records.path} changed since it was read; re-run the selection")
+
+
+def write_rejected(records: RecordSet, out: str | os.PathLike) -> Path:
+    """`<out>.rejected.jsonl`: one `{"line", "id", "reason"}` per rejected record."""
+    path = Path(f"{out}.rejected.jsonl")
+    atomic_write(path, (orjson.dumps(r) + b"\n" for r in records.rejected()))
+    return path
