@@ -18,9 +18,11 @@ from selector.learned.train import SelectorConfig, TrainSelectorConfig, train_se
 
 
 def pixel_scores(data_dir, out):
-    """A score table for DigitsVQA train: answer length and an 'image embedding' of 8x8 downsampled pixels."""
+    """A score table for DigitsVQA train: answer length, a noisy quality score (truth + noise, standing in for a
+    good metric such as CLIP) and an 'image embedding' of 8x8 downsampled pixels."""
     from PIL import Image
 
+    from selector.app.demo.data import load_truth
     from selector.core.records import read_records
 
     rs = read_records(data_dir / "train.jsonl", images=data_dir)
@@ -28,7 +30,10 @@ def pixel_scores(data_dir, out):
     ids, answers, images = t["id"], t["answer"], t["images"]
     emb = np.stack([np.asarray(Image.open(data_dir / im[0]).convert("L").resize((8, 8)), dtype=np.float32).ravel()
                     / 255.0 for im in images])
-    table = pa.table({"id": ids, "length": pa.array([float(len(a)) for a in answers]),
+    truth = load_truth(data_dir / "truth.jsonl")
+    rng = np.random.default_rng(0)
+    quality = [float(truth[str(i)]["clean"]) + rng.normal(0, 0.5) for i in ids]
+    table = pa.table({"id": ids, "length": pa.array([float(len(a)) for a in answers]), "quality": pa.array(quality),
                       "embed-image": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 64)})
     pq.write_table(table, out)
     return table
@@ -62,9 +67,12 @@ def test_train_selector_then_select(digits_vqa, tmp_path):
                               out=tmp_path / "sel", selector=sc, progress=False)
     res = train_selector(cfg, fn)
     assert fn.calls == 10
-    for f in ["selector.safetensors", "network.json", "features.json", "labels.json", "history.json",
-              "linear/linear.json", "linear/features.json"]:
+    for f in ["selector.json", "features.json", "labels.json", "subsets.json", "history.json",
+              "linear/selector.json", "linear/features.json"]:
         assert (tmp_path / "sel" / f).exists(), f
+    manifest = json.loads((tmp_path / "sel" / "selector.json").read_text())
+    assert manifest["kind"] == res.fitted.choice.chosen.split(":")[0] and manifest["choice"]["table"]
+    assert manifest["signal"]["ok"] and manifest["settings"]["labels"]["n_subsets"] == 10
     sizes = np.bincount(res.subsets[res.subsets >= 0])
     assert (sizes == sizes[0]).all()
     # Re-running reuses every cached label.
@@ -72,7 +80,9 @@ def test_train_selector_then_select(digits_vqa, tmp_path):
     assert fn.calls == 10
 
     result = run_select(SelectConfig(input=digits_vqa / "train.jsonl", images=digits_vqa, out=tmp_path / "out.jsonl",
-                                     budget=100, metrics=("length", "embed-image"), scores=tmp_path / "scores.parquet",
+                                     budget=100, metrics=tuple(LearnedSelector.load(tmp_path / "sel").features
+                                                                   .required_columns()),
+                                     scores=tmp_path / "scores.parquet",
                                      progress=False),
                         ranker_factory=lambda c: LearnedSelector.load(tmp_path / "sel"))
     assert result.accounting.selected == 100 and result.ranking.source == "learned-selector"

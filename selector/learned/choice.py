@@ -8,6 +8,10 @@ Candidates, all fitted on the same per-sample features and scored on the same fo
 - `mean`: predicting the training folds' mean label, the bar every candidate must clear (CV R^2 = 0 by definition).
 
 CV R^2 = 1 - SSE(model) / SSE(training-fold mean), over every subset's out-of-fold prediction.
+
+With 20-30 noisy labels a CV R^2 slightly above 0 happens by chance, so the choice is also tested against label
+permutations: the best CV R^2 of the cheap candidates (linear and single metrics) on the real labels must beat the
+same maximum on `permutations` shuffles of the labels (p-value <= `alpha`), or training refuses.
 """
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ class ChoiceConfig:
     network_margin: float = 0.02
     min_r2: float = 0.0
     ridge_alpha: float = 1.0
+    permutations: int = 200
+    alpha: float = 0.05  # level of the permutation test of the cheap candidates' best CV R^2
+    seed: int = 0
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -47,14 +54,15 @@ class Choice:
     why: str
     table: tuple[Candidate, ...]
     folds: list[list[int]]
+    p_value: float = float("nan")  # permutation test of the cheap candidates' best CV R^2
 
     def lines(self) -> list[str]:
         return [f"  {c.name:<24} CV R^2 {c.cv_r2:+.3f}" + ("   <- chosen" if c.name == self.chosen else "")
                 for c in self.table]
 
     def to_dict(self) -> dict:
-        return {"chosen": self.chosen, "why": self.why, "table": [asdict(c) for c in self.table],
-                "folds": self.folds}
+        return {"chosen": self.chosen, "why": self.why, "p_value": self.p_value,
+                "table": [asdict(c) for c in self.table], "folds": self.folds}
 
 
 def cv_r2(y: np.ndarray, pred: np.ndarray, null: np.ndarray) -> float:
@@ -103,19 +111,40 @@ def candidate_table(subset_means: np.ndarray, labels: np.ndarray, folds: list[np
     def cand(name, pred):
         return Candidate(name, cv_r2(y, pred, null), float(np.mean((y - pred) ** 2)))
 
-    out = []
-    if network_oof is not None:
-        out.append(cand("network", network_oof))
-    out.append(cand("linear", out_of_fold(ridge_fit_predict(config.ridge_alpha), subset_means, y, folds)))
-    for j, m in enumerate(metric_names):
-        out.append(cand(f"metric:{m}", out_of_fold(line_fit_predict, subset_means[:, [j]], y, folds)))
+    out = [cand("network", network_oof)] if network_oof is not None else []
+    out += [cand(name, pred) for name, pred in cheap_predictions(subset_means, y, folds, metric_names, config)]
     out.append(cand("mean", null))
     return out
 
 
-def choose(table: list[Candidate], folds: list[np.ndarray], config: ChoiceConfig) -> Choice:
-    """Apply `config.model` to the CV table. The chosen name is None-free: when nothing clears `min_r2`,
-    `chosen` is "mean" and the caller refuses."""
+def cheap_predictions(subset_means, y, folds, metric_names, config) -> list[tuple[str, np.ndarray]]:
+    """Out-of-fold predictions of the linear fit and of each single metric."""
+    out = [("linear", out_of_fold(ridge_fit_predict(config.ridge_alpha), subset_means, y, folds))]
+    for j, m in enumerate(metric_names):
+        out.append((f"metric:{m}", out_of_fold(line_fit_predict, subset_means[:, [j]], y, folds)))
+    return out
+
+
+def best_cheap_r2(subset_means, y, folds, metric_names, config) -> float:
+    null = out_of_fold(mean_fit_predict, subset_means, y, folds)
+    return max(cv_r2(y, pred, null) for _, pred in cheap_predictions(subset_means, y, folds, metric_names, config))
+
+
+def permutation_p(subset_means: np.ndarray, labels: np.ndarray, folds: list[np.ndarray], metric_names: list[str],
+                  config: ChoiceConfig) -> float:
+    """P-value of the cheap candidates' best CV R^2 against `config.permutations` seeded shuffles of the labels."""
+    y = np.asarray(labels, dtype=np.float64)
+    observed = best_cheap_r2(subset_means, y, folds, metric_names, config)
+    rng = np.random.default_rng(config.seed)
+    null = [best_cheap_r2(subset_means, rng.permutation(y), folds, metric_names, config)
+            for _ in range(config.permutations)]
+    return (1 + sum(v >= observed for v in null)) / (1 + len(null))
+
+
+def choose(table: list[Candidate], folds: list[np.ndarray], config: ChoiceConfig,
+           p_value: float = float("nan")) -> Choice:
+    """Apply `config.model` to the CV table. When nothing clears `min_r2`, or the permutation test's `p_value`
+    exceeds `config.alpha`, `chosen` is "mean" and the caller refuses."""
     by_name = {c.name: c for c in table}
     folds_out = [sorted(int(i) for i in f) for f in folds]
     finite = [c for c in table if np.isfinite(c.cv_r2) and c.name != "mean"]
@@ -140,5 +169,8 @@ def choose(table: list[Candidate], folds: list[np.ndarray], config: ChoiceConfig
         why = f"asked for {config.model} (CV R^2 {pick.cv_r2:+.3f})"
     if not (pick.cv_r2 > config.min_r2):
         return Choice("mean", f"no model beats predicting the mean label (best: {pick.name}, CV R^2 "
-                              f"{pick.cv_r2:+.3f} <= {config.min_r2})", tuple(table), folds_out)
-    return Choice(pick.name, why, tuple(table), folds_out)
+                              f"{pick.cv_r2:+.3f} <= {config.min_r2})", tuple(table), folds_out, p_value)
+    if p_value > config.alpha:
+        return Choice("mean", f"the best CV R^2 is within chance: shuffled labels reach it as often "
+                              f"(permutation p = {p_value:.2g} > {config.alpha})", tuple(table), folds_out, p_value)
+    return Choice(pick.name, f"{why}; permutation p = {p_value:.2g}", tuple(table), folds_out, p_value)

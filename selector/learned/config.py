@@ -9,7 +9,7 @@ from selector.learned.choice import ChoiceConfig
 from selector.learned.features import FeatureConfig
 from selector.learned.final import ClusterConfig
 from selector.learned.pilot import DEFAULT_GRID
-from selector.learned.signal import AGGREGATES
+from selector.learned.signal import AGGREGATES, TRANSFORMS
 from selector.learned.subsets import METHODS
 
 
@@ -39,21 +39,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """How the label subsets are made and labelled. Defaults chosen on DigitsVQA label data (BENCHMARKS.md, learned
-    selector): 20 random subsets x LoRA seeds 0,1, the validation answer loss as the label. `metric`, `epochs` and
-    `lr` configure the label function (`finetune.label.FinetuneLabel`); `lr=None` runs the learning-rate pilot."""
+    """How the label subsets are made and labelled (BENCHMARKS.md, learned selector, says why each default).
+    `metric`, `epochs` and `lr` configure the label function (`finetune.label.FinetuneLabel`); `lr=None` runs the
+    learning-rate pilot."""
 
     n_subsets: int = 20
-    # Random, not k-means: k-means subsets follow the image clusters (on DigitsVQA, the digit classes), so a
-    # subset's label would say which content it holds more than how clean it is.
-    subset_method: str = "random"
+    # Metric strata: each subset holds one region of the quality-metric space, so the subsets' labels span the
+    # range the selector must learn. Random subsets all sit near the pool mean; k-means on image embeddings follows
+    # content (on DigitsVQA, the digit classes), so a subset's label says which content it holds.
+    subset_method: str = "metrics"
     seeds: tuple[int, ...] = (0, 1)  # >= 2 measure the label noise, which the signal test needs
     aggregate: str = "median"
+    # Labels enter the fit as normal scores of their ranks: the selector needs their order, and a LoRA run that blows
+    # up on one subset then weighs like any other bad subset instead of deciding the fit alone.
+    transform: str = "rank"
     # Continuous, so a small LoRA run moves it measurably, where exact match moves in whole answers.
     metric: str = "eval_loss"
     epochs: float = 3.0
     lr: float | None = None
     lr_grid: tuple[float, ...] = DEFAULT_GRID
+    pilot_subsets: int = 4
     signal_alpha: float = 0.01  # the F-test's level: labels must vary across subsets beyond the seed noise
     subset_seed: int | None = None  # seed of the subsets (default: the selector's); fix it to share labels
 
@@ -62,6 +67,8 @@ class LabelConfig:
             raise ValueError(f"unknown subset method {self.subset_method!r}; choose one of {', '.join(METHODS)}")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"unknown label aggregate {self.aggregate!r}; choose one of {', '.join(AGGREGATES)}")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"unknown label transform {self.transform!r}; choose one of {', '.join(TRANSFORMS)}")
         if self.n_subsets < 2:
             raise ValueError(f"need at least 2 label subsets, got {self.n_subsets}")
         if not self.seeds:

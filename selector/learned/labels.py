@@ -73,8 +73,11 @@ def _cache_key(ids: list[str], seed: int, fn_key: str) -> str:
 
 
 def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, label_fn: LabelFn, cache_dir: Path,
-                   seeds: tuple[int, ...] = (0,), progress: bool = True, how: str = "median") -> LabelResult:
-    """Label every subset: `rows[i]` is the RecordSet row of pool sample i, `subsets[i]` its subset (-1 = none)."""
+                   seeds: tuple[int, ...] = (0,), progress: bool = True, how: str = "median",
+                   names: list[int] | None = None) -> LabelResult:
+    """Label every subset: `rows[i]` is the RecordSet row of pool sample i, `subsets[i]` its subset (-1 = none).
+    `names[s]` numbers subset s in file names (default s), so a run of a subset has the same file wherever it is
+    asked for."""
     from tqdm.auto import tqdm
 
     from selector.learned.subsets import subset_members
@@ -91,11 +94,12 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
         keep = np.asarray(rows)[members[s]]
         ids = [all_ids[r] for r in keep]
         key = _cache_key(ids, seeds[j], label_fn.key)
-        done = cache_dir / f"subset-{s:03d}-seed{seeds[j]}-{key}.json"
+        name = names[s] if names is not None else s
+        done = cache_dir / f"subset-{name:03d}-seed{seeds[j]}-{key}.json"
         if done.exists():
             result = json.loads(done.read_text())
         else:
-            subset_file = write_records(records, keep, cache_dir / f"subset-{s:03d}.jsonl")
+            subset_file = write_records(records, keep, cache_dir / f"subset-{name:03d}.jsonl")
             result = label_fn(Path(subset_file), records.images_root, seeds[j])
             if "label" not in result or result["label"] is None or not np.isfinite(result["label"]):
                 raise RuntimeError(f"label function returned no finite label for subset {s} seed {seeds[j]}: {result}")

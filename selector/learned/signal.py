@@ -1,9 +1,14 @@
 """Do the genuine labels carry signal? Aggregate each subset's repeated labels robustly, and test whether the spread
 of labels ACROSS subsets exceeds the noise WITHIN a subset (the same subset fine-tuned with other seeds).
 
-The test is a one-way ANOVA (scipy's `f_oneway`): subsets are the groups, the LoRA seeds their replicates. When the
-between-subset variance is no larger than the seed-to-seed variance, the labels rank subsets by luck, and a
+The test is the F-test of a randomised complete block design: subsets are the treatments and the LoRA seeds the
+blocks, since every subset is fine-tuned with the same seeds (the same LoRA initialisation and shuffling draws), so
+a seed that helps every subset is not noise. The noise is what remains of a run's label once its subset's and its
+seed's effects are removed. When the subsets differ no more than that, the labels rank subsets by luck, and a
 selector trained on them fits noise: training stops there with `NoSignalError` instead.
+
+The two-way table is computed here because scipy has no two-way ANOVA (statsmodels, which does, is not a
+dependency); scipy gives the F distribution.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 from selector.core.errors import MmselectError
 
 AGGREGATES = ("median", "trimmed-mean", "mean")
+TRANSFORMS = ("rank", "none")
 TRIM = 0.2  # share cut from each end by the trimmed mean (scipy's trim_mean)
 
 
@@ -36,10 +42,23 @@ def aggregate(per_seed: np.ndarray, how: str = "median") -> np.ndarray:
     raise ValueError(f"unknown label aggregate {how!r}; choose one of {', '.join(AGGREGATES)}")
 
 
+def transform(labels: np.ndarray, how: str = "rank") -> np.ndarray:
+    """The labels a model is fitted to: "rank" maps them to normal scores of their ranks (ties share a rank),
+    "none" leaves them as they are."""
+    y = np.asarray(labels, dtype=np.float64)
+    if how == "none":
+        return y
+    if how != "rank":
+        raise ValueError(f"unknown label transform {how!r}; choose one of {', '.join(TRANSFORMS)}")
+    from scipy.stats import norm, rankdata
+
+    return norm.ppf((rankdata(y) - 0.5) / len(y))
+
+
 @dataclass(frozen=True)
 class LabelSignal:
-    """The ANOVA of the labels: `spread` is the std of the aggregated labels across subsets, `noise` the pooled
-    std of one run's label within a subset (across seeds). `p_value` is NaN with one seed (no noise estimate)."""
+    """The ANOVA of the labels: `spread` is the std of the aggregated labels across subsets, `noise` the std of one
+    run's label once the subset and seed effects are removed. `p_value` is NaN with one seed (no noise estimate)."""
 
     spread: float
     noise: float
@@ -84,12 +103,16 @@ def label_signal(per_seed: np.ndarray, alpha: float = 0.01, how: str = "median")
     spread = float(aggregate(x, how).std(ddof=1))
     if r < 2:
         return LabelSignal(spread, float("nan"), float("nan"), float("nan"), k, r, alpha)
-    noise = float(np.sqrt(x.var(axis=1, ddof=1).mean()))
-    if noise == 0.0:  # identical repeats: any spread at all is signal, none is not
-        f, p = (float("inf"), 0.0) if spread > 0 else (float("nan"), 1.0)
+    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+    df_subsets, df_resid = k - 1, (k - 1) * (r - 1)
+    ms_subsets = r * float(x.mean(axis=1).var(ddof=1))
+    ms_resid = float((resid ** 2).sum()) / df_resid
+    noise = float(np.sqrt(ms_resid))
+    if ms_resid <= 1e-30 * max(ms_subsets, 1e-300):  # repeats that agree exactly: any spread is signal
+        f, p = (float("inf"), 0.0) if ms_subsets > 0 else (float("nan"), 1.0)
     else:
-        from scipy.stats import f_oneway
+        from scipy.stats import f as f_dist
 
-        res = f_oneway(*x)
-        f, p = float(res.statistic), float(res.pvalue)
-    return LabelSignal(spread, noise, f, p, k, r, alpha)
+        f = ms_subsets / ms_resid
+        p = float(f_dist.sf(f, df_subsets, df_resid))
+    return LabelSignal(spread, noise, float(f), p, k, r, alpha)

@@ -1,4 +1,9 @@
-"""K equal-size label subsets of the pool: k-means on image embeddings rebalanced to equal size, or random.
+"""K equal-size label subsets of the pool: random, balanced k-means on image embeddings ("kmeans", InstructionGPT-4's
+content clusters), or balanced k-means on the normalised quality metrics ("metrics").
+
+"metrics" is an experimental design for the regression the selector fits: subsets that each hold a different part
+of the metric space spread the subsets' mean metrics far wider than random subsets do (whose means all sit near
+the pool mean), so a label difference can be attributed to what the metrics measure.
 
 Every subset gets exactly `n // k` samples; the `n % k` left over (the ones farthest from any centre, or the last
 of the random permutation) get subset -1 and take part in no label. InstructionGPT-4 did the same (3,439 -> 30 x 114).
@@ -7,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("kmeans", "random")
+METHODS = ("metrics", "random", "kmeans")
 
 # Above this many cost-matrix cells the optimal assignment (scipy) is too big; a greedy one is used instead.
 _MAX_ASSIGNMENT_CELLS = 25_000_000
@@ -27,7 +32,7 @@ def make_subsets(n: int, k: int = 30, method: str = "kmeans", embeddings: np.nda
         out[order[: k * size]] = np.repeat(np.arange(k), size)
         return out
     if embeddings is None:
-        raise ValueError("k-means subsets need embeddings")
+        raise ValueError(f"{method} subsets need a feature matrix to cluster")
     x = np.asarray(embeddings, dtype=np.float64)
     if len(x) != n:
         raise ValueError(f"{len(x)} embeddings for {n} samples")

@@ -18,8 +18,10 @@ import pyarrow as pa
 from selector.core.errors import MmselectError
 from selector.core.strict_json import dumps
 from selector.learned.baselines import linear_selector
-from selector.learned.choice import Choice, candidate_table, choose
-from selector.learned.features import FeatureTransform, vector_matrix
+from selector.learned.choice import Choice, candidate_table, choose, permutation_p
+from selector.core.normalize import fit_normaliser
+from selector.learned.features import (FeatureConfig, FeatureTransform, scalar_columns, scalar_matrix,
+                                       vector_matrix)
 from selector.learned.labels import LabelFn, LabelResult, genuine_labels
 from selector.learned.model import MANIFEST, REFUSED, LearnedSelector
 from selector.learned.config import SelectorConfig, TrainConfig
@@ -27,7 +29,7 @@ from selector.learned.network import (NetworkConfig, TrainHistory, combined_hist
                                       out_of_fold, train_ensemble)
 from selector.learned.pilot import PilotResult, needs_pilot, pilot_lr
 from selector.learned.scorers import InferenceConfig, LinearScorer, MetricScorer, NetworkScorer
-from selector.learned.signal import LabelSignal, NoSignalError, label_signal
+from selector.learned.signal import LabelSignal, NoSignalError, label_signal, transform
 from selector.learned.subsets import make_subsets, subset_members
 
 log = logging.getLogger(__name__)
@@ -44,23 +46,39 @@ class FittedSelector:
 
 
 def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
-    """Subset id per row of the score table (k-means on the image embedding column, or random)."""
+    """Subset id per row of the score table: random, balanced k-means on the image embedding column ("kmeans") or
+    on the normalised scalar metrics ("metrics")."""
     lc = config.labels
-    emb = None
+    x = None
     if lc.subset_method == "kmeans":
         col = config.features.image_embedding
         if not col or col not in table.column_names:
             raise MmselectError(f"k-means label subsets need the image embedding column {col!r} in the score table; "
                                 f"score with it, or use random subsets")
-        emb = vector_matrix(table, col)
-        bad = np.isnan(emb).any(axis=1)
+        x = vector_matrix(table, col)
+        bad = np.isnan(x).any(axis=1)
         if bad.any():  # documented rule: a sample without an image embedding is placed at the pool mean
-            emb[bad] = np.nanmean(emb[~bad], axis=0)
+            x[bad] = np.nanmean(x[~bad], axis=0)
+    elif lc.subset_method == "metrics":
+        x = metric_design_matrix(table, config.features)
     seed = config.seed if lc.subset_seed is None else lc.subset_seed
     try:
-        return make_subsets(table.num_rows, lc.n_subsets, lc.subset_method, emb, seed)
+        return make_subsets(table.num_rows, lc.n_subsets, lc.subset_method, x, seed)
     except ValueError as exc:
         raise MmselectError(f"{exc}; use fewer --subsets") from None
+
+
+def metric_design_matrix(table: pa.Table, features: FeatureConfig) -> np.ndarray:
+    """The scalar metrics the selector uses, each normalised like its features (missing values at the median)."""
+    names = list(features.metrics) if features.metrics is not None else scalar_columns(table)
+    if not names:
+        raise MmselectError("metric-stratified label subsets need at least one scalar metric in the score table; "
+                            "score with one (e.g. --metrics clip,length), or use random subsets")
+    x = scalar_matrix(table, names)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(x, axis=0)
+    x = np.where(np.isnan(x), np.nan_to_num(med)[None, :], x)
+    return fit_normaliser(x, features.normalise if features.normalise != "none" else "z").transform(x)
 
 
 def cv_folds(k: int, config: TrainConfig) -> list[np.ndarray]:
@@ -94,7 +112,8 @@ def fit_selector(table: pa.Table, subsets: np.ndarray, labels: np.ndarray, confi
             network_oof = out_of_fold(hists, len(labels), hists[0].best_epoch)
     means = np.stack([f.mean(axis=0) for f in feats]).astype(np.float64)
     table_ = candidate_table(means, labels, folds, transform.metric_names, network_oof, config.choice)
-    choice = choose(table_, folds, config.choice)
+    choice = choose(table_, folds, config.choice,
+                    permutation_p(means, labels, folds, transform.metric_names, config.choice))
     size = int(np.median([len(m) for m in members]))
     if choice.chosen == "network":
         scorer = NetworkScorer(model, InferenceConfig(subset_size=size, passes=config.passes, seed=config.seed))
@@ -187,8 +206,15 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     out = Path(config.out)
     label_cache = config.label_cache or out / "labels"
     pilot = None
+    if needs_pilot(label_fn) and len(lc.seeds) < 2:
+        raise MmselectError("the label learning-rate pilot needs two label seeds to tell signal from noise; pass "
+                            "--label-lr, or at least two --label-seeds")
     if needs_pilot(label_fn):
-        pilot = pilot_lr(records, rows, subsets, label_fn, label_cache, lc.lr_grid, lc.seeds[0], config.progress)
+        members = subset_members(subsets)
+        x = metric_design_matrix(table, sc.features)
+        design = np.stack([x[m].mean(axis=0) for m in members])
+        pilot = pilot_lr(records, rows, subsets, label_fn, label_cache, design, lc.lr_grid, lc.seeds,
+                         lc.pilot_subsets)
         label_fn = dataclasses.replace(label_fn, lr=pilot.lr)
         log.info("%s", pilot.line())
     elif getattr(label_fn, "lr", None) is not None:
@@ -201,7 +227,7 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     log.info("%s", signal.line())
     if not signal.ok:
         _refuse(out, signal.refusal(), {"signal": signal.to_dict()})
-    fitted = fit_selector(table, subsets, labels.labels, sc, progress=config.progress)
+    fitted = fit_selector(table, subsets, transform(labels.labels, lc.transform), sc, progress=config.progress)
     for line in ["model choice (cross-validated on the subset labels):", *fitted.choice.lines()]:
         log.info("%s", line)
     if fitted.selector is None:

@@ -19,12 +19,15 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
     g = p.add_argument_group("label settings (default: the learned selector's own, as in `train-selector`)")
     g.add_argument("--subsets", type=int, help="label subsets")
-    g.add_argument("--subset-method", choices=["kmeans", "random"], help="label subsets: random or k-means")
+    g.add_argument("--subset-method", choices=["metrics", "random", "kmeans"],
+                   help="label subsets: metric strata, random, or k-means on image embeddings")
     g.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")),
                    help="LoRA seeds per label subset")
     g.add_argument("--label-metric", choices=["eval_loss", "exact_match", "contains"], help="label of a subset")
     g.add_argument("--lr", type=float,
-                   help="LoRA learning rate of the label and final runs (default: measured by the label pilot)")
+                   help="LoRA learning rate of the label runs (default: measured by the label pilot)")
+    p.add_argument("--finetune-lr", type=float, default=3e-3,
+                   help="LoRA learning rate of the evaluation fine-tunes of each selection (default 3e-3)")
     p.add_argument("--stage1-epochs", type=float, help="stage-1 epochs of the demo VLM (default: finetune's)")
     p.add_argument("--metrics", type=csv_list, default=("length", "clip", "embed-image", "embed-text"),
                    help="metrics to score (default: length,clip,embed-image,embed-text)")
@@ -43,7 +46,7 @@ def run(ns: argparse.Namespace) -> int:
 
     config = DemoConfig(cache=ns.cache, budget=ns.budget, seed=ns.seed, noise=ns.noise, n_subsets=ns.subsets,
                         subset_method=ns.subset_method, label_seeds=ns.label_seeds, label_metric=ns.label_metric,
-                        metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, lr=ns.lr,
+                        metrics=tuple(ns.metrics), full_pool=not ns.no_full_pool, lr=ns.lr, finetune_lr=ns.finetune_lr,
                         stage1_epochs=ns.stage1_epochs, report=ns.report, threads=ns.threads,
                         progress=show_progress(ns))
     missing = None if ns.minimal else full_loop_available()

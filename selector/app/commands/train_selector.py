@@ -24,7 +24,7 @@ def _defaults():
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     from selector.learned.choice import MODELS
-    from selector.learned.signal import AGGREGATES
+    from selector.learned.signal import AGGREGATES, TRANSFORMS
     from selector.learned.subsets import METHODS
 
     d = _defaults()
@@ -41,14 +41,16 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("labels")
     g.add_argument("--subsets", type=int, help=f"number of equal-size label subsets (default {lab.n_subsets})")
     g.add_argument("--subset-method", choices=METHODS,
-                   help=f"random subsets (default {lab.subset_method}), or k-means on image embeddings rebalanced "
-                        f"to equal size")
+                   help=f"metrics (default {lab.subset_method}): balanced k-means on the normalised quality "
+                        "metrics, so subsets span them; random; or kmeans: balanced k-means on image embeddings")
     g.add_argument("--label-metric", choices=["eval_loss", "exact_match", "contains"],
                    help=f"eval metric used as the label (default {lab.metric}; losses are negated so higher is "
                         f"better)")
     g.add_argument("--label-seeds", type=lambda s: tuple(int(x) for x in s.split(",")),
                    help="comma-separated LoRA seeds per subset; two or more measure the label noise that the "
                         f"signal test needs (default {','.join(map(str, lab.seeds))})")
+    g.add_argument("--label-transform", choices=TRANSFORMS,
+                   help=f"labels as fitted: rank (default {lab.transform}: normal scores of their ranks) or none")
     g.add_argument("--label-aggregate", choices=AGGREGATES,
                    help=f"how a subset's seeds become its label (default {lab.aggregate})")
     g.add_argument("--label-epochs", type=float, help=f"LoRA epochs per subset (default {lab.epochs:g})")
@@ -101,14 +103,15 @@ def selector_config(ns: argparse.Namespace):
         return {k: v for k, v in kw.items() if v is not None}
 
     labels = replace(d.labels, **given(n_subsets=ns.subsets, subset_method=ns.subset_method, metric=ns.label_metric,
-                                       seeds=ns.label_seeds, aggregate=ns.label_aggregate, epochs=ns.label_epochs,
+                                       seeds=ns.label_seeds, aggregate=ns.label_aggregate, transform=ns.label_transform,
+                                       epochs=ns.label_epochs,
                                        lr=ns.label_lr, lr_grid=ns.label_lr_grid, signal_alpha=ns.signal_alpha))
     features = FeatureConfig(metrics=ns.metrics, image_embedding=ns.image_embedding or None,
                              text_embedding=ns.text_embedding or None, image_dims=ns.pca_dims,
                              text_dims=ns.pca_dims, normalise=ns.normalise, missing=ns.missing, seed=ns.seed)
     train = replace(d.train, seed=ns.seed, **given(epochs=ns.epochs, lr=ns.lr, ensemble=ns.ensemble,
                                                    weight_decay=ns.weight_decay, warm_start=ns.warm_start))
-    return replace(d, features=features, labels=labels, choice=replace(d.choice, **given(model=ns.model)),
+    return replace(d, features=features, labels=labels, choice=replace(d.choice, seed=ns.seed, **given(model=ns.model)),
                    train=train, clusters=ClusterConfig(seed=ns.seed, **given(k=ns.clusters)), seed=ns.seed,
                    **given(d_model=ns.d_model, n_layers=ns.layers, n_heads=ns.heads))
 
