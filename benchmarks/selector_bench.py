@@ -42,7 +42,9 @@ def label_noise(cfg, run: dict, n_subsets: int) -> float:
     assert records.table.column("id").take(rows).to_pylist() == saved["ids"]
     subsets = np.asarray(saved["subset"])
     subsets = np.where(subsets < n_subsets, subsets, -1)
-    fn = demo_label_fn(cfg, Path(run["base"]), data, Path(run["labels_dir"]))
+    from selector.app.demo.loop import demo_selector_config
+
+    fn = demo_label_fn(demo_selector_config(cfg).labels, Path(run["base"]), data, Path(run["labels_dir"]))
     res = genuine_labels(records, rows, subsets, fn, Path(run["labels_dir"]), seeds=(0, 1), progress=False)
     print(f"label noise on {n_subsets} subsets: per seed {res.per_seed.tolist()}", flush=True)
     return res.noise
@@ -95,10 +97,7 @@ def ablation(cfg, run: dict) -> dict:
 
     import pyarrow.parquet as pq
 
-    from selector.learned.features import FeatureConfig
-    from selector.learned.final import ClusterConfig
-    from selector.learned.network import TrainConfig
-    from selector.learned.train import SelectorConfig, aligned_scores, fit_selector
+    from selector.learned.train import aligned_scores, fit_selector
     from selector.core.ranking import select
 
     saved = json.loads((Path(run["selector_dir"]) / "subsets.json").read_text())
@@ -109,9 +108,11 @@ def ablation(cfg, run: dict) -> dict:
     for line in (Path(run["data"]) / "truth.jsonl").read_text().splitlines():
         rec = json.loads(line)
         truth[str(rec["id"])] = rec["clean"]
-    base = SelectorConfig(features=FeatureConfig(seed=cfg.seed), n_subsets=cfg.n_subsets,
-                          subset_method=cfg.subset_method, train=TrainConfig(seed=cfg.seed),
-                          clusters=ClusterConfig(seed=cfg.seed), seed=cfg.seed, subset_seed=cfg.subset_seed)
+    from selector.app.demo.loop import demo_selector_config
+    from selector.learned.choice import ChoiceConfig
+
+    # The ablation compares network settings, so the network is asked for (model choice would pick per setting).
+    base = dc_replace(demo_selector_config(cfg), choice=ChoiceConfig(model="network", alpha=1.0))
     out = {}
     for name, (net_kw, train_kw) in ABLATION.items():
         sc = dc_replace(base, train=dc_replace(base.train, **train_kw), **net_kw)

@@ -95,7 +95,7 @@ def run_variant(work: Path, seed: int, noise: float, budget: int) -> dict:
 
 
 def markdown(results: list[dict], command: str) -> str:
-    lines = [f"# Learned selector on unseen DigitsVQA variants (README commands, default settings)", "",
+    lines = ["# Learned selector on unseen DigitsVQA variants (README commands, default settings)", "",
              f"Date {date.today()}; machine: {platform.machine()}, {os.cpu_count()} CPUs, no GPU.", "",
              f"Command: `{command}`", "",
              "Each variant: `demo-data`, `demo-models`, `score`, `train-selector` (defaults only), "

@@ -304,3 +304,22 @@ def test_labels_cached_per_subset_and_noise_measured(digits_vqa, tmp_path):
     genuine_labels(records, rows, make_subsets(len(rows), 5, "random", seed=1), fn, tmp_path, seeds=(0,),
                    progress=False)
     assert fn.calls == 15
+
+
+def test_selector_folder_without_manifest_loads_as_the_old_network(tmp_path):
+    """Folders saved before selector.json existed hold a network: they still load, as a network."""
+    table, good = make_pool(300)
+    from selector.learned.train import pool_subsets
+
+    subsets = pool_subsets(table, SMALL)
+    fitted = fit_selector(table, subsets, subset_labels(subsets, good), SMALL)
+    fitted.selector.save(tmp_path / "sel")
+    (tmp_path / "sel" / "selector.json").unlink()
+    old = LearnedSelector.load(tmp_path / "sel")
+    assert old.kind == "network"
+    np.testing.assert_allclose(old.predict(table), fitted.selector.predict(table), rtol=1e-6)
+    (tmp_path / "sel" / "selector.safetensors").unlink()
+    from selector.core.errors import MmselectError
+
+    with pytest.raises(MmselectError, match="not a trained selector"):
+        LearnedSelector.load(tmp_path / "sel")

@@ -314,11 +314,12 @@ def train_ensemble(features: list[np.ndarray], labels: np.ndarray, net: NetworkC
 EPOCH_CHOICES = ("pooled", "member")
 
 
-def out_of_fold(hists: list[TrainHistory], k: int, epoch: int) -> np.ndarray:
-    """Each subset's predicted label from the member that held it out, at `epoch` (-1: before training)."""
+def out_of_fold(hists: list[TrainHistory], k: int, epoch: int | None = None) -> np.ndarray:
+    """Each subset's predicted label from the member that held it out, at `epoch` (-1: before training; None: the
+    epoch each member kept)."""
     pred = np.full(k, np.nan)
     for h in hists:
-        pred[h.val_subsets] = h.val_pred[epoch + 1]
+        pred[h.val_subsets] = h.val_pred[(h.best_epoch if epoch is None else epoch) + 1]
     return pred
 
 

@@ -109,27 +109,32 @@ def fit_selector(table: pa.Table, subsets: np.ndarray, labels: np.ndarray, confi
         model, hists = train_ensemble(feats, labels, net, config.train, progress=progress)
         hist = combined_history(hists)
         if all(h.val_pred for h in hists) and len(hists) >= 2:
-            network_oof = out_of_fold(hists, len(labels), hists[0].best_epoch)
+            network_oof = out_of_fold(hists, len(labels))
     means = np.stack([f.mean(axis=0) for f in feats]).astype(np.float64)
     table_ = candidate_table(means, labels, folds, transform.metric_names, network_oof, config.choice)
     choice = choose(table_, folds, config.choice,
                     permutation_p(means, labels, folds, transform.metric_names, config.choice))
-    size = int(np.median([len(m) for m in members]))
-    if choice.chosen == "network":
-        scorer = NetworkScorer(model, InferenceConfig(subset_size=size, passes=config.passes, seed=config.seed))
-    elif choice.chosen == "linear":
-        scorer = LinearScorer(alpha=config.choice.ridge_alpha).fit(feats, labels)
-    elif choice.chosen.startswith("metric:"):
-        name = choice.chosen.split(":", 1)[1]
-        scorer = MetricScorer(name, transform.metric_names.index(name)).fit(feats, labels)
-    else:
-        scorer = None
+    scorer = build_scorer(choice.chosen, model, feats, labels, transform.metric_names, config)
     meta = {"choice": choice.to_dict(),
             "network": {"best_epoch": [h.best_epoch for h in hists], "cv_val_loss": hist.best_val_loss,
                         "null_val_loss": hist.null_val_loss} if hists else None}
     selector = LearnedSelector(transform, scorer, config.clusters, meta) if scorer is not None else None
     linear = linear_selector(transform, feats, labels, config.choice.ridge_alpha, config.clusters)
     return FittedSelector(selector, linear, hist, x, choice, hists)
+
+
+def build_scorer(chosen: str, model, feats: list[np.ndarray], labels: np.ndarray, metric_names: list[str],
+                 config: SelectorConfig):
+    """The scorer model choice kept, fitted on every labelled subset (None for "mean": nothing to keep)."""
+    if chosen == "network":
+        size = int(np.median([len(f) for f in feats]))
+        return NetworkScorer(model, InferenceConfig(subset_size=size, passes=config.passes, seed=config.seed))
+    if chosen == "linear":
+        return LinearScorer(alpha=config.choice.ridge_alpha).fit(feats, labels)
+    if chosen.startswith("metric:"):
+        name = chosen.split(":", 1)[1]
+        return MetricScorer(name, metric_names.index(name)).fit(feats, labels)
+    return None
 
 
 @dataclass(frozen=True)
@@ -228,8 +233,7 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     if not signal.ok:
         _refuse(out, signal.refusal(), {"signal": signal.to_dict()})
     fitted = fit_selector(table, subsets, transform(labels.labels, lc.transform), sc, progress=config.progress)
-    for line in ["model choice (cross-validated on the subset labels):", *fitted.choice.lines()]:
-        log.info("%s", line)
+    log.info("model choice: %s (%s)", fitted.choice.chosen, fitted.choice.why)
     if fitted.selector is None:
         _refuse(out, f"labels carry no signal a model can use: {fitted.choice.why}; try more subsets, more seeds, "
                      f"a continuous label metric (eval_loss), or a single metric (`mmselect select --metrics clip`)",

@@ -187,6 +187,14 @@ def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
     return ev
 
 
+def selector_summary(trained) -> list[str]:
+    """How the selector was trained, in lines: label learning rate, signal test, model choice (CV table)."""
+    lines = [trained.pilot.line()] if trained.pilot else []
+    lines += [trained.signal.line(), "model choice (CV R^2 on held-out subset labels; 0 = predicting the mean):",
+              *trained.fitted.choice.lines()]
+    return lines
+
+
 def demo_selector_config(config: DemoConfig):
     """The selector's own defaults, with the demo's seed and any label setting the user overrode."""
     from dataclasses import replace
@@ -257,11 +265,9 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     timings["labels+selector"] = time.perf_counter() - t
     lab = trained.labels
     lr = config.finetune_lr
-    print_fn(f"genuine labels on {len(lab.labels)} subsets x {len(lab.seeds)} seeds: {lab.labels.min():.3f}.."
-             f"{lab.labels.max():.3f}; {trained.signal.line()}"
-             + (f"; {trained.pilot.line()}" if trained.pilot else "")
-             + f"  ({timings['labels+selector']:.0f} s)")
-    print_fn("selector model choice (CV R^2 on the subset labels):\n" + "\n".join(trained.fitted.choice.lines()))
+    print_fn(f"genuine labels on {len(lab.labels)} subsets x {len(lab.seeds)} seeds, "
+             f"{lab.labels.min():.3f}..{lab.labels.max():.3f}  ({timings['labels+selector']:.0f} s)")
+    print_fn("\n".join(selector_summary(trained)))
 
     learned = LearnedSelector.load(sel_dir)
     rankings = {"learned": learned.rank(table)}
@@ -300,7 +306,8 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     print_fn(format_table(results))
     report = write_report(config.report or cache / f"report-data{config.data_seed}-seed{config.seed}", results=results, table=table,
                           truth=truth, selections=selections, groups=groups, labels=lab,
-                          history=trained.fitted.history, timings=timings, config=asdict(config))
+                          history=trained.fitted.history, timings=timings, config=asdict(config),
+                          selector_lines=selector_summary(trained))
     print_fn(f"report: {report}")
     h = trained.fitted.history
     fit = {"val_loss": h.best_val_loss, "null_val_loss": h.null_val_loss, "init_val_loss": h.init_val_loss,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from selector.core.strict_json import dumps
 from selector.learned.features import scalar_columns
 from selector.core.io import atomic_write
 
@@ -140,7 +141,8 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_report(out_dir: Path, *, results, table, truth, selections, groups, labels, history, timings,
-                 config) -> Path:
+                 config, selector_lines: list[str] = ()) -> Path:
+    """`selector_lines`: how the selector was trained (label lr, signal test, model choice), shown as they are."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = {
@@ -162,6 +164,8 @@ def write_report(out_dir: Path, *, results, table, truth, selections, groups, la
               f"weights; an ensemble's mean) with validation MSE {history.best_val_loss:.3f} against "
               f"{history.null_val_loss:.3f} for predicting the mean (standardised labels).", "",
               "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
+    if selector_lines:
+        lines += ["## How the selector was trained", "", "```", *selector_lines, "```", ""]
     titles = {"accuracy": "Test accuracy", "metrics": "Metric distributions, clean vs corrupted",
               "clusters": "Share of each spectral cluster in the selections",
               "training": "Selector training and genuine labels"}
@@ -170,6 +174,6 @@ def write_report(out_dir: Path, *, results, table, truth, selections, groups, la
             lines += [f"## {titles[key]}", "", f"![{key}]({path.name})", ""]
     report = out_dir / "report.md"
     atomic_write(report, ["\n".join(lines).encode()])
-    atomic_write(out_dir / "results.json", [json.dumps({"results": results, "labels": labels.to_dict(),
-                                                        "timings": timings}, indent=2, default=str).encode()])
+    atomic_write(out_dir / "results.json", [dumps({"results": results, "labels": labels.to_dict(),
+                                                   "timings": timings})])
     return report
