@@ -17,7 +17,7 @@ Use it with `mmselect select INPUT --selector OUT`. Every default below is the o
 
 
 def _defaults():
-    from selector.learned.train import SelectorConfig
+    from selector.learned.config import SelectorConfig
 
     return SelectorConfig()
 
