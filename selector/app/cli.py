@@ -125,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         command = next((a for a in argv if a in COMMANDS), None)
         print(f"mmselect{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
         return 2
-    ns = parser.parse_args(argv)
+    ns, extras = parser.parse_known_args(argv)
     if not getattr(ns, "_run", None):
         parser.print_help()
         return 2
+    if extras:  # reported by the subcommand's parser, so the line names it
+        ns._parser.error(f"unrecognized arguments: {' '.join(extras)}")
     ns._settings = resolved_settings(ns._parser, ns)
     configure_logging(ns.verbose, ns.quiet)
     try:

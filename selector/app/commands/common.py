@@ -18,18 +18,18 @@ __all__ = ["budget", "csv_list", "float_list", "int_list", "positive_int", "nonn
 
 
 def budget(text: str) -> int | float:
-    """'200' is a count; '0.1' or '10%' is a fraction in (0, 1]."""
+    """'200' is a count (>= 1); '0.1' or '10%' is a fraction in (0, 1]."""
+    value: int | float | None
     try:
-        value: int | float
         if text.endswith("%"):
             value = float(text[:-1]) / 100.0
         else:
             value = int(text) if text.isdigit() else float(text)
     except ValueError:
         value = None
-    if value is None or (isinstance(value, float) and not 0.0 < value <= 1.0):
-        raise argparse.ArgumentTypeError(f"budget must be a count (200), a fraction in (0, 1] (0.1) or a percentage "
-                                         f"(10%), got {text!r}")
+    if value is None or (value < 1 if isinstance(value, int) else not 0.0 < value <= 1.0):
+        raise argparse.ArgumentTypeError(f"budget must be a count >= 1 (200), a fraction in (0, 1] (0.1) or a "
+                                         f"percentage (10%), got {text!r}")
     return value
 
 
