@@ -43,7 +43,7 @@ class DemoConfig:
     full_pool: bool = True
     stage1_epochs: float | None = None  # stage-1 epochs of the demo VLM (None: the finetune package's default)
     metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
-    report: Path | None = None  # default CACHE/report-seed{seed}
+    report: Path | None = None  # default CACHE/report-data{data_seed}-seed{seed}
     progress: bool = True
     # torch's CPU kernels sum in an order that depends on the thread count, so a fixed count makes the demo models,
     # labels and selections bit-identical across machines (with the same instruction set); 0 = torch's default.
