@@ -31,6 +31,8 @@ elif stage == "pyarrow":
     pj.read_json(path)
 elif stage == "select":
     from selector.app.pipeline import SelectConfig, run_select
+    from selector.core.arrow_memory import prefer_fast_allocator
+    prefer_fast_allocator()  # what the mmselect CLI sets at its entry
     r = run_select(SelectConfig(input=path, out=extra, budget=200, metrics=("length",), progress=False))
     print(r.accounting.line(), file=sys.stderr)
 elif stage == "stages":  # the select stage again, step by step, for the breakdown table
@@ -45,7 +47,8 @@ elif stage == "stages":  # the select stage again, step by step, for the breakdo
     from selector.core.rankers import MetricRanker
     from selector.core.ranking import select
     lap("imports (selector, pyarrow, numpy)")
-    R.prefer_fast_allocator()
+    from selector.core.arrow_memory import prefer_fast_allocator
+    prefer_fast_allocator()
     p = Path(path)
     layout = R.detect_layout(p, None)
     table, keys = R._read_jsonl(p, layout.schema, False, os.cpu_count() or 1)
@@ -62,7 +65,9 @@ elif stage == "stages":  # the select stage again, step by step, for the breakdo
     print(json.dumps({"wall": sum(x for _, x in laps), "rss_mib": 0, "laps": laps}))
     sys.exit(0)
 elif stage == "images":
+    from selector.core.arrow_memory import prefer_fast_allocator
     from selector.core.records import read_records
+    prefer_fast_allocator()
     workers = int(extra)
     t = time.perf_counter()  # validation throughput: imports excluded
     rs = read_records(path, workers=workers)

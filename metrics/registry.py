@@ -1,48 +1,46 @@
-"""Metrics registered by name, so the CLI and the score cache can refer to them as strings."""
+"""Metrics registered by name (one `selector.core.registry.Registry`), so the CLI and the score cache can refer to
+them as strings.
+
+A new metric is one file, `metrics/<name>.py` with a `Metric` subclass, plus one line below. Entries are lazy
+("module:Class"): a length-only run imports only `metrics.length`, and listing the names imports nothing.
+`@register` on the class (or `METRICS.add(name, cls)`) registers a metric defined elsewhere.
+"""
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
 from metrics.base import Metric
+from selector.core.registry import Registry
 
-_REGISTRY: dict[str, type[Metric]] = {}
+METRICS: Registry[type[Metric]] = Registry("metric")
+METRICS.add("length", "metrics.length:LengthMetric")
+METRICS.add("clip", "metrics.clip:ClipMetric")
+METRICS.add("embed-image", "metrics.embed:EmbedImageMetric")
+METRICS.add("embed-text", "metrics.embed:EmbedTextMetric")
+METRICS.add("reward", "metrics.reward:RewardMetric")
+METRICS.add("judge", "metrics.judge:JudgeMetric")
 
 
 def register(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: register `cls` under `cls.name`."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"metric {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
+    METRICS.add(cls.name, cls)
     return cls
 
 
 def available() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(METRICS.names())
 
 
 def metric_class(name: str) -> type[Metric]:
-    if name in BUILTIN:  # import just the module that defines it: a length-only run skips the model metrics
-        importlib.import_module(BUILTIN[name])
-    else:
-        _load_builtin()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown metric {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    """The class registered as `name` (imports just its module); `UnknownName` lists the known metrics."""
+    return METRICS.get(name)
 
 
 def build(name: str, **params: Any) -> Metric:
     return metric_class(name)(**params)
 
 
-def _load_builtin() -> None:
-    # Importing a module registers its metrics; heavy dependencies load only in `setup`.
-    for module in dict.fromkeys(BUILTIN.values()):
-        importlib.import_module(module)
-
-
-BUILTIN: dict[str, str] = {"length": "metrics.length", "clip": "metrics.clip", "embed-image": "metrics.embed",
-                           "embed-text": "metrics.embed", "reward": "metrics.reward", "judge": "metrics.judge"}
+# name -> defining module (read-only view of the registry, for tools that check where each metric lives)
+BUILTIN: dict[str, str] = {name: METRICS.reference(name).split(":")[0] for name in METRICS.names()}

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from metrics.base import Batch, Metric, Scored, as_scored
 from selector.core.arrow_numpy import strings, to_arrow
 from selector.core.dedup import all_distinct
+from selector.core.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,8 @@ def _metric_dir(root: Path, metric: Metric) -> Path:
 def _write_atomic_parquet(table: pa.Table, path: Path) -> None:
     import pyarrow.parquet as pq  # only model metrics touch the cache: a columnar-only run skips this import
 
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _value_array(values: np.ndarray, kind: str, missing: np.ndarray) -> pa.Array:
@@ -300,8 +300,8 @@ def _score_batched(table: pa.Table, ids: list[str], metrics: list[Metric], confi
             mdir.mkdir(parents=True, exist_ok=True)
             meta = mdir / "metric.json"
             if rank == 0 and not meta.exists():
-                meta.write_text(json.dumps({"metric": metric.name, "config": metric.config()}, default=str,
-                                           indent=1))
+                atomic_write(meta, [json.dumps({"metric": metric.name, "config": metric.config()}, default=str,
+                                               indent=1).encode()])
             pos = _cached_rows(_read_cache(mdir), ids, fps)
             todo = {k for k, (s, e) in enumerate(spans) if (pos[s:e] < 0).any() and k % size == rank}
             jobs.append(_Job(metric, mdir, todo))

@@ -17,6 +17,7 @@ import pyarrow as pa
 from metrics import build
 from metrics.runner import RunnerConfig, score_records, world
 from selector.core.errors import MmselectError
+from selector.core.io import atomic_path, atomic_write
 from selector.core.records import read_records
 
 
@@ -62,10 +63,8 @@ def write_table(table: pa.Table, out: Path) -> None:
     """Atomic Parquet write (temp file, then rename)."""
     import pyarrow.parquet as pq
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
 
 
 def run_score_job(job: ScoreJob) -> ScoreResult:
@@ -88,8 +87,7 @@ def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:
 
     import torch
 
-    job_file.parent.mkdir(parents=True, exist_ok=True)
-    job_file.write_text(job.to_json())
+    atomic_write(job_file, [job.to_json().encode()])
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if not torch.cuda.is_available():

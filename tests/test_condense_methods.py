@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vision.condense import CONDENSERS, build_condenser
+from selector.core.registry import UnknownName
 from vision.condense.base import CondenseError
 from vision.condense.idm import expand, partition
 from vision.data import from_tensors, load_digits_data
@@ -74,7 +75,7 @@ def test_noise_init_and_errors(digits8):
         build_condenser("dm", ipc=0)
     with pytest.raises(CondenseError):
         build_condenser("dm", ipc=1, bogus=1)
-    with pytest.raises(CondenseError):
+    with pytest.raises(UnknownName, match="unknown condensation method 'nope'; known: dc, dsa, dm, idm, cafe"):
         build_condenser("nope")
 
 

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from selector.core.errors import MmselectError
+from vision import NETS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConvNet", "ResNet18", "TinyViT", "build_net", "NET_NAMES", "default_device"]
+__all__ = ["ConvNet", "ResNet18", "TinyViT", "build_net", "NETS", "NET_NAMES", "default_device"]
 
 
 def default_device() -> torch.device:
@@ -129,22 +130,20 @@ class TinyViT(nn.Module):
         return self.classifier(self.embed(x))
 
 
-NET_NAMES = ("convnet", "resnet18", "vit")
+NET_NAMES = tuple(NETS.names())
 
 
 def build_net(name: str, channels: int, num_classes: int, image_size: int, seed: int = 0, **options) -> nn.Module:
     """Build a network with weights drawn from `seed` (the global torch RNG is left as it was).
 
     name: "convnet" (options: width=128, depth=3, norm="instancenorm"), "resnet18" (norm="batchnorm"),
-    "vit" (dim, depth, heads, patch).
+    "vit" (dim, depth, heads, patch). Nets that take `image_size` get it; an unknown name raises `UnknownName`.
     """
-    key = name.lower().replace("-", "").replace("_", "")
+    import inspect
+
+    cls = NETS.get(name)
+    if "image_size" in inspect.signature(cls).parameters:
+        options = {"image_size": image_size, **options}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if key in ("convnet", "convnet3"):
-            return ConvNet(channels, num_classes, image_size, **options)
-        if key == "resnet18":
-            return ResNet18(channels, num_classes, **options)
-        if key in ("vit", "tinyvit"):
-            return TinyViT(channels, num_classes, image_size, **options)
-    raise MmselectError(f"unknown network {name!r}; use one of {', '.join(NET_NAMES)}")
+        return cls(channels, num_classes, **options)

@@ -94,7 +94,7 @@ def select_per_class(ranking: Ranking, labels: np.ndarray | torch.Tensor, ipc: i
     order = np.argsort(-np.nan_to_num(ranking.scores[idx], nan=-np.inf), kind="stable")
     idx = idx[order]
     return Selection(indices=idx, ids=ranking.ids[idx], scores=ranking.scores[idx], source=ranking.source,
-                     budget=len(idx), quotas=quotas)
+                     budget=len(idx), quotas=quotas, ranking=ranking)
 
 
 def as_image_data(result: Selection | Reduction | ImageData, data: ImageData | None = None) -> ImageData:

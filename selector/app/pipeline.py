@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from selector.core.arrow_numpy import to_arrow
+from selector.core.errors import SettingsError
 from selector.core.ranking import Ranking, Selection, select
 from selector.core.strict_json import dumps
 from selector.core.io import atomic_write
@@ -56,6 +57,39 @@ class SelectConfig:
     score_cache: Path | None = None  # metrics' on-disk score cache (None: no reuse across runs)
     device: str = "auto"
     metric_summary: bool = False  # report each scalar metric's pool vs selection mean (selector.selection_summary)
+    # The run's settings as `mmselect select` flags (dest -> value, plus `versions`), recorded in OUT.report.json
+    # under "settings" so that `mmselect select --config OUT.report.json` replays the run. The CLI passes every
+    # resolved flag; left empty, it is filled from the fields above (model flags cannot be recovered from
+    # `metric_params`, so a library call's record replays only the metric-free settings).
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.weights is not None and len(self.weights) != len(self.metrics):
+            raise SettingsError(f"--weights has {len(self.weights)} value(s) for {len(self.metrics)} metric(s) "
+                                f"({', '.join(self.metrics)}): give one weight per metric")
+        if self.batch_size < 1:
+            raise SettingsError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise SettingsError(f"--workers must be >= 0, got {self.workers}")
+        if not 0 <= self.seed < 2**32:
+            raise SettingsError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if not self.settings:
+            object.__setattr__(self, "settings", _flag_settings(self))
+
+
+def _flag_settings(config: SelectConfig) -> dict:
+    """`config` as `mmselect select` flags (what SelectConfig.settings holds when the CLI did not fill it)."""
+    from selector.app.recipes import versions
+
+    def path(p):
+        return None if p is None else str(Path(p).resolve())
+
+    return {"input": path(config.input), "out": path(config.out), "budget": config.budget,
+            "images": path(config.images), "fmt": config.fmt, "metrics": list(config.metrics),
+            "weights": None if config.weights is None else list(config.weights), "normalise": config.normalise,
+            "scores": path(config.scores), "selector": None, "seed": config.seed, "strict": config.strict,
+            "workers": config.workers or None, "batch_size": config.batch_size,
+            "score_cache": path(config.score_cache), "device": config.device, "versions": versions()}
 
 
 @dataclass
@@ -138,7 +172,7 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         "input": str(config.input), "format": asdict(records.layout), "out": str(out),
         "rejected_file": str(rejected_path), "ranker": ranking.source, "budget": config.budget,
         "seed": config.seed, "accounting": asdict(accounting),
-        "selected_ids": [str(i) for i in selection.ids],
+        "selected_ids": [str(i) for i in selection.ids], "settings": config.settings,
     }
     shifts = []
     if config.metric_summary:

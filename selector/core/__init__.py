@@ -3,8 +3,8 @@ model resolution, and the shared ranking interface (`Ranking`, `select`, rankers
 
 Every other layer imports it; it imports no other mmselect package (see docs/architecture.md).
 """
-from selector.core.errors import BudgetError, FormatError, MmselectError, ModelNotAvailable, RecordError
+from selector.core.errors import BudgetError, FormatError, MmselectError, ModelNotAvailable, RecordError, SettingsError
 from selector.core.ranking import Ranker, Ranking, Selection, group_quotas, resolve_budget, select
 
-__all__ = ["BudgetError", "FormatError", "MmselectError", "ModelNotAvailable", "RecordError", "Ranker", "Ranking",
+__all__ = ["BudgetError", "FormatError", "MmselectError", "ModelNotAvailable", "RecordError", "SettingsError", "Ranker", "Ranking",
            "Selection", "group_quotas", "resolve_budget", "select"]

@@ -37,3 +37,7 @@ class ModelNotAvailable(MmselectError):
 
 class BudgetError(MmselectError):
     """A selection budget is not a valid count or fraction."""
+
+
+class SettingsError(MmselectError):
+    """A setting is out of range or contradicts another (checked when a typed config is built)."""

@@ -123,6 +123,7 @@ class Selection:
     source: str
     budget: int
     quotas: dict[Any, int] | None = None
+    ranking: Ranking | None = field(default=None, repr=False, compare=False)  # what it was cut from (every score)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -215,4 +216,4 @@ def select(ranking: Ranking, budget: int | float, *, groups: np.ndarray | None =
         chosen = chosen[np.argsort(rank_of[chosen], kind="stable")]
     chosen = chosen.astype(np.int64)
     return Selection(indices=chosen, ids=ranking.ids[chosen], scores=ranking.scores[chosen],
-                     source=ranking.source, budget=k, quotas=quotas)
+                     source=ranking.source, budget=k, quotas=quotas, ranking=ranking)

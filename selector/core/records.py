@@ -18,7 +18,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from selector.core.arrow_memory import prefer_fast_allocator
 from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
 from selector.core.errors import FormatError, RecordError
@@ -347,7 +346,6 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     decoded in `workers` processes (0 = one per CPU). With `dedup`, a record repeating an earlier one's images,
     instruction and answer exactly is rejected as a duplicate.
     """
-    prefer_fast_allocator()
     path = resolve_input(Path(path))
     layout = detect_layout(path, fmt)
     st = path.stat()

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selector.core.io import atomic_path
 from vision.data import ImageData
 from vision.train import embeddings
 
@@ -47,7 +48,8 @@ def save_grid(data: ImageData, path: str | Path, title: str = "") -> Path:
         plt.title(title, fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -83,6 +85,7 @@ def save_tsne(net: torch.nn.Module, real: ImageData, synthetic: ImageData, path:
     plt.yticks([])
     plt.title(title or "t-SNE of real (dots) and synthetic (stars) features", fontsize=9)
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selector.core.io import atomic_path
+
 
 def plot_training(result, path: Path) -> Path:
     """Training accuracy and loss per epoch, with a dashed line at every example-level swap; saved as PNG."""
@@ -25,6 +27,7 @@ def plot_training(result, path: Path) -> Path:
     ax.set_title(f"onion ({levels}): test acc {result.test_accuracy:.3f}, {result.throughput:.0f} img/s")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path

@@ -18,6 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from selector.core.errors import MmselectError
+from selector.core.registry import Registry
 
 # Public names -> defining module. Loaded on first use (PEP 562), so that listing this package (the CLI builds every
 # subcommand's parser) does not import torch, which takes seconds.
@@ -32,41 +33,49 @@ _EXPORTS: dict[str, str] = {
     "herding_order": "vision.prune.greedy", "kcenter_order": "vision.prune.greedy",
     "RandomImageRanker": "vision.prune.uniform",
 }
-_RANKER_NAMES: dict[str, str] = {
-    "forgetting": "ForgettingRanker", "el2n": "EL2NRanker", "grand": "GraNdRanker", "curvature": "CurvatureRanker",
-    "herding": "HerdingRanker", "kcenter": "KCenterRanker", "random": "RandomImageRanker",
-}
+# The pruning methods: name -> ranker class, imported on first lookup. A new ranker is one file plus one line here.
+RANKERS = Registry("pruning method", normalize=lambda name: name.lower().replace("-", "").replace("_", ""),
+                   aliases={"kcentergreedy": "kcenter", "losscurvature": "curvature"})
+RANKERS.add("forgetting", "vision.prune.forgetting:ForgettingRanker")
+RANKERS.add("el2n", "vision.prune.el2n:EL2NRanker")
+RANKERS.add("grand", "vision.prune.grand:GraNdRanker")
+RANKERS.add("curvature", "vision.prune.curvature:CurvatureRanker")
+RANKERS.add("herding", "vision.prune.coreset:HerdingRanker")
+RANKERS.add("kcenter", "vision.prune.coreset:KCenterRanker")
+RANKERS.add("random", "vision.prune.uniform:RandomImageRanker")
 
-__all__ = ["RANKERS", "build_ranker", *_EXPORTS]
+__all__ = ["RANKERS", "build_ranker", "ranker_params", *_EXPORTS]
 
 
 def __getattr__(name: str):
-    if name == "RANKERS":  # method name -> ranker class
-        return {key: __getattr__(cls) for key, cls in _RANKER_NAMES.items()}
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def ranker_params(name: str) -> set[str]:
+    """The parameters `build_ranker(name, ...)` accepts: the ranker's own fields, plus ProxyConfig's if it trains
+    a proxy model."""
+    own = {f.name for f in fields(RANKERS.get(name))}
+    return own - {"proxy"} | ({f.name for f in fields(__getattr__("ProxyConfig"))} if "proxy" in own else set())
 
 
 def build_ranker(name: str, **params: Any):
     """A ranker by name ("forgetting", "el2n", "grand", "curvature", "herding", "kcenter", "random").
 
     `params` may hold the ranker's fields and ProxyConfig fields side by side (or `proxy=ProxyConfig(...)`).
-    Unknown names or parameters raise MmselectError listing what is accepted.
+    Unknown names (`selector.core.registry.UnknownName`) or parameters raise MmselectError listing what is
+    accepted.
     """
-    key = name.lower().replace("-", "").replace("_", "")
-    key = {"kcentergreedy": "kcenter", "k-center": "kcenter", "losscurvature": "curvature"}.get(key, key)
-    if key not in _RANKER_NAMES:
-        raise MmselectError(f"unknown pruning method {name!r}; use one of {', '.join(_RANKER_NAMES)}")
-    cls = __getattr__(_RANKER_NAMES[key])
+    key = RANKERS.key(name)
+    cls = RANKERS.get(key)
     ProxyConfig = __getattr__("ProxyConfig")  # noqa: N806 (a class, loaded on first use)
     own = {f.name for f in fields(cls)}
     proxy_fields = {f.name for f in fields(ProxyConfig)}
     proxy_params = {k: params.pop(k) for k in list(params) if k in proxy_fields and k not in own}
     unknown = [k for k in params if k not in own]
     if unknown:
-        accepted = sorted(own - {"proxy"} | (proxy_fields if "proxy" in own else set()))
-        raise MmselectError(f"{key} does not take {unknown}; it accepts {accepted}")
+        raise MmselectError(f"{key} does not take {unknown}; it accepts {sorted(ranker_params(key))}")
     if proxy_params:
         if "proxy" not in own:
             raise MmselectError(f"{key} trains no proxy model; drop {sorted(proxy_params)}")

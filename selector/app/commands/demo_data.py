@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from selector.app.commands.common import output_dir, positive_int, seed, share
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
@@ -10,14 +11,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                        description="Build DigitsVQA from sklearn's handwritten digits: DIR/images/*.png, "
                                    "pretrain/train/val/test.jsonl (LLaVA JSONL) and truth.jsonl (which train "
                                    "records are clean; for measuring selections only).")
-    p.add_argument("--out", "-o", type=Path, required=True, help="output folder")
-    p.add_argument("--n-pretrain", type=int, default=600)
-    p.add_argument("--n-train", type=int, default=1200)
-    p.add_argument("--n-val", type=int, default=200)
-    p.add_argument("--n-test", type=int, default=400)
-    p.add_argument("--noise", type=float, default=0.4, help="share of corrupted train records (default 0.4)")
-    p.add_argument("--image-size", type=int, default=32, help="side of the upscaled PNGs (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", "-o", type=output_dir, required=True, help="output folder")
+    p.add_argument("--n-pretrain", type=positive_int, default=600, help="pretrain records (default 600)")
+    p.add_argument("--n-train", type=positive_int, default=1200, help="train records (default 1200)")
+    p.add_argument("--n-val", type=positive_int, default=200, help="validation records (default 200)")
+    p.add_argument("--n-test", type=positive_int, default=400, help="test records (default 400)")
+    p.add_argument("--noise", type=share, default=0.4, help="share of corrupted train records (default 0.4)")
+    p.add_argument("--image-size", type=positive_int, default=32, help="side of the upscaled PNGs (default 32)")
+    p.add_argument("--seed", type=seed, default=0)
     return p
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import show_progress
+from selector.app.commands.common import input_path, output_dir, positive_int, seed, show_progress
 from selector.core.errors import MmselectError
 
 HELP = __doc__
@@ -20,10 +20,10 @@ HELP = __doc__
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="train the small offline demo models (CLIP, VLM) on DigitsVQA",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="DigitsVQA folder (from `mmselect demo-data`)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="models folder to write")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--clip-epochs", type=int, default=None, help="demo CLIP epochs (default: the built-in schedule)")
+    p.add_argument("--data", type=input_path, required=True, help="DigitsVQA folder (from `mmselect demo-data`)")
+    p.add_argument("--out", "-o", type=output_dir, required=True, help="models folder to write")
+    p.add_argument("--seed", type=seed, default=0, help="training seed (default 0)")
+    p.add_argument("--clip-epochs", type=positive_int, default=None, help="demo CLIP epochs (default: the built-in schedule)")
     p.add_argument("--force", action="store_true", help="rebuild even when the outputs exist")
     p.add_argument("--only", choices=["clip", "vlm"], help="build just one model")
     return p

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import show_progress
+from selector.app.commands.common import nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed, share, show_progress
 from selector.core.errors import MmselectError
 from selector.core.io import atomic_write
 
@@ -42,38 +42,38 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="train a ViT with example/token/attention sparsity", description=HELP)
     p.add_argument("--dataset", default="digits", help="digits, folder:PATH, mnist:ROOT, cifar10:ROOT, ... "
                                                        "(default: digits)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="output folder")
-    p.add_argument("--image-size", type=int, default=32, help="resize images to this size (default: 32)")
+    p.add_argument("--out", "-o", type=output_dir, required=True, help="output folder")
+    p.add_argument("--image-size", type=positive_int, default=32, help="resize images to this size (default: 32)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="image channels (default: the dataset's)")
     p.add_argument("--levels", type=_levels, default=LEVELS,
                    help="levels to switch on, comma-separated subset of example,token,attention or 'none' "
                         "(default: all three)")
-    p.add_argument("--keep-ratio", type=float, default=0.7, help="token level: share of patch tokens kept (0.7)")
+    p.add_argument("--keep-ratio", type=share, default=0.7, help="token level: share of patch tokens kept (0.7)")
     p.add_argument("--prune-blocks", type=_blocks, help="token level: blocks that prune (default: 1/4, 1/2, 3/4 depth)")
     p.add_argument("--no-fuse", action="store_true", help="token level: drop pruned tokens instead of fusing them")
-    p.add_argument("--attn-ratio", type=float, default=0.3,
+    p.add_argument("--attn-ratio", type=share, default=0.3,
                    help="attention level: share of each query's connections kept (0.3)")
     p.add_argument("--attn-blocks", type=_blocks, help="attention level: blocks that sparsify (default: all)")
-    p.add_argument("--example-drop", type=float, default=0.2, help="example level: share set aside at start (0.2)")
-    p.add_argument("--swap-every", type=int, default=5, help="example level: epochs between swaps (default: 5)")
-    p.add_argument("--max-swaps", type=int, default=5, help="example level: most swaps (default: 5)")
-    p.add_argument("--swap-share", type=float, default=0.5,
+    p.add_argument("--example-drop", type=share, default=0.2, help="example level: share set aside at start (0.2)")
+    p.add_argument("--swap-every", type=positive_int, default=5, help="example level: epochs between swaps (default: 5)")
+    p.add_argument("--max-swaps", type=nonneg_int, default=5, help="example level: most swaps (default: 5)")
+    p.add_argument("--swap-share", type=share, default=0.5,
                    help="example level: examples swapped per update, as a share of the set-aside pool (0.5)")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default: 20)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
                    help="adamw (default; suits ViTs) or sgd (momentum 0.9)")
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate, x0.1 at half-way (default: 3e-3, for AdamW)")
-    p.add_argument("--weight-decay", type=float, default=0.05,
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate, x0.1 at half-way (default: 3e-3, for AdamW)")
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.05,
                    help="weight decay (default: 0.05, decoupled under AdamW; use ~5e-4 with sgd)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-    p.add_argument("--dim", type=int, default=96, help="ViT width (default: 96)")
-    p.add_argument("--depth", type=int, default=6, help="ViT blocks (default: 6)")
-    p.add_argument("--heads", type=int, default=3, help="attention heads (default: 3)")
-    p.add_argument("--patch", type=int, default=4, help="patch size (default: 4)")
-    p.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
+    p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
+    p.add_argument("--dim", type=positive_int, default=96, help="ViT width (default: 96)")
+    p.add_argument("--depth", type=positive_int, default=6, help="ViT blocks (default: 6)")
+    p.add_argument("--heads", type=positive_int, default=3, help="attention heads (default: 3)")
+    p.add_argument("--patch", type=positive_int, default=4, help="patch size (default: 4)")
+    p.add_argument("--split", type=share, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="train/val/test fractions (default: 0.7 0.15 0.15)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and the example level (0)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for weights, shuffling and the example level (0)")
+    p.add_argument("--split-seed", type=seed, default=0, help="seed of the train/val/test split (default: 0)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     return p
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import show_progress
+from selector.app.commands.common import (input_file, input_path, metric_list, nonneg_int, output_dir, output_file,
+                                          positive_float, positive_int, show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
@@ -16,10 +17,6 @@ embed-text. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` w
 Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
 run restarted after a kill only computes what is missing. --num-processes N shards the batches over N processes with
 accelerate (also works under `accelerate launch -m selector.app.cli score ...`)."""
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def add_metric_args(p: argparse.ArgumentParser) -> None:
@@ -34,32 +31,32 @@ def add_metric_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clip-text-mode", choices=["sentences", "truncate"], default="sentences",
                    help="clip text: mean of <= --clip-max-sentences sentence embeddings (default), or the whole "
                         "answer truncated to the text window")
-    g.add_argument("--clip-max-sentences", type=int, default=10, help="sentences kept per answer (default 10)")
+    g.add_argument("--clip-max-sentences", type=positive_int, default=10, help="sentences kept per answer (default 10)")
     g.add_argument("--reward-model", default=None,
                    help="HF sequence-classification reward model, folder or hub id "
                         "(default OpenAssistant/reward-model-deberta-v3-large-v2)")
-    g.add_argument("--reward-max-length", type=int, default=512, help="reward tokens per pair (default 512)")
+    g.add_argument("--reward-max-length", type=positive_int, default=512, help="reward tokens per pair (default 512)")
     g.add_argument("--judge-backend", choices=["openai", "hf"], default="openai",
                    help="openai: an OpenAI-compatible chat-completions server; hf: a local causal LM")
     g.add_argument("--judge-url", help="judge server base URL, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--judge-model", help="judge model name (openai) or folder / hub id (hf)")
     g.add_argument("--judge-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the judge API key (the key itself is never logged)")
-    g.add_argument("--judge-prompt", type=Path, help="prompt template file with {instruction} and {answer} "
+    g.add_argument("--judge-prompt", type=input_file, help="prompt template file with {instruction} and {answer} "
                                                      "(default: InstructionGPT-4's 0-100 rubric)")
     g.add_argument("--judge-images", action="store_true", help="send the image too (for VLM judges)")
     g.add_argument("--judge-temperature", type=float, default=0.0, help="judge sampling temperature (default 0)")
-    g.add_argument("--judge-max-tokens", type=int, default=64, help="judge reply tokens (default 64)")
-    g.add_argument("--judge-concurrency", type=int, default=8, help="judge requests in flight (default 8)")
-    g.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (default 60)")
-    g.add_argument("--judge-retries", type=int, default=5, help="retries on 429/5xx/timeouts (default 5)")
+    g.add_argument("--judge-max-tokens", type=positive_int, default=64, help="judge reply tokens (default 64)")
+    g.add_argument("--judge-concurrency", type=positive_int, default=8, help="judge requests in flight (default 8)")
+    g.add_argument("--judge-timeout", type=positive_float, default=60.0, help="seconds per judge request (default 60)")
+    g.add_argument("--judge-retries", type=nonneg_int, default=5, help="retries on 429/5xx/timeouts (default 5)")
     g.add_argument("--text-encoder", default="st",
                    help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, or llm:DIR|ID (last-token hidden "
                         "state)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that ship their own code (off by default)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    g.add_argument("--score-cache", type=Path, default=None,
+    g.add_argument("--score-cache", type=output_dir, default=None,
                    help="score cache folder (score: default OUT.cache; select: none)")
 
 
@@ -93,20 +90,21 @@ def metric_params(ns: argparse.Namespace, cache_dir: Path | None = None) -> dict
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="score records with quality metrics into a Parquet table", description=HELP)
-    p.add_argument("input", type=Path, help="instruction file, or a cc_sbu_align folder")
-    p.add_argument("--out", "-o", type=Path, required=True, help="output score table (.parquet)")
-    p.add_argument("--images", type=Path, help="images root (default: the input's folder)")
+    p.add_argument("input", type=input_path, help="instruction file, or a cc_sbu_align folder")
+    p.add_argument("--out", "-o", type=output_file, required=True, help="output score table (.parquet)")
+    p.add_argument("--images", type=input_path, help="images root (default: the input's folder)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
-    p.add_argument("--metrics", type=_csv, default=("length",),
+    p.add_argument("--metrics", type=metric_list, default=("length",),
                    help="comma-separated: length, clip, reward, judge, embed-image, embed-text (default: length)")
-    p.add_argument("--batch-size", type=int, default=64, help="records per batch (default 64)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="image-decoding processes (default: half the CPUs, at most 4; 0 = in the main process)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="records per batch (default 64)")
+    p.add_argument("--workers", type=nonneg_int, default=None,
+                   help="image-decoding processes (default: half the CPUs, at most 4; 0 = none: decode in the main "
+                        "process, as in `select`)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
-    p.add_argument("--num-processes", type=int, default=1,
+    p.add_argument("--num-processes", type=positive_int, default=1,
                    help="shard the batches over N processes with accelerate (GPUs when present, else CPU)")
     add_metric_args(p)
     return p

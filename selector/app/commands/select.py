@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from selector.app.commands.common import budget, csv_list, float_list, show_progress
+from selector.app.commands.common import (budget, float_list, input_path, metric_list, nonneg_int, output_file,
+                                          parquet_file, positive_int, seed, show_progress)
 
 HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
 record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
@@ -13,27 +12,29 @@ rejected record with its reason) and OUT.report.json, and prints `read N, reject
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="select the best records of an instruction file", description=HELP)
-    p.add_argument("input", type=Path, help="instruction file, or a cc_sbu_align folder")
-    p.add_argument("--out", "-o", type=Path, required=True, help="output file (written in the input's format)")
+    p.add_argument("input", type=input_path, help="instruction file, or a cc_sbu_align folder")
+    p.add_argument("--out", "-o", type=output_file, required=True, help="output file (written in the input's format)")
     p.add_argument("--budget", "-b", type=budget, required=True, help="records to keep: a count (200) or a fraction (0.1, 10%%)")
-    p.add_argument("--images", type=Path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
+    p.add_argument("--images", type=input_path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
-    p.add_argument("--metrics", type=csv_list, default=("length",),
+    p.add_argument("--metrics", type=metric_list, default=("length",),
                    help="comma-separated metrics to rank by (default: length); several are combined as the mean of "
                         "their normalised scores")
     p.add_argument("--weights", type=float_list, help="comma-separated weights, one per metric")
     p.add_argument("--normalise", default="robust-z", choices=["robust-z", "z", "minmax", "rank"],
                    help="per-metric normalisation when combining metrics (default: robust-z)")
-    p.add_argument("--scores", type=Path, help="score table from `mmselect score` to reuse (parquet)")
-    p.add_argument("--selector", type=Path,
+    p.add_argument("--scores", type=parquet_file, help="score table from `mmselect score` to reuse (parquet)")
+    p.add_argument("--selector", type=input_path,
                    help="a trained selector folder (mmselect train-selector): rank by its predicted quality, with "
                         "per-cluster quotas; it decides which metrics are needed (pass the same model flags, or "
                         "--scores)")
-    p.add_argument("--seed", type=int, default=0, help="seed for tie-breaking (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for tie-breaking (default: 0)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad record and exit non-zero")
-    p.add_argument("--workers", type=int, default=0, help="processes for parsing and image checks (0 = one per CPU)")
-    p.add_argument("--batch-size", type=int, default=64, help="scoring batch size (default: 64)")
+    p.add_argument("--workers", type=nonneg_int, default=None,
+                   help="processes for parsing and image checks (default: one per CPU; 0 = none: work in the main "
+                        "process, as in `score`)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="scoring batch size (default: 64)")
     try:
         from selector.app.commands.score import add_metric_args
     except ModuleNotFoundError:  # metrics layer not installed: length only
@@ -60,8 +61,9 @@ def run(ns: argparse.Namespace) -> int:
         ranker_factory = lambda _config: learned  # noqa: E731 - the loaded selector is the ranker
     config = SelectConfig(input=ns.input, out=ns.out, budget=ns.budget, images=ns.images, fmt=ns.fmt,
                           metrics=metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
-                          seed=ns.seed, strict=ns.strict, workers=ns.workers, batch_size=ns.batch_size,
-                          progress=show_progress(ns), metric_summary=learned is not None, **extra)
+                          seed=ns.seed, strict=ns.strict, workers=0 if ns.workers is None else max(ns.workers, 1),
+                          batch_size=ns.batch_size, progress=show_progress(ns), metric_summary=learned is not None,
+                          settings=getattr(ns, "_settings", {}), **extra)
     result = run_select(config, ranker_factory=ranker_factory)
     if learned is not None:
         from selector.learned.sanity import check_selection

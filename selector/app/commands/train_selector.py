@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import csv_list, float_list, show_progress
+from selector.app.commands.common import csv_list, float_list, input_path, output_dir, parquet_file, show_progress
 
 HELP = """Split the scored pool into K equal subsets, LoRA-fine-tune BASE_MODEL on each with several seeds and evaluate
 it on EVAL_DATA: the subset's genuine quality label (cached under OUT/labels, so a re-run skips finished runs). The
@@ -17,7 +17,7 @@ Use it with `mmselect select INPUT --selector OUT`. Every default below is the o
 
 
 def _defaults():
-    from selector.learned.train import SelectorConfig
+    from selector.learned.config import SelectorConfig
 
     return SelectorConfig()
 
@@ -31,13 +31,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     lab, t = d.labels, d.train
     p = sub.add_parser(name, help="train the learned selector (genuine labels from LoRA fine-tuning)",
                        description=HELP)
-    p.add_argument("--data", type=Path, required=True, help="the pool (instruction file)")
+    p.add_argument("--data", type=input_path, required=True, help="the pool (instruction file)")
     p.add_argument("--images", type=Path, help="images root of --data (default: its folder)")
-    p.add_argument("--scores", type=Path, required=True, help="score table of the pool from `mmselect score`")
-    p.add_argument("--eval-data", type=Path, required=True, help="held-out instruction file for the labels")
+    p.add_argument("--scores", type=parquet_file, required=True, help="score table of the pool from `mmselect score`")
+    p.add_argument("--eval-data", type=input_path, required=True, help="held-out instruction file for the labels")
     p.add_argument("--eval-images", type=Path, help="images root of --eval-data")
     p.add_argument("--base-model", required=True, help="model to LoRA-fine-tune per subset (folder or hub id)")
-    p.add_argument("--out", "-o", type=Path, required=True, help="selector folder")
+    p.add_argument("--out", "-o", type=output_dir, required=True, help="selector folder")
     g = p.add_argument_group("labels")
     g.add_argument("--subsets", type=int, help=f"number of equal-size label subsets (default {lab.n_subsets})")
     g.add_argument("--subset-method", choices=METHODS,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from selector.core.io import atomic_write
+from selector.core.io import atomic_path, atomic_write
 from selector.core.records import read_records
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,8 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(out / WEIGHTS)
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
     oc_config = {"model_cfg": cfg,
                  "preprocess_cfg": {"size": config.image_size, "mean": list(MEAN), "std": list(STD),
                                     "interpolation": "bicubic", "resize_mode": "shortest"}}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selector.core.errors import SettingsError
 from selector.core.io import atomic_write
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -52,6 +53,18 @@ class DigitsVQAConfig:
     noise: float = 0.4
     seed: int = 0
     image_size: int = 32
+
+    def __post_init__(self):
+        counts = {"n_pretrain": self.n_pretrain, "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test}
+        bad = [f"{k} {v}" for k, v in counts.items() if v < 1]
+        if bad:
+            raise SettingsError(f"every split needs at least one record, got {', '.join(bad)}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise SettingsError(f"noise must be in [0, 1], got {self.noise}")
+        if not 0 <= self.seed < 2**32:
+            raise SettingsError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.image_size < 8:
+            raise SettingsError(f"image_size must be >= 8 (the digits are 8x8), got {self.image_size}")
 
 
 def load_digit_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +165,6 @@ def build_digits_vqa(out: str | Path, config: DigitsVQAConfig = DigitsVQAConfig(
     """Write DigitsVQA under `out` (images/, pretrain/train/val/test.jsonl, truth.jsonl, meta.json); returns counts."""
     from PIL import Image
 
-    if not 0.0 <= config.noise <= 1.0:
-        raise ValueError(f"noise must be in [0, 1], got {config.noise}")
     out = Path(out)
     rng = np.random.default_rng(config.seed)
     images, labels = load_digit_images(config.image_size)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 from selector.app.demo.report import clean_share, format_table, write_report
+from selector.core.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class DemoConfig:
     full_pool: bool = True
     stage1_epochs: float | None = None  # stage-1 epochs of the demo VLM (None: the finetune package's default)
     metrics: tuple[str, ...] = ("length", "clip", "embed-image", "embed-text")
-    report: Path | None = None  # default CACHE/report-seed{seed}
+    report: Path | None = None  # default CACHE/report-data{data_seed}-seed{seed}
     progress: bool = True
     # torch's CPU kernels sum in an order that depends on the thread count, so a fixed count makes the demo models,
     # labels and selections bit-identical across machines (with the same instruction set); 0 = torch's default.
@@ -136,7 +137,8 @@ def score_pool(data: Path, cache: Path, metrics, progress: bool):
     rows = records.valid_rows()
     table = score_records(records.valid(), metrics, RunnerConfig(cache_dir=Path(cache), progress=progress),
                           images_root=str(data))
-    pq.write_table(table, Path(cache) / "train-scores.parquet")
+    with atomic_path(Path(cache) / "train-scores.parquet") as tmp:
+        pq.write_table(table, tmp)
     return records, rows, table
 
 
@@ -166,7 +168,7 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
         epochs=epochs, lr=lr, seed=seed, progress=progress, report_to="none", max_new_tokens=4))
     res = {"key": key, "name": name, "n": len(ids), "eval": result.metrics["eval"],
            "seconds": time.perf_counter() - t0}
-    done.write_text(json.dumps(res, indent=2))
+    atomic_write(done, [json.dumps(res, indent=2).encode()])
     return res
 
 
@@ -183,7 +185,7 @@ def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
             return cached
     ev = evaluate(str(base), str(data / "test.jsonl"), images=str(data))
     ev = {**ev, "model_sha256": key}
-    done.write_text(json.dumps(ev, indent=2))
+    atomic_write(done, [json.dumps(ev, indent=2).encode()])
     return ev
 
 
@@ -224,8 +226,6 @@ def demo_label_fn(labels, base: Path, data: Path, labels_dir: Path):
 
 def run_demo(config: DemoConfig, print_fn=print) -> dict:
     """The whole loop. Returns the result rows and the report path."""
-    import torch
-
     from selector.app.demo.data import load_truth
     from selector.learned.baselines import RandomRanker, single_metric_rankers
     from selector.learned.model import LearnedSelector
@@ -233,8 +233,6 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     from selector.core.ranking import select
     from selector.core.records import write_records
 
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     cache = Path(config.cache)

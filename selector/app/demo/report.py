@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from selector.core.strict_json import dumps
 from selector.learned.features import scalar_columns
-from selector.core.io import atomic_write
+from selector.core.io import atomic_path, atomic_write
 
 
 def _plt():
@@ -44,7 +44,8 @@ def plot_metric_distributions(table: pa.Table, truth: dict, out: Path) -> Path |
         ax.set_title(m)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return out
 
@@ -67,7 +68,8 @@ def plot_cluster_shares(groups: np.ndarray | None, selections: dict, methods: li
     ax.set_xticks(labels)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return out
 
@@ -86,7 +88,8 @@ def plot_accuracy(results: list[dict], out: Path, key: str = "exact_match") -> P
     ax.set_xticklabels([r["name"] for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"test {key} (%)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return out
 
@@ -116,7 +119,8 @@ def plot_training(history, labels, out: Path) -> Path:
     axes[1].set_xlabel("label subset")
     axes[1].set_ylabel("genuine label")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return out
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from selector.core.io import atomic_write
+
 PAD, UNK, BOS, END = "<pad>", "<unk>", "<s>", "<|end|>"
 USER, ASSISTANT, SYSTEM, IMAGE = "<|user|>", "<|assistant|>", "<|system|>", "<image>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, END, USER, ASSISTANT, SYSTEM, IMAGE]
@@ -122,7 +124,7 @@ def build_tiny_vlm(texts: Iterable[str], out_dir: str | Path, *, config: TinyVLM
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    (out / "tiny_vlm.json").write_text(json.dumps({"seed": seed, "config": config.__dict__}, indent=2))
+    atomic_write(out / "tiny_vlm.json", [json.dumps({"seed": seed, "config": config.__dict__}, indent=2).encode()])
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from finetune.config import FinetuneConfig
 from selector.core.errors import MmselectError
+from selector.core.io import atomic_write
 
 SPLITS = ("pretrain.jsonl", "train.jsonl", "val.jsonl", "test.jsonl")
 
@@ -92,11 +93,11 @@ def build_vlm_base(data_dir: str | Path, out_dir: str | Path, *, seed: int = 0, 
                              seed=seed, progress=progress, report_to="none", model_flag="--models")
         result = train(cfg)
         built = result.model_path
-        (built / MARKER).write_text(json.dumps(
+        atomic_write(built / MARKER, [json.dumps(
             {"fingerprint": fingerprint, "seed": seed, "settings": asdict(settings),
              "data": str(data_dir / "pretrain.jsonl"),
              "val_metrics": result.metrics["eval"], "train_metrics": result.metrics["train"],
-             "timings": result.timings}, indent=2))
+             "timings": result.timings}, indent=2).encode()])
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.move(str(built), str(out_dir))

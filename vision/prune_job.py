@@ -1,4 +1,5 @@
-"""Prune an image dataset end to end: load, rank, select, write the subset file (what `mmselect prune` runs)."""
+"""Prune an image dataset end to end: load, `reduce` (rank and cut), write the subset file (what `mmselect prune`
+runs)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from selector.core.ranking import select
 from selector.core.io import atomic_write
 from vision.data import load_dataset
-from vision.prune import build_ranker
+from vision.reduce import reduce
 
 __all__ = ["PruneConfig", "PruneResult", "run_prune"]
 
@@ -26,7 +26,7 @@ class PruneConfig:
     seed: int = 0
     image_size: int | None = None
     channels: int | None = None
-    params: dict[str, Any] = field(default_factory=dict)  # ranker and proxy settings (see build_ranker)
+    params: dict[str, Any] = field(default_factory=dict)  # ranker and proxy settings but the seed (see build_ranker)
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,15 @@ def _json_float(v: float) -> float | None:
 
 
 def run_prune(config: PruneConfig) -> PruneResult:
-    """Rank the whole dataset with `config.method`, keep `config.keep`, write JSON to `config.out` atomically.
+    """Rank the whole dataset with `config.method` and keep `config.keep` overall (`reduce` with unit="total"),
+    write JSON to `config.out` atomically.
 
     The file holds: indices (kept positions, best first), ids, every example's score and label (so another budget can
     be cut without rescoring), the class quotas, and the dataset/method/ranker settings.
     """
     data = load_dataset(config.dataset, size=config.image_size, channels=config.channels)
-    params = {"seed": config.seed, **config.params}
-    ranker = build_ranker(config.method, **params)
-    ranking = ranker.rank(data)
-    sel = select(ranking, config.keep, seed=config.seed)
+    sel = reduce(data, config.keep, config.method, unit="total", seed=config.seed, **config.params)
+    ranking = sel.ranking
     doc = {
         "dataset": config.dataset,
         "dataset_name": data.name,
