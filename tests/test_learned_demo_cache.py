@@ -78,7 +78,7 @@ def test_marker_without_fingerprint_is_stale(tmp_path, fake_training):
 def test_label_cache_key_follows_the_base_model_weights(tmp_path):
     """Labels made with an old base model at the same path must not be reused after the base is rebuilt."""
     from selector.core.resolve import model_fingerprint
-    from selector.learned.labels import FinetuneLabel
+    from finetune.label import FinetuneLabel
 
     base = tmp_path / "vlm-base"
     base.mkdir()

@@ -26,7 +26,7 @@ def test_report_writes_markdown_and_plots(tmp_path):
     results = [{"name": "selected-200 (learned)", "n": 20, "clean": 1.0, "exact_match": 0.8, "contains": 0.9},
                {"name": "random-200", "n": 20, "clean": 0.6, "exact_match": 0.6, "contains": 0.7},
                {"name": "metric:length", "n": 20, "clean": 0.55}]
-    labels = LabelResult(np.array([0.5, 0.6, 0.7]), np.array([[0.5, 0.5], [0.6, 0.62], [0.7, 0.69]]), (0, 1))
+    labels = LabelResult(np.array([[0.5, 0.5], [0.6, 0.62], [0.7, 0.69]]), (0, 1))
     hist = TrainHistory(train_loss=[1.0, 0.5, 0.4], val_loss=[1.0, 0.6, 0.7], best_epoch=1, best_val_loss=0.6)
     report = write_report(tmp_path / "rep", results=results, table=table, truth=truth, selections=selections,
                           groups=groups, labels=labels, history=hist, timings={"x": 1.0}, config={"seed": 0})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from selector.app.commands.common import nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed, share, show_progress
 from selector.core.errors import MmselectError
