@@ -27,16 +27,16 @@ MMSELECT = [sys.executable, "-m", "selector.app.cli", "-q"]
 EVAL_EPOCHS, EVAL_LR = 3.0, 3e-3  # the demo's evaluation fine-tunes (DemoConfig.finetune_epochs / finetune_lr)
 
 
-def sh(args: list[str], log: Path) -> float:
-    """Run one CLI command; its output goes to `log`; returns seconds."""
+def sh(args: list[str], log: Path, allowed: tuple[int, ...] = (0,)) -> tuple[float, int]:
+    """Run one CLI command; its output goes to `log`; returns (seconds, exit code)."""
     t = time.perf_counter()
     with log.open("a") as fh:
         fh.write("$ mmselect " + " ".join(args) + "\n")
         fh.flush()
         rc = subprocess.run(MMSELECT + args, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent).returncode
-    if rc != 0:
+    if rc not in allowed:
         raise SystemExit(f"command failed ({rc}): mmselect {' '.join(args)}; see {log}")
-    return time.perf_counter() - t
+    return time.perf_counter() - t, rc
 
 
 def clean_share(ids, truth) -> float:
@@ -57,23 +57,28 @@ def run_variant(work: Path, seed: int, noise: float, budget: int) -> dict:
     v.mkdir(parents=True, exist_ok=True)
     log = v / "commands.log"
     t = {}
-    t["data"] = sh(["demo-data", "--out", "D", "--seed", str(seed), "--noise", str(noise)], log)
-    t["models"] = sh(["demo-models", "--data", "D", "--out", "M", "--seed", str(seed)], log)
-    t["score"] = sh(["score", "D/train.jsonl", "--images", "D", "--metrics", "length,clip,embed-image,embed-text",
-                     "--clip-model", "local-dir:M/clip", "--text-encoder", "st", "--out", "s.parquet"], log)
-    t["train-selector"] = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores", "s.parquet",
-                              "--eval-data", "D/val.jsonl", "--eval-images", "D", "--base-model", "M/vlm-base",
-                              "--out", "SEL"], log)
-    t["select"] = sh(["select", "D/train.jsonl", "--images", "D", "--selector", "SEL", "--scores", "s.parquet",
-                      "--budget", str(budget), "--out", "selected.jsonl"], log)
+    t["data"], _ = sh(["demo-data", "--out", "D", "--seed", str(seed), "--noise", str(noise)], log)
+    t["models"], _ = sh(["demo-models", "--data", "D", "--out", "M", "--seed", str(seed)], log)
+    t["score"], _ = sh(["score", "D/train.jsonl", "--images", "D", "--metrics", "length,clip,embed-image,embed-text",
+                        "--clip-model", "local-dir:M/clip", "--text-encoder", "st", "--out", "s.parquet"], log)
+    t["train-selector"], rc = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores",
+                                  "s.parquet", "--eval-data", "D/val.jsonl", "--eval-images", "D", "--base-model",
+                                  "M/vlm-base", "--out", "SEL"], log, allowed=(0, 2))
     data, truth = v / "D", load_truth(v / "D" / "truth.jsonl")
-    manifest = json.loads((v / "SEL" / "selector.json").read_text())
-    learned_ids = [json.loads(line)["id"] for line in (v / "selected.jsonl").open()]
+    if rc == 0:
+        t["select"], _ = sh(["select", "D/train.jsonl", "--images", "D", "--selector", "SEL", "--scores",
+                             "s.parquet", "--budget", str(budget), "--out", "selected.jsonl"], log)
+        manifest = json.loads((v / "SEL" / "selector.json").read_text())
+        picks = {"learned": [json.loads(line)["id"] for line in (v / "selected.jsonl").open()]}
+    else:  # refused: the reason and the evidence are in SEL/refused.json; the baselines are still measured
+        manifest = json.loads((v / "SEL" / "refused.json").read_text())
+        manifest.update(kind="refused", label_lr=json.loads((v / "SEL" / "labels.json").read_text())["label_lr"])
+        manifest.setdefault("choice", {"why": manifest["reason"], "table": []})
+        picks = {}
     records = read_records(data / "train.jsonl", images=data)
     rows = records.valid_rows()
     ids = records.table.column("id").take(rows).to_pylist()
     table = align_scores(pq.read_table(v / "s.parquet"), ids)
-    picks = {"learned": learned_ids}
     for name, ranker in (("random", RandomRanker(seed=0)), ("clip", MetricRanker(("clip",)))):
         picks[name] = [str(i) for i in select(ranker.rank(table), budget, seed=0).ids]
     position = {rid: k for k, rid in enumerate(ids)}
@@ -89,9 +94,21 @@ def run_variant(work: Path, seed: int, noise: float, budget: int) -> dict:
         out["rows"][name] = {"clean": clean_share(sel, truth), "exact_match": r["eval"].get("exact_match")}
     r = finetune_and_test("full-pool", data / "train.jsonl", ids, data, base, runs, EVAL_EPOCHS, EVAL_LR, 0, False)
     out["rows"]["full pool"] = {"clean": clean_share(ids, truth), "exact_match": r["eval"].get("exact_match")}
+    out["label_clean_spearman"] = label_faithfulness(v / "SEL", truth)
     t["finetune+test"] = time.perf_counter() - t0
     out["seconds"] = t
     return out
+
+
+def label_faithfulness(sel: Path, truth) -> float:
+    """Report only: Spearman correlation of each subset's label with the subset's clean share (truth.jsonl)."""
+    from scipy.stats import spearmanr
+
+    labels = np.median(np.asarray(json.loads((sel / "labels.json").read_text())["per_seed"]), axis=1)
+    saved = json.loads((sel / "subsets.json").read_text())
+    ids, sub = np.asarray(saved["ids"]), np.asarray(saved["subset"])
+    clean = [clean_share(ids[sub == k], truth) for k in range(len(labels))]
+    return float(spearmanr(labels, clean).statistic)
 
 
 def markdown(results: list[dict], command: str) -> str:
@@ -107,9 +124,11 @@ def markdown(results: list[dict], command: str) -> str:
     for r in results:
         rows = r["rows"]
         em = {k: 100 * (v["exact_match"] or float("nan")) for k, v in rows.items()}
+        learned = rows.get("learned", {"clean": float("nan")})
         lines.append(f"| seed {r['seed']}, noise {r['noise']:g} | {100 * r['pool_clean']:.1f} | {r['model']} | "
-                     f"{100 * rows['learned']['clean']:.1f} | {em['learned']:.1f} | {em['random']:.1f} | "
-                     f"{em['clip']:.1f} | {em['full pool']:.1f} | {em['learned'] - em['random']:+.1f} | "
+                     f"{100 * learned['clean']:.1f} | {em.get('learned', float('nan')):.1f} | {em['random']:.1f} | "
+                     f"{em['clip']:.1f} | {em['full pool']:.1f} | "
+                     f"{em.get('learned', float('nan')) - em['random']:+.1f} | "
                      f"{r['seconds']['train-selector']:.0f} |")
     lines += ["", "Per variant: label signal, label learning rate, CV table (R^2 on held-out subset labels).", ""]
     for r in results:
@@ -117,6 +136,9 @@ def markdown(results: list[dict], command: str) -> str:
         cv = ", ".join(f"{k} {v:+.3f}" for k, v in r["cv"].items() if v is not None)
         lines.append(f"- seed {r['seed']}, noise {r['noise']:g}: F = {s['f_stat']:.2f}, p = {s['p_value']:.2g}; "
                      f"lr {r['label_lr']['lr']:g} ({r['label_lr'].get('how')}); CV: {cv}; {r['why']}")
+        if r.get("label_clean_spearman") is not None:
+            lines.append(f"  - report only (truth.jsonl): Spearman of a subset's label with its clean share "
+                         f"{r['label_clean_spearman']:+.2f}")
     return "\n".join(lines) + "\n"
 
 

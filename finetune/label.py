@@ -15,13 +15,34 @@ LOSS_METRICS = ("eval_loss", "eval_perplexity")
 LABEL_METRICS = ("eval_loss", "eval_perplexity", "exact_match", "contains")
 
 
+REFERENCE_LR, REFERENCE_WIDTH = 2e-4, 4096  # LLaVA-1.5-7B's LoRA rate at its language model's width
+MIN_LR, MAX_LR = 5e-5, 3e-3
+
+
+def language_width(model: str) -> int:
+    """Hidden size of the model's language model (a VLM's text config, else the model's own)."""
+    from transformers import AutoConfig
+
+    from selector.core.errors import ModelNotAvailable
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except OSError as exc:
+        raise ModelNotAvailable(model, "--base-model", str(exc).splitlines()[0]) from None
+    text = getattr(config, "text_config", None) or config
+    width = getattr(text, "hidden_size", None) or getattr(text, "d_model", None)
+    if not width:
+        raise ValueError(f"{model}: its config names no hidden size; pass the label learning rate explicitly")
+    return int(width)
+
+
 @dataclass(frozen=True)
 class FinetuneLabel:
     """LoRA-fine-tune `base_model` on the subset (`finetune.train`), evaluate on `eval_data`, and return the chosen
     evaluation metric as the label. A loss metric needs no generated answers, so generation is skipped for it.
 
-    `lr=None` means "not chosen yet": the selector's pilot sets it (`dataclasses.replace(fn, lr=...)`) before any
-    label is computed; calling the function without a learning rate is an error."""
+    `lr=None` means "not chosen yet": the selector sets it (`dataclasses.replace(fn, lr=...)`) from `derived_lr` or a
+    pilot before any label is computed; calling the function without a learning rate is an error."""
 
     base_model: str
     eval_data: str
@@ -49,6 +70,15 @@ class FinetuneLabel:
         fields = {k: v for k, v in self.__dict__.items() if k != "work_dir"}
         fields["base_model_sha256"] = model_fingerprint(self.base_model)
         return "finetune-v3:" + json.dumps(fields, sort_keys=True, default=str)
+
+    def derived_lr(self) -> tuple[float, str]:
+        """The LoRA rate for this base model, from its width: LoRA rates scale roughly inversely with the hidden size
+        (muP-style), from the 2e-4 that LLaVA-1.5 uses at width 4096, capped at `MAX_LR`, above which LoRA runs blow
+        up. Returns (rate, how it was derived)."""
+        hidden = language_width(self.base_model)
+        lr = float(min(MAX_LR, max(MIN_LR, REFERENCE_LR * REFERENCE_WIDTH / hidden)))
+        return lr, (f"derived from the base model's width: hidden size {hidden} -> {REFERENCE_LR:g} x "
+                    f"{REFERENCE_WIDTH}/{hidden}, within [{MIN_LR:g}, {MAX_LR:g}]")
 
     def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict:
         from finetune.config import FinetuneConfig

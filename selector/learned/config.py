@@ -9,6 +9,8 @@ from selector.learned.choice import ChoiceConfig
 from selector.learned.features import FeatureConfig
 from selector.learned.final import ClusterConfig
 from selector.learned.pilot import DEFAULT_GRID
+
+LR_RULES = ("derive", "pilot")
 from selector.learned.signal import AGGREGATES, TRANSFORMS
 from selector.learned.subsets import METHODS
 
@@ -57,6 +59,9 @@ class LabelConfig:
     metric: str = "eval_loss"
     epochs: float = 3.0
     lr: float | None = None
+    # How the rate is found when `lr` is None: "derive" asks the label function (FinetuneLabel: from the base
+    # model's width); "pilot" measures it on a few subsets (selector.learned.pilot), at 16 extra runs.
+    lr_rule: str = "derive"
     lr_grid: tuple[float, ...] = DEFAULT_GRID
     pilot_subsets: int = 4
     signal_alpha: float = 0.01  # the F-test's level: labels must vary across subsets beyond the seed noise
@@ -69,6 +74,8 @@ class LabelConfig:
             raise ValueError(f"unknown label aggregate {self.aggregate!r}; choose one of {', '.join(AGGREGATES)}")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"unknown label transform {self.transform!r}; choose one of {', '.join(TRANSFORMS)}")
+        if self.lr_rule not in LR_RULES:
+            raise ValueError(f"unknown learning-rate rule {self.lr_rule!r}; choose one of {', '.join(LR_RULES)}")
         if self.n_subsets < 2:
             raise ValueError(f"need at least 2 label subsets, got {self.n_subsets}")
         if not self.seeds:

@@ -1,5 +1,5 @@
-"""Train the learned selector end to end: features (fitted once) -> K equal subsets -> label learning rate (pilot)
--> genuine labels -> signal test -> model choice by cross-validation -> the chosen scorer.
+"""Train the learned selector end to end: features (fitted once) -> K equal subsets -> label learning rate (given,
+derived from the base model, or measured by a pilot) -> genuine labels -> signal test -> model choice by cross-validation -> the chosen scorer.
 
 `SelectorConfig` (selector.learned.config) is THE configuration of a selector.
 `fit_selector` is the pure part (score table + subsets + labels -> fitted selector); `train_selector` adds the files:
@@ -156,6 +156,7 @@ class TrainSelectorResult:
     fitted: FittedSelector
     labels: LabelResult
     signal: LabelSignal
+    label_lr: dict  # {"lr", "how": "given" | "derived" | "pilot", ...}
     pilot: PilotResult | None
     subsets: np.ndarray
     ids: list[str]
@@ -191,6 +192,29 @@ def _refuse(out: Path, reason: str, details: dict) -> None:
     raise NoSignalError(reason)
 
 
+def choose_label_lr(label_fn, records, rows, subsets, table, label_cache, sc: SelectorConfig):
+    """The label function with its learning rate set: given, derived by the label function, or measured by a
+    pilot (`sc.labels.lr_rule`). Returns (label_fn, how as a dict for the saved files, the pilot or None)."""
+    lc = sc.labels
+    if not needs_pilot(label_fn):  # a rate was given (or the label function takes none)
+        lr = getattr(label_fn, "lr", None)
+        if lr is not None:
+            log.info("label lr %g (given)", lr)
+        return label_fn, {"lr": lr, "how": "given"}, None
+    if lc.lr_rule == "derive" and hasattr(label_fn, "derived_lr"):
+        lr, why = label_fn.derived_lr()
+        log.info("label lr %g, %s", lr, why)
+        return dataclasses.replace(label_fn, lr=lr), {"lr": lr, "how": "derived", "why": why}, None
+    if len(lc.seeds) < 2:
+        raise MmselectError("the label learning-rate pilot needs two label seeds to tell signal from noise; pass "
+                            "--label-lr, or at least two --label-seeds")
+    x = metric_design_matrix(table, sc.features)
+    design = np.stack([x[m].mean(axis=0) for m in subset_members(subsets)])
+    pilot = pilot_lr(records, rows, subsets, label_fn, label_cache, design, lc.lr_grid, lc.seeds, lc.pilot_subsets)
+    log.info("%s", pilot.line())
+    return dataclasses.replace(label_fn, lr=pilot.lr), pilot.to_dict(), pilot
+
+
 def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelectorResult:
     """Read the pool and its scores, label the subsets with `label_fn` (cached), test the labels, choose and fit the
     model, and save to `config.out`; or write `refused.json` and raise `NoSignalError` when the labels cannot
@@ -210,23 +234,9 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     subsets = pool_subsets(table, sc)
     out = Path(config.out)
     label_cache = config.label_cache or out / "labels"
-    pilot = None
-    if needs_pilot(label_fn) and len(lc.seeds) < 2:
-        raise MmselectError("the label learning-rate pilot needs two label seeds to tell signal from noise; pass "
-                            "--label-lr, or at least two --label-seeds")
-    if needs_pilot(label_fn):
-        members = subset_members(subsets)
-        x = metric_design_matrix(table, sc.features)
-        design = np.stack([x[m].mean(axis=0) for m in members])
-        pilot = pilot_lr(records, rows, subsets, label_fn, label_cache, design, lc.lr_grid, lc.seeds,
-                         lc.pilot_subsets)
-        label_fn = dataclasses.replace(label_fn, lr=pilot.lr)
-        log.info("%s", pilot.line())
-    elif getattr(label_fn, "lr", None) is not None:
-        log.info("label lr %g (given)", label_fn.lr)
+    label_fn, lr_how, pilot = choose_label_lr(label_fn, records, rows, subsets, table, label_cache, sc)
     labels = genuine_labels(records, rows, subsets, label_fn, label_cache, lc.seeds, config.progress, lc.aggregate)
-    atomic_write(out / "labels.json", [dumps({**labels.to_dict(), "label_fn": label_fn.key,
-                                              "pilot": pilot.to_dict() if pilot else None})])
+    atomic_write(out / "labels.json", [dumps({**labels.to_dict(), "label_fn": label_fn.key, "label_lr": lr_how})])
     atomic_write(out / "subsets.json", [dumps({"ids": ids, "subset": subsets.tolist()})])
     signal = label_signal(labels.per_seed, lc.signal_alpha, lc.aggregate)
     log.info("%s", signal.line())
@@ -238,11 +248,9 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
         _refuse(out, f"labels carry no signal a model can use: {fitted.choice.why}; try more subsets, more seeds, "
                      f"a continuous label metric (eval_loss), or a single metric (`mmselect select --metrics clip`)",
                 {"signal": signal.to_dict(), "choice": fitted.choice.to_dict()})
-    fitted.selector.meta.update(signal=signal.to_dict(), label_lr=pilot.to_dict() if pilot else
-                                {"lr": getattr(label_fn, "lr", None), "how": "given"},
-                                settings=asdict(sc))
+    fitted.selector.meta.update(signal=signal.to_dict(), label_lr=lr_how, settings=asdict(sc))
     atomic_write(out / "history.json", [dumps({**asdict(fitted.history),
                                                "members": [asdict(h) for h in fitted.members]})])
     fitted.linear.save(out / "linear")
     fitted.selector.save(out)
-    return TrainSelectorResult(out, fitted, labels, signal, pilot, subsets, ids)
+    return TrainSelectorResult(out, fitted, labels, signal, lr_how, pilot, subsets, ids)

@@ -16,6 +16,19 @@ which model and why), the linear baseline (OUT/linear), labels.json, subsets.jso
 Use it with `mmselect select INPUT --selector OUT`. Every default below is the one the benchmarks support."""
 
 
+def label_lr(text: str) -> float | str:
+    """A learning rate, or the name of the rule that finds one."""
+    if text in ("derive", "pilot"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a learning rate, 'derive' or 'pilot', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a learning rate must be > 0, got {text!r}")
+    return value
+
+
 def _defaults():
     from selector.learned.config import SelectorConfig
 
@@ -54,10 +67,12 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--label-aggregate", choices=AGGREGATES,
                    help=f"how a subset's seeds become its label (default {lab.aggregate})")
     g.add_argument("--label-epochs", type=float, help=f"LoRA epochs per subset (default {lab.epochs:g})")
-    g.add_argument("--label-lr", type=float,
-                   help="LoRA learning rate of the label runs (default: measured by a pilot on one subset over "
-                        f"{', '.join(f'{x:g}' for x in lab.lr_grid)}; see --label-lr-grid)")
-    g.add_argument("--label-lr-grid", type=float_list, help="candidate rates of the learning-rate pilot")
+    g.add_argument("--label-lr", type=label_lr, metavar="RATE|derive|pilot",
+                   help="LoRA learning rate of the label runs: a number; derive (default: from the base model's "
+                        "width, 2e-4 x 4096 / hidden size, within [5e-5, 3e-3]); or pilot (measured on "
+                        f"{lab.pilot_subsets} subsets x 2 seeds over --label-lr-grid, 16 extra runs)")
+    g.add_argument("--label-lr-grid", type=float_list,
+                   help=f"candidate rates of the pilot (default {','.join(f'{x:g}' for x in lab.lr_grid)})")
     g.add_argument("--signal-alpha", type=float,
                    help=f"level of the F-test that labels vary beyond the noise (default {lab.signal_alpha:g})")
     g = p.add_argument_group("model choice")
@@ -105,7 +120,9 @@ def selector_config(ns: argparse.Namespace):
     labels = replace(d.labels, **given(n_subsets=ns.subsets, subset_method=ns.subset_method, metric=ns.label_metric,
                                        seeds=ns.label_seeds, aggregate=ns.label_aggregate, transform=ns.label_transform,
                                        epochs=ns.label_epochs,
-                                       lr=ns.label_lr, lr_grid=ns.label_lr_grid, signal_alpha=ns.signal_alpha))
+                                       lr=ns.label_lr if isinstance(ns.label_lr, float) else None,
+                                       lr_rule=ns.label_lr if isinstance(ns.label_lr, str) else None,
+                                       lr_grid=ns.label_lr_grid, signal_alpha=ns.signal_alpha))
     features = FeatureConfig(metrics=ns.metrics, image_embedding=ns.image_embedding or None,
                              text_embedding=ns.text_embedding or None, image_dims=ns.pca_dims,
                              text_dims=ns.pca_dims, normalise=ns.normalise, missing=ns.missing, seed=ns.seed)
@@ -135,8 +152,9 @@ def run(ns: argparse.Namespace) -> int:
     lab_res, choice = result.labels, result.fitted.choice
     print(f"selector in {result.out}: {result.fitted.selector.describe()}")
     print(f"labels: {len(lab_res.labels)} subsets x {len(lab_res.seeds)} seeds, {result.signal.line()}")
-    if result.pilot:
-        print(result.pilot.line())
+    from selector.app.demo.loop import lr_line
+
+    print(lr_line(result.label_lr, result.pilot))
     print("cross-validated on the subset labels (CV R^2; 0 = predicting the mean):")
     print("\n".join(choice.lines()))
     return 0
