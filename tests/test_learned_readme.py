@@ -51,7 +51,7 @@ def test_readme_commands_select_far_cleaner_than_the_pool(trained, capsys):
     assert len(ids) == 100
     assert clean_share(ids, w / "D" / "truth.jsonl") >= pool + 0.25, (clean_share(ids, w / "D" / "truth.jsonl"), pool)
     manifest = json.loads((w / "SEL" / "selector.json").read_text())
-    assert manifest["label_lr"]["how"] == "pilot" and manifest["signal"]["ok"]
+    assert manifest["label_lr"]["how"] == "derived" and manifest["signal"]["ok"]
 
 
 def test_the_same_genuine_labels_shuffled_are_refused(trained):
