@@ -27,6 +27,14 @@ def _plt():
     return plt
 
 
+def save_figure(fig, out: Path) -> Path:
+    """Write `fig` to `out` atomically (PNG, 110 dpi) and free it."""
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
+    _plt().close(fig)
+    return out
+
+
 def plot_metric_distributions(table: pa.Table, truth: dict, out: Path) -> Path | None:
     names = scalar_columns(table)
     if not names:
@@ -44,10 +52,7 @@ def plot_metric_distributions(table: pa.Table, truth: dict, out: Path) -> Path |
         ax.set_title(m)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_cluster_shares(groups: np.ndarray | None, selections: dict, methods: list[str], out: Path) -> Path | None:
@@ -68,10 +73,7 @@ def plot_cluster_shares(groups: np.ndarray | None, selections: dict, methods: li
     ax.set_xticks(labels)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_accuracy(results: list[dict], out: Path, key: str = "exact_match") -> Path | None:
@@ -88,10 +90,7 @@ def plot_accuracy(results: list[dict], out: Path, key: str = "exact_match") -> P
     ax.set_xticklabels([r["name"] for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"test {key} (%)")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_training(history, labels, out: Path) -> Path:
@@ -119,10 +118,7 @@ def plot_training(history, labels, out: Path) -> Path:
     axes[1].set_xlabel("label subset")
     axes[1].set_ylabel("genuine label")
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def clean_share(ids, truth: dict[str, dict]) -> float:
