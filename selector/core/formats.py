@@ -55,6 +55,17 @@ def resolve_input(path: Path) -> Path:
         raise FormatError(f"{path} is a folder without filter_cap.json; pass the instruction file itself")
     if not path.exists():
         raise FormatError(f"input file {path} does not exist")
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise FormatError(f"input file {path} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):  # a FIFO, a device, /dev/stdin: records are re-read by byte range, so not usable
+        raise FormatError(f"input {path} is not a regular file (a pipe or device cannot be re-read); save it to a "
+                          "file first")
+    if not os.access(path, os.R_OK):
+        raise FormatError(f"input file {path} is not readable (permission denied)")
     return path
 
 
