@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from selector.core.arrow_memory import prefer_fast_allocator
 from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
-from selector.core.errors import FormatError, RecordError
+from selector.core.errors import FormatError, MmselectError, RecordError
 from selector.core.formats import (ID_KINDS, Layout, Parsed, content_key, default_images_root, detect_layout,
                                    json_text, parse_record, resolve_input)
 from selector.core.images import check_images
@@ -563,6 +563,41 @@ def _check_unchanged(records: RecordSet) -> None:
     st = records.path.stat()
     if (st.st_size, st.st_mtime_ns) != records.meta.get("source_stat"):
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
+
+
+_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its record-specific part ('image file missing: a/b.png' -> 'image file
+    missing'), so reasons can be counted by kind."""
+    return _REASON_KIND.sub("", reason).strip() or reason
+
+
+class MostlyRejected(MmselectError):
+    """One kind of rejection covers most records: the run would select from whatever few happened to pass."""
+
+
+def check_rejections(records: RecordSet, allow: bool = False) -> None:
+    """Stop when one kind of rejection covers more than half of the records: most often a wrong `--images` (every
+    image 'missing') or the wrong file. `allow` (--allow-rejects) goes on with the rest."""
+    if allow or len(records) == 0:
+        return
+    reasons = records.table.column("reason")
+    if reasons.null_count * 2 >= len(records):
+        return
+    from collections import Counter
+
+    kind, count = Counter(reason_kind(r) for r in reasons.drop_null().to_pylist()).most_common(1)[0]
+    if count * 2 <= len(records):
+        return
+    hint = ""
+    if "image" in kind:
+        hint = f"; is --images right? (images root: {records.images_root})"
+    elif "invalid" in kind or "not a JSON object" in kind or "no conversation" in kind:
+        hint = "; is this the right file and --format?"
+    raise MostlyRejected(f"{count} of {len(records)} records of {records.path} rejected for the same reason: "
+                         f"{kind}{hint}. Pass --allow-rejects to go on with the rest")
 
 
 def write_rejected(records: RecordSet, out: str | os.PathLike) -> Path:
