@@ -238,6 +238,29 @@ def surrogate_escapes(data: bytes, starts: np.ndarray) -> np.ndarray:
     return out
 
 
+def invalid_utf8_lines(data: bytes, starts: np.ndarray, limit: int = 256) -> np.ndarray | None:
+    """Indices of the lines holding invalid UTF-8 (Arrow's reader does not always refuse them); None when more
+    than `limit` do (the per-record parser then takes the whole block)."""
+    try:
+        data.decode("utf-8")
+        return np.empty(0, np.int64)
+    except UnicodeDecodeError:
+        pass
+    view = memoryview(data)
+    bad, pos = [], 0
+    while len(bad) <= limit:
+        try:
+            str(view[pos:], "utf-8")
+            return np.asarray(bad, dtype=np.int64)
+        except UnicodeDecodeError as exc:
+            k = int(_line_of(np.array([pos + exc.start]), starts)[0])
+            bad.append(k)
+            if k + 1 >= len(starts):
+                return np.asarray(bad, dtype=np.int64)
+            pos = int(starts[k + 1])
+    return None
+
+
 def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema, reparse=None) -> pa.Table | None:
     """Parse a line-aligned block of conversation JSONL into `schema_columns` (records.SCHEMA); None = fall back.
 
@@ -248,6 +271,14 @@ def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema, repars
     if geometry is None:
         return None
     starts, lengths = geometry
+    bad_utf8 = invalid_utf8_lines(data, starts)
+    if bad_utf8 is None or (len(bad_utf8) and reparse is None) or (len(bad_utf8) and lengths[bad_utf8].min() < 2):
+        return None
+    if len(bad_utf8):  # the reader gets an empty object in their place; the per-record parser judges them
+        patched = bytearray(data)
+        for k in bad_utf8.tolist():
+            patched[starts[k]:starts[k] + lengths[k]] = b"{}" + b" " * int(lengths[k] - 2)
+        data = bytes(patched)
     for full in (False, True):
         try:
             tab = pj.read_json(pa.BufferReader(data), parse_options=_FULL if full else _LEAN,
@@ -268,7 +299,9 @@ def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema, repars
         else:
             table = pa.Table.from_batches(batches, schema=schema_columns)
             seen = np.concatenate(seen) if seen else np.empty(0, np.int64)
-            redo = np.flatnonzero((key_tokens(data, starts) != seen) | surrogate_escapes(data, starts))
+            redo_mask = (key_tokens(data, starts) != seen) | surrogate_escapes(data, starts)
+            redo_mask[bad_utf8] = True
+            redo = np.flatnonzero(redo_mask)
             if len(redo) == 0:
                 return table
             if reparse is None:
