@@ -394,6 +394,12 @@ def _assemble(jobs: list[_Job], ids: list[str], fps: list[str]) -> pa.Table:
     meta: dict[str, Any] = {}
     for job in jobs:
         cache = _read_cache(job.mdir)
+        col = job.metric.column
+        if not ids:  # nothing to score (every record rejected): empty columns, not an error
+            cols[col] = pa.array([], pa.list_(pa.float32()) if job.metric.kind == "vector" else pa.float64())
+            meta[col] = {"metric": job.metric.name, "config": job.metric.config(), "hash": job.metric.config_hash(),
+                         "kind": job.metric.kind, "missing": 0, "stats": job.metric.stats()}
+            continue
         pos = _cached_rows(cache, ids, fps)
         if (pos < 0).any():
             raise RuntimeError(f"{(pos < 0).sum()} records have no {job.metric.column} score after the run "
