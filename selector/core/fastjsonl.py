@@ -230,10 +230,10 @@ def key_tokens(data: bytes, starts: np.ndarray) -> np.ndarray:
 
 def surrogate_escapes(data: bytes, starts: np.ndarray) -> np.ndarray:
     """Per line: whether it holds a `\\uD800`-`\\uDFFF` escape (the two parsers disagree on lone surrogates)."""
+    out = np.zeros(len(starts), dtype=bool)
     buf = np.frombuffer(data, dtype=np.uint8)
     at = np.flatnonzero(buf[:-3] == 92) if len(buf) > 3 else np.empty(0, np.int64)
     at = at[(buf[at + 1] == 117) & ((buf[at + 2] | 32) == 100) & _SURROGATE_LEAD[buf[at + 3]]]
-    out = np.zeros(len(starts), dtype=bool)
     out[_line_of(at, starts)] = True
     return out
 

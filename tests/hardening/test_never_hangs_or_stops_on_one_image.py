@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from selector.core.images import decode_all
 from selector.core.records import read_records
 from tests.hardening.conftest import rec, verdicts, write_jsonl
 
@@ -60,6 +59,8 @@ def test_hostile_images_cost_one_record_each(tmp_path, png):
 
 @pytest.mark.timeout(60)
 def test_a_stuck_decoder_costs_one_image(tmp_path):
+    from selector.core.images import decode_all
+
     paths = [str(tmp_path / f"f{i}") for i in range(6)] + [str(tmp_path / "stuck")] + [str(tmp_path / "g")]
     start = time.monotonic()
     out = decode_all(paths, workers=2, timeout=1.0, decode=hang)
@@ -69,6 +70,8 @@ def test_a_stuck_decoder_costs_one_image(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_crashing_decoder_costs_one_image(tmp_path):
+    from selector.core.images import decode_all
+
     paths = ["a", "b", "boom", "c", "d"]
     out = decode_all(paths, workers=1, timeout=10, decode=crash)
     assert out == ["checked", "checked", "image decoder crashed on this file", "checked", "checked"]
