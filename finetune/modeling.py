@@ -22,7 +22,7 @@ def load_model(name_or_path: str, *, flag: str = "--model", trust_remote_code: b
     source = resolve_hf_model(name_or_path, flag=flag, trust_remote_code=trust_remote_code)
     with loading(str(name_or_path), flag):
         processor = AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code)
-        kwargs = {"trust_remote_code": trust_remote_code}
+        kwargs = {"trust_remote_code": trust_remote_code, "use_safetensors": True}  # never pickled weights
         if dtype is not None:
             kwargs["dtype"] = dtype
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)

@@ -130,7 +130,7 @@ def _load_hf(ref: str, device: str) -> ClipBackend:
 
     path = resolve_hf_model(ref, flag=CLIP_FLAG)
     with loading(ref, CLIP_FLAG):
-        net = CLIPModel.from_pretrained(path).to(device)
+        net = CLIPModel.from_pretrained(path, use_safetensors=True).to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
         processor = AutoImageProcessor.from_pretrained(path)
     net.eval().requires_grad_(False)

@@ -103,7 +103,8 @@ class EmbedTextMetric(Metric):
 
             path = resolve_hf_model(self._source(), flag=TEXT_ENCODER_FLAG, trust_remote_code=self.trust_remote_code)
             with loading(self._source(), TEXT_ENCODER_FLAG):
-                model = SentenceTransformer(path, device=device, trust_remote_code=self.trust_remote_code)
+                model = SentenceTransformer(path, device=device, trust_remote_code=self.trust_remote_code,
+                                            model_kwargs={"use_safetensors": True})
             model.max_seq_length = min(self.max_length, model.max_seq_length or self.max_length)
             self._impl = ("st", model)
         else:
@@ -112,7 +113,8 @@ class EmbedTextMetric(Metric):
             path = resolve_hf_model(self._source(), flag=TEXT_ENCODER_FLAG, trust_remote_code=self.trust_remote_code)
             with loading(self._source(), TEXT_ENCODER_FLAG):
                 tok = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
-                model = AutoModel.from_pretrained(path, trust_remote_code=self.trust_remote_code).to(device).eval()
+                model = AutoModel.from_pretrained(path, trust_remote_code=self.trust_remote_code,
+                                                  use_safetensors=True).to(device).eval()
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token or tok.unk_token
             self._impl = ("llm", (tok, model, device))

@@ -30,11 +30,20 @@ Answer:
 
 Reply with the score alone (an integer from 0 to 100) on the first line, then a short reason on the second line."""
 
-_NUMBER = r"(-?\d+(?:\.\d+)?)"
-_FRACTION = re.compile(_NUMBER + r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?", re.I)
-_KEYWORD = re.compile(r"(?:score|rating|rate)\w*\s*(?:is|of|:|=|-)?\s*\**\s*" + _NUMBER
-                      + r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?", re.I)
-_ENUMERATION = re.compile(r"^\s*\d+[.)]\s+\D")
+# A score is a whole number token: not part of `1e2`, `2nd`, `v1.5`, `3.14.15` or a longer word.
+_NUMBER = r"(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w])(?!\.\d)"
+_OUT_OF = r"(?:\s*(?:/|out\s+of)\s*" + _NUMBER + r")?"
+_KEYWORD = r"(?:score|rating)\w*"
+# The first line may be the score alone ("85", "**85**", "85/100", "Score: 85", "85 - accurate and detailed").
+_FIRST_LINE = re.compile(r"^(?:" + _KEYWORD + r"\s*(?:is|of)?\s*[:=\-]?\s*)?" + _NUMBER + _OUT_OF
+                         + r"\s*(?:points?)?\s*(?:[.!]|\s[-\u2013\u2014:;,(]\s*.*|[:;,]\s.*)?$", re.I)
+# A fraction on the first line may be followed by anything ("90/100 because ...").
+_FIRST_FRACTION = re.compile(r"^(?:" + _KEYWORD + r"\s*(?:is|of)?\s*[:=\-]?\s*)?" + _NUMBER
+                             + r"\s*(?:/|out\s+of)\s*" + _NUMBER + r"(?:[.!,;:]?\s.*|[.!])?$", re.I)
+# Elsewhere only an explicit "score: N" / "rating is N", or "I rate it N out of D", counts.
+_STATED = re.compile(r"(?:" + _KEYWORD + r"\s*(?:is|of|:|=|-)\s*\**\s*" + _NUMBER + _OUT_OF + r")|(?:\brate[sd]?\s+"
+                     r"(?:it|this|the\s+answer|this\s+answer)\s+(?:an?\s+|at\s+|as\s+)?" + _NUMBER
+                     + r"\s*(?:/|out\s+of)\s*" + _NUMBER + ")", re.I)
 
 
 def _value(num: str, den: str | None, scale: float) -> tuple[float | None, str | None]:
@@ -50,21 +59,27 @@ def _value(num: str, den: str | None, scale: float) -> tuple[float | None, str |
 
 
 def parse_score(text: str | None, scale: float = 100.0) -> tuple[float | None, str | None]:
-    """(score, None) or (None, reason). Looks at the first non-empty line (markdown stripped), then for a
-    'score: N' phrase anywhere; a fraction N/D is rescaled to 0-`scale`; out-of-range numbers are failures."""
+    """(score, None) or (None, reason). A score is found only where it is unambiguous: the first non-empty line
+    (markdown stripped) holding the number alone (optionally 'Score:', 'N/D', 'out of D', or a reason after a
+    dash), or an explicit 'score: N' / 'rating is N' phrase. A number inside a sentence ('the answer has 2
+    sentences'), a token like `1e2`, or two different stated scores are parse failures, never a guess."""
     if text is None or not text.strip():
         return None, "empty reply"
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    first = re.sub(r"[*_`#>]", "", lines[0]).strip()
-    m = _KEYWORD.search(first)
-    if m is None and not _ENUMERATION.match(first):
-        m = _FRACTION.search(first)
-    if m is None:
-        m = _KEYWORD.search(re.sub(r"[*_`#>]", "", text))
-    if m is None:
-        snippet = text.strip().replace("\n", " ")[:60]
+    plain = re.sub(r"[*_`#>]", "", text)
+    lines = [ln.strip() for ln in plain.strip().splitlines() if ln.strip()]
+    found: list[tuple[str, str | None]] = []
+    m = (_FIRST_LINE.match(lines[0]) or _FIRST_FRACTION.match(lines[0])) if lines else None
+    if m:
+        found.append((m.group(1), m.group(2)))
+    for s in _STATED.finditer(plain):
+        found.append((s.group(1), s.group(2)) if s.group(1) is not None else (s.group(3), s.group(4)))
+    snippet = text.strip().replace("\n", " ")[:60]
+    if not found:
         return None, f"unparsable reply: {snippet!r}"
-    return _value(m.group(1), m.group(2), scale)
+    values = {_value(num, den, scale) for num, den in found}
+    if len(values) > 1:
+        return None, f"ambiguous reply (several scores): {snippet!r}"
+    return values.pop()
 
 
 class ImageDataURL:
@@ -193,7 +208,8 @@ def _load_causal_lm(ref: str, device: str, trust_remote_code: bool):
     path = resolve_hf_model(ref, flag=JUDGE_MODEL_FLAG, trust_remote_code=trust_remote_code)
     with loading(ref, JUDGE_MODEL_FLAG):
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                     use_safetensors=True).to(device).eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     tok.padding_side = "left"

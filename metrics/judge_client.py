@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,6 +85,32 @@ class ResponseCache:
             self._db.close()
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+class _RedirectRefused(Exception):
+    def __init__(self, target: str):
+        super().__init__(target)
+        self.target = target
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the same scheme, host and port. A redirect elsewhere (another host, or
+    https -> http) is refused: the request carries the API key, and another host's reply is not the judge's."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if _origin(newurl) != _origin(req.full_url):
+            scheme, host, port = _origin(newurl)
+            raise _RedirectRefused(f"{scheme}://{host}:{port}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
@@ -137,10 +164,15 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(self.config.endpoint, data=payload, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.config.timeout) as resp:
+            with _OPENER.open(req, timeout=self.config.timeout) as resp:
                 body = resp.read()
+        except _RedirectRefused as exc:
+            raise RuntimeError(f"the judge server redirected to another host ({exc.target}); refused, the API key "
+                               "is only sent to --judge-url's host") from None
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:200].decode("utf-8", "replace").strip() if exc.fp else ""
+            if key:
+                detail = detail.replace(key, "***")
             reason = f"HTTP {exc.code}" + (f": {detail}" if detail else "")
             if exc.code in RETRY_STATUS:
                 raise _Retryable(reason, _retry_after(exc.headers)) from None

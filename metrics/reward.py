@@ -44,7 +44,7 @@ class RewardMetric(Metric):
         with loading(self.model, REWARD_FLAG):
             self._tok = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
             self._net = AutoModelForSequenceClassification.from_pretrained(
-                path, trust_remote_code=self.trust_remote_code).to(device).eval()
+                path, trust_remote_code=self.trust_remote_code, use_safetensors=True).to(device).eval()
         labels = int(self._net.config.num_labels)
         if not 0 <= self.label_index < labels:
             raise ValueError(f"reward model {self.model!r} has {labels} outputs; label_index {self.label_index} "

@@ -98,12 +98,27 @@ def inference_context(device: str, precision: str):
 
 
 # ------------------------------------------------------------------------------------------------ fingerprints
-def fingerprints(instructions: list[str], answers: list[str], images: list[list[str]]) -> list[str]:
-    """A short content hash per record: cached scores are reused only for unchanged records."""
+def _image_stamp(root: str | None, name: str) -> str:
+    """An image file's identity for the cache: its size and mtime (ns), so a file replaced under the same path is
+    rescored."""
+    try:
+        st = os.stat(os.path.join(root or "", name))
+    except (OSError, ValueError):
+        return "absent"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def fingerprints(instructions: list[str], answers: list[str], images: list[list[str]],
+                 images_root: str | None = None) -> list[str]:
+    """A short content hash per record: cached scores are reused only for unchanged records. With `images_root`,
+    each image file's size and mtime are part of it: an image changed under the same path is rescored."""
     out = []
     for ins, ans, ims in zip(instructions, answers, images):
         h = hashlib.blake2b(digest_size=8)
-        for part in (ins or "", ans or "", "\x1f".join(ims or [])):
+        parts = [ins or "", ans or "", "\x1f".join(ims or [])]
+        if images_root is not None and ims:
+            parts.append("\x1f".join(_image_stamp(images_root, name) for name in ims))
+        for part in parts:
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x00")
         out.append(h.hexdigest())
@@ -281,7 +296,7 @@ def _score_batched(table: pa.Table, ids: list[str], metrics: list[Metric], confi
     instructions = table.column("instruction").to_pylist()
     answers = table.column("answer").to_pylist()
     images = table.column("images").to_pylist() if "images" in table.column_names else [[] for _ in ids]
-    fps = fingerprints(instructions, answers, images)
+    fps = fingerprints(instructions, answers, images, images_root if images_root is not None else "")
 
     rank, size = world()
     tmp = None
@@ -379,6 +394,12 @@ def _assemble(jobs: list[_Job], ids: list[str], fps: list[str]) -> pa.Table:
     meta: dict[str, Any] = {}
     for job in jobs:
         cache = _read_cache(job.mdir)
+        col = job.metric.column
+        if not ids:  # nothing to score (every record rejected): empty columns, not an error
+            cols[col] = pa.array([], pa.list_(pa.float32()) if job.metric.kind == "vector" else pa.float64())
+            meta[col] = {"metric": job.metric.name, "config": job.metric.config(), "hash": job.metric.config_hash(),
+                         "kind": job.metric.kind, "missing": 0, "stats": job.metric.stats()}
+            continue
         pos = _cached_rows(cache, ids, fps)
         if (pos < 0).any():
             raise RuntimeError(f"{(pos < 0).sum()} records have no {job.metric.column} score after the run "

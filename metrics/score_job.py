@@ -17,8 +17,8 @@ import pyarrow as pa
 from metrics import build
 from metrics.runner import RunnerConfig, score_records, world
 from selector.core.errors import MmselectError
-from selector.core.io import atomic_path, atomic_write
-from selector.core.records import read_records
+from selector.core.io import SCORES_INPUT_KEY, atomic_write, check_outputs, input_fingerprint
+from selector.core.records import check_rejections, read_records, write_rejected
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ScoreJob:
     cache_dir: str | None = None
     progress: bool = True
     read_workers: int = 0
+    allow_rejects: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -53,6 +54,7 @@ class ScoreResult:
     read: int
     rejected: int
     out: Path
+    rejected_path: Path | None = None
 
 
 def build_metrics(names, params: dict[str, dict[str, Any]]):
@@ -60,25 +62,39 @@ def build_metrics(names, params: dict[str, dict[str, Any]]):
 
 
 def write_table(table: pa.Table, out: Path) -> None:
-    """Atomic Parquet write (temp file, then rename)."""
+    """Atomic Parquet write (temp file, then rename), following the umask."""
     import pyarrow.parquet as pq
 
-    with atomic_path(out) as tmp:
-        pq.write_table(table, tmp)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write(Path(out), [sink.getvalue().to_pybytes()])
 
 
 def run_score_job(job: ScoreJob) -> ScoreResult:
+    """Read, score, and write the table (with the input's fingerprint in its metadata) and `OUT.rejected.jsonl`
+    (one line per record rejected before scoring, as `select` writes)."""
+    check_outputs([Path(job.input)], [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
     records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers)
-    valid = records.valid()
+    check_rejections(records, job.allow_rejects)
+    valid = records.valid_table()
     config = RunnerConfig(batch_size=job.batch_size, device=job.device, workers=job.workers,
                           precision=job.precision, cache_dir=Path(job.cache_dir) if job.cache_dir else None,
                           progress=job.progress)
-    table = score_records(valid, build_metrics(job.metrics, job.params), config,
+    try:
+        metrics = build_metrics(job.metrics, job.params)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MmselectError(str(exc).strip("'\"")) from None
+    table = score_records(valid, metrics, config,
                           images_root=str(records.images_root) if records.images_root else None)
+    meta = dict(table.schema.metadata or {})
+    meta[SCORES_INPUT_KEY] = json.dumps(input_fingerprint(records.path)).encode()
+    table = table.replace_schema_metadata(meta)
     out = Path(job.out)
+    rejected_path = None
     if world()[0] == 0:
+        rejected_path = write_rejected(records, out)
         write_table(table, out)
-    return ScoreResult(table, len(records), len(records) - valid.num_rows, out)
+    return ScoreResult(table, len(records), len(records) - valid.num_rows, out, rejected_path)
 
 
 def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:

@@ -147,7 +147,7 @@ EXPECTED = {
     2: "invalid JSON", 3: "no conversation", 4: "no answer", 5: "empty answer", 6: "unknown role 'robot'",
     7: "image file missing", 8: "image truncated or corrupt", 9: "not an image", 10: "leaves the images root",
     11: "leaves the images root", 12: "duplicate id (first seen at line 1)", 13: "invalid UTF-8",
-    15: "duplicate content of id 'r14'", 16: "image path is not a file",
+    15: 'duplicate content of id "r14"', 16: "image path is not a file",
 }
 
 
@@ -176,7 +176,7 @@ def test_invalid_utf8_inside_json_list_rejects_only_that_record(tmp_path):
     bad = json.dumps(_llava(1, answer="PLACEHOLDER")).encode().replace(b"PLACEHOLDER", b"caf\xe9")
     (tmp_path / "in.json").write_bytes(b"[" + good + b"," + bad + b"]")
     rs = read_records(tmp_path / "in.json")
-    assert [r["reason"] for r in rs.rejected()] == ["invalid UTF-8 bytes"]
+    assert [r["reason"][:19] for r in rs.rejected()] == ["invalid UTF-8 bytes"]
     assert list(rs.valid()["id"]) == ["r0"]
 
 
@@ -218,7 +218,10 @@ def test_vectorised_parser_equals_per_record_parser(tmp_path):
                     for i, r in enumerate(rows))
     path = tmp_path / "conv.jsonl"
     path.write_bytes(data)
-    fast = parse_block(data, 0, SCHEMA)
+    from selector.core.records import _reparse_lines
+
+    assert parse_block(data, 0, SCHEMA) is None  # rows "j" (a null, an extra field) need the exact parser ...
+    fast = parse_block(data, 0, SCHEMA, reparse=_reparse_lines(data, 0, "llava"))  # ... which gets just those rows
     slow, n_lines = _parse_jsonl_range(str(path), 0, len(data), "llava", False)
     assert fast is not None and n_lines == len(rows)
     assert fast.to_pylist() == slow.to_pylist()
@@ -330,4 +333,4 @@ def test_duplicate_keys_from_the_parse_threads_match_the_final_table(tmp_path, m
     assert all(np.array_equal(keys[k], expected[k]) for k in ("id", "content"))
     reasons = read_records(src, workers=2).table.column("reason").to_pylist()
     assert reasons[250] == "duplicate id (first seen at line 4)"
-    assert reasons[60] == "duplicate content of id 'r10'" and reasons[10] is None
+    assert reasons[60] == 'duplicate content of id "r10"' and reasons[10] is None

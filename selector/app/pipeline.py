@@ -1,6 +1,20 @@
-"""`mmselect select` as a library call: read -> validate -> score -> rank -> select -> write, with full accounting."""
+"""`mmselect select` as a library call: read -> validate -> score -> rank -> select -> write, with full accounting.
+
+Guardrails against a silent wrong result (each a one-line `SelectionError`, exit 2 from the CLI):
+  - one rejection reason covering more than half of the records (a wrong `--images`, the wrong file) stops the run
+    unless `allow_rejects`;
+  - a count budget larger than the valid records stops the run unless `allow_short`;
+  - a metric with no score for any record stops the run;
+  - a `--scores` table made from another input, or with another configuration of a requested metric, is refused.
+Records missing a metric are handled by `missing` (see `MISSING_POLICIES`); the report counts them per metric.
+
+Outputs form one unit: the selection and the rejected list are written first (each atomically), the report last;
+the report names both files with their sha256, so a reader that finds the report and matching checksums has a
+complete set. The previous report is removed before anything is written, so a killed run leaves no report.
+"""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -9,12 +23,25 @@ import numpy as np
 import pyarrow as pa
 
 from selector.core.arrow_numpy import to_arrow
-from selector.core.errors import SettingsError
-from selector.core.ranking import Ranking, Selection, select
-from selector.core.strict_json import dumps
-from selector.core.io import atomic_write
-from selector.core.records import RecordSet, read_records, write_rejected, write_records
+from selector.core.errors import MmselectError
+from selector.core.io import SCORES_INPUT_KEY, atomic_write, check_outputs, input_fingerprint, sha256_file
+from selector.core.ranking import Ranking, Selection, resolve_budget, select
+from selector.core.records import (RecordSet, check_rejections, read_records, reason_kind, write_rejected,
+                                   write_records)
 from selector.core.scores import align_scores
+from selector.core.strict_json import dumps
+
+MISSING_POLICIES = {
+    "group": "records lacking a metric compete among themselves, in their own proportional quota (by the metrics "
+             "they have); complete records are never displaced by them",
+    "worst": "a missing metric counts as the worst score of that metric",
+    "median": "a missing metric counts as the median score of that metric",
+}
+
+
+class SelectionError(MmselectError):
+    """A run that would give a silently wrong result (mostly rejected, short of its budget, a metric never scored,
+    scores from another input or configuration)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +84,10 @@ class SelectConfig:
     score_cache: Path | None = None  # metrics' on-disk score cache (None: no reuse across runs)
     device: str = "auto"
     metric_summary: bool = False  # report each scalar metric's pool vs selection mean (selector.selection_summary)
+    allow_rejects: bool = False  # go on when one rejection reason covers most records
+    allow_short: bool = False  # write fewer records than a count budget asks for when too few are valid
+    missing: str = "group"  # MISSING_POLICIES
+
     # The run's settings as `mmselect select` flags (dest -> value, plus `versions`), recorded in OUT.report.json
     # under "settings" so that `mmselect select --config OUT.report.json` replays the run. The CLI passes every
     # resolved flag; left empty, it is filled from the fields above (model flags cannot be recovered from
@@ -64,15 +95,24 @@ class SelectConfig:
     settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.weights is not None and len(self.weights) != len(self.metrics):
-            raise SettingsError(f"--weights has {len(self.weights)} value(s) for {len(self.metrics)} metric(s) "
-                                f"({', '.join(self.metrics)}): give one weight per metric")
+        if self.missing not in MISSING_POLICIES:
+            raise SelectionError(f"unknown missing-metric policy {self.missing!r}; choose one of "
+                                 f"{', '.join(MISSING_POLICIES)}")
+        if not self.metrics:
+            raise SelectionError("no metric given")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise SelectionError(f"a metric is named twice in {','.join(self.metrics)}")
+        if self.weights is not None:
+            if len(self.weights) != len(self.metrics):
+                raise SelectionError(f"{len(self.weights)} weights for {len(self.metrics)} metrics")
+            if not all(np.isfinite(w) for w in self.weights) or not any(self.weights):
+                raise SelectionError("weights must be finite numbers, not all zero")
+        if self.seed < 0 or self.seed >= 2 ** 63:
+            raise SelectionError(f"seed must be a non-negative integer, got {self.seed}")
         if self.batch_size < 1:
-            raise SettingsError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise SelectionError(f"batch size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
-            raise SettingsError(f"--workers must be >= 0, got {self.workers}")
-        if not 0 <= self.seed < 2**32:
-            raise SettingsError(f"--seed must be in [0, 2**32), got {self.seed}")
+            raise SelectionError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
         if not self.settings:
             object.__setattr__(self, "settings", _flag_settings(self))
 
@@ -89,7 +129,8 @@ def _flag_settings(config: SelectConfig) -> dict:
             "weights": None if config.weights is None else list(config.weights), "normalise": config.normalise,
             "scores": path(config.scores), "selector": None, "seed": config.seed, "strict": config.strict,
             "workers": config.workers or None, "batch_size": config.batch_size,
-            "score_cache": path(config.score_cache), "device": config.device, "versions": versions()}
+            "score_cache": path(config.score_cache), "device": config.device, "missing": config.missing,
+            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "versions": versions()}
 
 
 @dataclass
@@ -107,20 +148,53 @@ class SelectResult:
 def load_scores(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
-    return pq.read_table(path)
+    path = Path(path)
+    if not path.is_file():
+        raise SelectionError(f"--scores {path} does not exist" if not path.exists() else f"--scores {path} is not a file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SelectionError(f"--scores {path} is not a Parquet score table from `mmselect score` ({exc})") from None
+    if "id" not in table.column_names:
+        raise SelectionError(f"--scores {path} has no id column: not a score table from `mmselect score`")
+    return table
+
+
+def _check_scores_input(stored: pa.Table, records: RecordSet, scores_path: Path) -> None:
+    import json
+    import logging
+
+    raw = (stored.schema.metadata or {}).get(SCORES_INPUT_KEY)
+    if raw is None:
+        logging.getLogger(__name__).warning("%s records no input fingerprint (made by an older mmselect): cannot "
+                                            "check that it scores this input", scores_path)
+        return
+    want = json.loads(raw)
+    have = input_fingerprint(records.path)
+    if want.get("sha256") != have["sha256"]:
+        raise SelectionError(f"--scores {scores_path} was computed from another input (sha256 "
+                             f"{str(want.get('sha256'))[:12]}..., this input {have['sha256'][:12]}...); "
+                             "score this file with `mmselect score`")
 
 
 def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     """Scores for the valid records: columns of `config.scores` are reused as they are (nulls there are scores
-    recorded as missing, with their `__reason`), and only records absent from that table are computed."""
-    from metrics import build
-    from metrics.runner import REASON_SUFFIX, RunnerConfig, score_records
+    recorded as missing, with their `__reason`), and only records absent from that table are computed, with the
+    same metric configuration (a column computed with another configuration is refused, never mixed)."""
+    from metrics import available, build
+    from metrics.runner import REASON_SUFFIX, RunnerConfig, score_metadata, score_records
 
+    unknown = [m for m in config.metrics if m not in available()]
+    if unknown:
+        raise SelectionError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(available()))}")
     valid = records.valid_table()
     have = known = None
+    stored_meta: dict = {}
     if config.scores:
         ids = valid.column("id").to_pylist()
         stored = load_scores(config.scores)
+        _check_scores_input(stored, records, config.scores)
+        stored_meta = score_metadata(stored)
         have = align_scores(stored, ids)
         table_ids = set(stored.column("id").to_pylist())
         known = np.array([rid in table_ids for rid in ids], dtype=bool)
@@ -129,14 +203,24 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
                           device=config.device)
     root = str(records.images_root) if records.images_root else None
     for m in config.metrics:
+        try:
+            metric = build(m, **config.metric_params.get(m, {}))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SelectionError(f"metric {m}: {exc}") from None
         reuse = have is not None and m in have.column_names
+        if reuse:
+            stored_hash = (stored_meta.get(m) or {}).get("hash")
+            if stored_hash is not None and stored_hash != metric.config_hash():
+                raise SelectionError(
+                    f"--scores {config.scores}: column {m} was computed with another configuration "
+                    f"({_config_text(stored_meta[m].get('config'))}) than this run's "
+                    f"({_config_text(metric.config())}); pass the same metric flags, or score again")
         if reuse and known.all():
             cols[m] = have.column(m)
             if m + REASON_SUFFIX in have.column_names:
                 cols[m + REASON_SUFFIX] = have.column(m + REASON_SUFFIX)
             continue
-        metric = build(m, **config.metric_params.get(m, {}))
-        if reuse:  # score only the records the table does not cover
+        if reuse:  # score only the records the table does not cover, with the table's own configuration
             missing_rows = np.flatnonzero(~known)
             computed = score_records(valid.take(to_arrow(missing_rows)), [metric], runner, images_root=root)
             merged = have.column(m).to_pylist()
@@ -151,18 +235,113 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     return pa.table(cols)
 
 
+def _config_text(config) -> str:
+    import json
+
+    text = json.dumps(config, sort_keys=True, default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _metric_matrix(scores: pa.Table, metrics: tuple[str, ...]) -> np.ndarray | None:
+    import pyarrow.compute as pc
+
+    from selector.core.arrow_numpy import to_numpy
+
+    cols = []
+    for m in metrics:
+        col = scores.column(m)
+        if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
+            return None  # embeddings: a learned selector's input, not a scalar score
+        cols.append(to_numpy(pc.cast(col, pa.float64()), null=np.nan))
+    return np.stack(cols, axis=1) if cols else None
+
+
+def apply_missing_policy(scores: pa.Table, metrics: tuple[str, ...], policy: str, n_valid: int
+                         ) -> tuple[pa.Table, np.ndarray | None, dict[str, int]]:
+    """(scores to rank, group labels or None, records lacking each metric). A metric missing for every record is
+    an error. `worst` / `median` fill the gaps; `group` returns one group per pattern of missing metrics."""
+    x = _metric_matrix(scores, metrics)
+    if x is None:
+        return scores, None, {}
+    absent = np.isnan(x)
+    lacking = {m: int(absent[:, j].sum()) for j, m in enumerate(metrics)}
+    if n_valid:
+        for j, m in enumerate(metrics):
+            if absent[:, j].all():
+                reasons = scores.column(m + "__reason").to_pylist() if m + "__reason" in scores.column_names else []
+                top = Counter(r for r in reasons if r).most_common(1)
+                why = f" (e.g. {top[0][0]})" if top else ""
+                raise SelectionError(f"metric {m} has no score for any of the {n_valid} records{why}; ranking by it "
+                                     "would be random")
+    if not absent.any():
+        return scores, None, lacking
+    if policy == "group":
+        # group = which metrics a record lacks (bit j: metric j), 0 = complete; a record lacking every metric has
+        # nothing to compete on: -1, ranked after all others (as a NaN score always was)
+        codes = absent.astype(np.int64) @ (1 << np.arange(len(metrics), dtype=np.int64))
+        codes[absent.all(axis=1)] = -1
+        return scores, (codes if len(set(codes[codes >= 0].tolist())) > 1 else None), lacking
+    for j, m in enumerate(metrics):
+        col = x[:, j]
+        fill = np.nanmin(col) if policy == "worst" else np.nanmedian(col)
+        filled = np.where(np.isnan(col), fill, col)
+        scores = scores.set_column(scores.column_names.index(m), m, pa.array(filled, pa.float64()))
+    return scores, None, lacking
+
+
+def _select_in_groups(ranking: Ranking, groups: np.ndarray, k: int, seed: int) -> Selection:
+    """`k` records, each missing-metric group (`groups` >= 0) in its proportional quota; records lacking every
+    metric (-1) only fill what the others cannot."""
+    has = groups >= 0
+    pos = np.flatnonzero(has)
+    sub = Ranking(ranking.ids[pos], ranking.scores[pos], groups[pos], ranking.source, dict(ranking.meta))
+    first = select(sub, min(k, len(pos)), seed=seed)
+    chosen = pos[first.indices]
+    if k > len(chosen):
+        order = ranking.order(seed)
+        chosen = np.concatenate([chosen, order[~has[order]][:k - len(chosen)]])
+    chosen = chosen.astype(np.int64)
+    return Selection(indices=chosen, ids=ranking.ids[chosen], scores=ranking.scores[chosen], source=ranking.source,
+                     budget=k, quotas=first.quotas)
+
+
 def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], object] | None = None) -> SelectResult:
-    """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json`."""
+    """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json` (last)."""
     from selector.core.rankers import MetricRanker
 
+    out_path = Path(config.out)
+    rejected_target = Path(f"{config.out}.rejected.jsonl")
+    report_path = Path(f"{config.out}.report.json")
+    check_outputs([config.input, config.scores], [out_path, rejected_target, report_path])
+    if config.images is not None and not Path(config.images).is_dir():
+        raise SelectionError(f"--images {config.images} is not a folder" if Path(config.images).exists()
+                             else f"--images {config.images} does not exist")
     records = read_records(config.input, images=config.images, fmt=config.fmt, strict=config.strict,
                            workers=config.workers)
+    check_outputs([records.path], [out_path, rejected_target, report_path])  # a cc_sbu folder's filter_cap.json
+    check_rejections(records, config.allow_rejects)
     valid_rows = records.valid_rows()
+    k = resolve_budget(config.budget, len(valid_rows))
+    if not isinstance(config.budget, float) and int(config.budget) > len(valid_rows) and not config.allow_short:
+        raise SelectionError(f"budget {config.budget} but only {len(valid_rows)} of {len(records)} records are valid "
+                             f"({len(records) - len(valid_rows)} rejected); pass --allow-short to keep all "
+                             f"{len(valid_rows)}")
     scores = score_table(records, config)
-    ranker = ranker_factory(config) if ranker_factory else MetricRanker(tuple(config.metrics), config.weights,
-                                                                       config.normalise)
-    ranking = ranker.rank(scores)
-    selection = select(ranking, config.budget, seed=config.seed)
+    groups, lacking = None, {}
+    if ranker_factory is None:
+        scores, groups, lacking = apply_missing_policy(scores, tuple(config.metrics), config.missing, len(valid_rows))
+        ranker = MetricRanker(tuple(config.metrics), config.weights, config.normalise)
+    else:
+        ranker = ranker_factory(config)
+    try:
+        ranking = ranker.rank(scores)
+    except (KeyError, ValueError) as exc:
+        raise SelectionError(str(exc).strip("'\"")) from None
+    if groups is not None and ranking.groups is None:
+        selection = _select_in_groups(ranking, groups, k, config.seed)
+    else:
+        selection = select(ranking, k, seed=config.seed)
+    report_path.unlink(missing_ok=True)  # a run killed from here on leaves no report naming a mixed set
     out = write_records(records, valid_rows[selection.indices], config.out)
     rejected_path = write_rejected(records, config.out)
     n_rejected = len(records) - len(valid_rows)
@@ -173,7 +352,10 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         "rejected_file": str(rejected_path), "ranker": ranking.source, "budget": config.budget,
         "seed": config.seed, "accounting": asdict(accounting),
         "selected_ids": [str(i) for i in selection.ids], "settings": config.settings,
+        "rejected_by_reason": dict(Counter(reason_kind(r["reason"]) for r in records.rejected()).most_common()),
     }
+    if lacking:
+        report["missing_metric"] = {"policy": config.missing, "records_lacking": lacking}
     shifts = []
     if config.metric_summary:
         from selector.core.selection_summary import metric_shifts, to_dicts
@@ -182,6 +364,8 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         report["metric_shifts"] = to_dicts(shifts)
     if ranking.meta.get("model"):
         report["selector_model"] = ranking.meta["model"]
-    report_path = Path(f"{config.out}.report.json")
+    report["files"] = {"selection": {"path": str(out), "sha256": sha256_file(out)},
+                       "rejected": {"path": str(rejected_path), "sha256": sha256_file(rejected_path)},
+                       "note": "the report is written last: a set is complete when both checksums match"}
     atomic_write(report_path, [dumps(report)])
     return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts)

@@ -106,8 +106,9 @@ def _role_kinds(role: pa.Array) -> np.ndarray:
 
 
 def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: np.ndarray, lengths: np.ndarray,
-                   schema: pa.Schema) -> pa.RecordBatch | None:
-    """The SCHEMA columns of one reader batch; None when a turn lacks a key the lean schema reads (or is null)."""
+                   schema: pa.Schema) -> tuple[pa.RecordBatch, np.ndarray] | None:
+    """The SCHEMA columns of one reader batch and each row's count of keys the reader saw; None when a turn lacks a
+    key the lean schema reads (or is null)."""
     n = batch.num_rows
     conv = batch.column("conversations")
     offsets = to_numpy(conv.offsets).astype(np.int64)
@@ -124,6 +125,12 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
         if role.null_count or value.null_count:
             return None
     parent = np.repeat(np.arange(n, dtype=np.int64), n_turns)
+    # Keys the reader saw, per row: the line's key tokens must number the same, else the line holds a duplicate
+    # key, a null, or a field the reader ignores (where orjson's verdict might differ): the caller reparses it.
+    seen = sum(to_numpy(pc.is_valid(batch.column(c))).astype(np.int64) for c in ("id", "image", "conversations"))
+    turn_keys = (sum(to_numpy(pc.is_valid(turns.field(f))).astype(np.int64) for f in ("from", "role", "value", "content"))
+                 if full else np.full(len(turns), 2, np.int64))
+    seen = seen + np.bincount(parent, weights=turn_keys, minlength=n).astype(np.int64)
     turn_no = np.arange(len(turns), dtype=np.int64) - offsets[parent] + 1
     kind = _role_kinds(role)
     is_asst = kind == ASSISTANT
@@ -154,9 +161,8 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
         ok = np.ones(n, bool)
 
     line = to_arrow(np.arange(first_line, first_line + n, dtype=np.int64))
-    ids = batch.column("id")
-    if ids.null_count:
-        ids = pc.coalesce(ids, pc.binary_join_element_wise(scalar("line-"), pc.cast(line, pa.string()), _EMPTY))
+    ids = batch.column("id")  # null: an automatic id, numbered by the reader once the whole file's lines are known
+    id_kind = np.where(to_numpy(pc.is_null(ids)), np.int8(2), np.int8(0)) if ids.null_count else np.zeros(n, np.int8)
     heads = offsets[:-1]
     if n and (n_turns > 0).all() and (kind[np.minimum(heads, len(kind) - 1)] == USER).all():
         first_user = heads  # the usual layout: every conversation opens with the user's turn
@@ -193,16 +199,86 @@ def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: n
         "instruction": instruction, "answer": answer, "images": images,
         "offset": to_arrow(starts), "length": to_arrow(lengths), "raw": pa.nulls(n, pa.string()),
         "reason": pa.nulls(n, pa.string()) if reasons is None else strings(reasons),
+        "id_kind": to_arrow(id_kind),
     }
-    return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in schema], schema=schema)
+    return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in schema], schema=schema), seen
 
 
-def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema) -> pa.Table | None:
-    """Parse a line-aligned block of conversation JSONL into `schema_columns` (records.SCHEMA); None = fall back."""
+_WS = np.zeros(256, dtype=bool)
+_WS[[9, 13, 32]] = True
+_SURROGATE_LEAD = np.zeros(256, dtype=bool)
+_SURROGATE_LEAD[[ord(c) for c in "89abAB"]] = True
+
+
+def _line_of(pos: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.searchsorted(starts, pos, side="right") - 1
+
+
+def key_tokens(data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Per line: how many `"` + optional blanks + `:` it holds (each object key ends so; `\\":` inside a string
+    also counts, which only sends that line to the exact parser)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    colon = np.flatnonzero(buf == 58)
+    prev = colon - 1
+    blank = (prev >= 0) & _WS[buf[np.maximum(prev, 0)]]
+    while blank.any():
+        prev[blank] -= 1
+        blank &= (prev >= 0) & _WS[buf[np.maximum(prev, 0)]]
+    keys = colon[(prev >= 0) & (buf[np.maximum(prev, 0)] == 34)]
+    return np.bincount(_line_of(keys, starts), minlength=len(starts)).astype(np.int64)
+
+
+def surrogate_escapes(data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Per line: whether it holds a `\\uD800`-`\\uDFFF` escape (the two parsers disagree on lone surrogates)."""
+    out = np.zeros(len(starts), dtype=bool)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    at = np.flatnonzero(buf[:-3] == 92) if len(buf) > 3 else np.empty(0, np.int64)
+    at = at[(buf[at + 1] == 117) & ((buf[at + 2] | 32) == 100) & _SURROGATE_LEAD[buf[at + 3]]]
+    out[_line_of(at, starts)] = True
+    return out
+
+
+def invalid_utf8_lines(data: bytes, starts: np.ndarray, limit: int = 256) -> np.ndarray | None:
+    """Indices of the lines holding invalid UTF-8 (Arrow's reader does not always refuse them); None when more
+    than `limit` do (the per-record parser then takes the whole block)."""
+    try:
+        data.decode("utf-8")
+        return np.empty(0, np.int64)
+    except UnicodeDecodeError:
+        pass
+    view = memoryview(data)
+    bad, pos = [], 0
+    while len(bad) <= limit:
+        try:
+            str(view[pos:], "utf-8")
+            return np.asarray(bad, dtype=np.int64)
+        except UnicodeDecodeError as exc:
+            k = int(_line_of(np.array([pos + exc.start]), starts)[0])
+            bad.append(k)
+            if k + 1 >= len(starts):
+                return np.asarray(bad, dtype=np.int64)
+            pos = int(starts[k + 1])
+    return None
+
+
+def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema, reparse=None) -> pa.Table | None:
+    """Parse a line-aligned block of conversation JSONL into `schema_columns` (records.SCHEMA); None = fall back.
+
+    Lines whose keys the Arrow reader did not all see (a duplicate key, a null, an extra field) or that hold a
+    surrogate escape are handed to `reparse(line_numbers, starts, lengths) -> table` (the per-record parser), so
+    every verdict is the per-record parser's; without `reparse` such a block returns None."""
     geometry = _line_geometry(data)
     if geometry is None:
         return None
     starts, lengths = geometry
+    bad_utf8 = invalid_utf8_lines(data, starts)
+    if bad_utf8 is None or (len(bad_utf8) and reparse is None) or (len(bad_utf8) and lengths[bad_utf8].min() < 2):
+        return None
+    if len(bad_utf8):  # the reader gets an empty object in their place; the per-record parser judges them
+        patched = bytearray(data)
+        for k in bad_utf8.tolist():
+            patched[starts[k]:starts[k] + lengths[k]] = b"{}" + b" " * int(lengths[k] - 2)
+        data = bytes(patched)
     for full in (False, True):
         try:
             tab = pj.read_json(pa.BufferReader(data), parse_options=_FULL if full else _LEAN,
@@ -211,14 +287,28 @@ def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema) -> pa.
             return None
         if tab.num_rows != len(starts) or tab.column("images").null_count != tab.num_rows:
             return None
-        batches, row = [], 0
+        batches, seen, row = [], [], 0
         for batch in tab.to_batches():
             out = _rows_of_batch(batch, full, row + 1, starts[row:row + batch.num_rows] + base_offset,
                                  lengths[row:row + batch.num_rows], schema_columns)
             if out is None:
                 break
-            batches.append(out)
+            batches.append(out[0])
+            seen.append(out[1])
             row += batch.num_rows
         else:
-            return pa.Table.from_batches(batches, schema=schema_columns)
+            table = pa.Table.from_batches(batches, schema=schema_columns)
+            seen = np.concatenate(seen) if seen else np.empty(0, np.int64)
+            redo_mask = (key_tokens(data, starts) != seen) | surrogate_escapes(data, starts)
+            redo_mask[bad_utf8] = True
+            redo = np.flatnonzero(redo_mask)
+            if len(redo) == 0:
+                return table
+            if reparse is None:
+                return None
+            keep = np.ones(len(starts), dtype=bool)
+            keep[redo] = False
+            patch = reparse(redo + 1, starts[redo] + base_offset, lengths[redo])
+            merged = pa.concat_tables([table.filter(to_arrow(keep)), patch])
+            return merged.take(pc.sort_indices(merged.column("line")))
     return None

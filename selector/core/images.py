@@ -1,13 +1,27 @@
-"""Image-path validation: containment in the images root, then a full decode to catch truncated or fake files.
+"""Image-path validation: path sanity and containment in the images root, then a full decode in a worker process.
 
-Both steps run in worker processes. Containment follows symlinks like `Path.resolve`, but resolves each folder once
-(cached) and then needs one `lstat` per image, not one per path component: on slow file systems resolving every
-path cost more than decoding a small image.
+Paths are checked here, in the calling process: a NUL byte, an empty or over-long name or one that is not valid
+UTF-8 is rejected; the path must resolve inside the images root (symlinks followed like `Path.resolve`, each folder
+resolved once, then one `stat` per image) and name a *regular* file (a FIFO, a device, a socket or a folder named
+`x.png` is rejected without being opened, so it cannot block the run) of at most `MAX_IMAGE_BYTES`.
+
+Decoding runs in worker processes that report after every image. An image that takes longer than `timeout` seconds
+(a decoder stuck on a hostile file) or that crashes its worker costs that one record: the worker is killed and a
+fresh one carries on with the rest. Decoding is pixel-capped: past `MAX_PIXELS` an image is a rejection
+("decompression bomb"), never an exception or a multi-GiB allocation.
 """
 from __future__ import annotations
 
 import os
+import stat
+import time
+from collections import deque
 from pathlib import Path
+
+MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 1 GiB of RGBA); above it: a rejection
+MAX_IMAGE_BYTES = 512 << 20
+MAX_PATH_BYTES = 4096
+DECODE_TIMEOUT = 60.0  # seconds one image may take to decode
 
 
 def contained_path(root: str, name: str, folders: dict[str, str] | None = None) -> str | None:
@@ -28,62 +42,215 @@ def contained_path(root: str, name: str, folders: dict[str, str] | None = None) 
     return target if target == root or target.startswith(root.rstrip(os.sep) + os.sep) else None
 
 
+def path_problem(root: str, name: str, folders: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(real path, None) for an image name that is safe to decode, else (None, the reason). Never opens the file."""
+    if not isinstance(name, str) or not name:
+        return None, "empty image path"
+    shown = ascii(name) if len(name) <= 200 else ascii(name[:200]) + "..."
+    if "\x00" in name:
+        return None, f"image path {shown} contains a NUL byte"
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, f"image path {shown} is not valid UTF-8"
+    if len(encoded) > MAX_PATH_BYTES:
+        return None, f"image path is longer than {MAX_PATH_BYTES} bytes"
+    try:
+        target = contained_path(root, name, folders)
+    except (OSError, ValueError) as exc:
+        return None, f"invalid image path {shown} ({exc.__class__.__name__})"
+    if target is None:
+        return None, f"image path {name!r} leaves the images root"
+    rel = os.path.relpath(target, root)
+    try:
+        st = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, f"image file missing: {rel}"
+    except PermissionError:
+        return None, f"image file unreadable (permission denied): {rel}"
+    except (OSError, ValueError) as exc:
+        return None, f"invalid image path {shown} ({exc.__class__.__name__})"
+    if stat.S_ISDIR(st.st_mode):
+        return None, f"image path is not a file: {rel}"
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"image path is not a regular file (a FIFO, device or socket): {rel}"
+    if st.st_size > MAX_IMAGE_BYTES:
+        return None, f"image file larger than {MAX_IMAGE_BYTES >> 20} MiB: {rel}"
+    return target, None
+
+
 def image_problem(path: str) -> str | None:
-    """Why the file at `path` is not a usable image, or None. Decodes every pixel, so truncation is caught."""
+    """Why the regular file at `path` is not a usable image, or None. Decodes every pixel (so truncation is
+    caught) under the pixel cap; opened non-blocking and re-checked as a regular file after opening."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError  # here, not at import: text-only runs never need Pillow
 
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as im:
-            im.load()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         return "image file missing"
-    except IsADirectoryError:
-        return "image path is not a file"
-    except UnidentifiedImageError:
-        return "not an image"
     except PermissionError:
         return "image file unreadable (permission denied)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"image truncated or corrupt ({exc})"
+    except OSError as exc:
+        return f"image file unreadable ({exc.strerror or exc})"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a FIFO or a device since the check
+            return "image path is not a regular file"
+        with os.fdopen(fd, "rb") as f, warnings.catch_warnings():
+            fd = -1
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"image has more than {MAX_PIXELS} pixels (a decompression bomb?)"
+    except MemoryError:
+        return "image too large to decode"
+    except UnidentifiedImageError:
+        return "not an image"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this image's problem, not the run's
+        return f"image truncated or corrupt ({exc.__class__.__name__}: {str(exc)[:120]})"
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return None
 
 
-def _problems_chunk(root: str, names: list[str]) -> list[str | None]:
-    """For each name: None when it is a readable image under `root`, else the reason (naming the file)."""
-    folders: dict[str, str] = {}
-    out: list[str | None] = []
-    for name in names:
-        target = contained_path(root, name, folders)
-        if target is None:
-            out.append(f"image path {name!r} leaves the images root")
-            continue
-        problem = image_problem(target)
-        out.append(f"{problem}: {os.path.relpath(target, root)}" if problem else None)
-    return out
+def _decode_worker(conn, decode) -> None:
+    """Worker loop: receive a chunk of (index, path), send (index, problem) after each image, then None."""
+    while True:
+        chunk = conn.recv()
+        if chunk is None:
+            return
+        for k, path in chunk:
+            conn.send((k, decode(path)))
+        conn.send(None)
 
 
-def check_images(root: Path, names: list[list[str]], workers: int = 0) -> list[str | None]:
+class _Slot:
+    def __init__(self, ctx, decode):
+        from multiprocessing import Pipe
+
+        self.conn, child = Pipe()
+        self.proc = ctx.Process(target=_decode_worker, args=(child, decode), daemon=True)
+        self.proc.start()
+        child.close()
+        self.items: deque = deque()
+        self.since = time.monotonic()
+
+    def give(self, chunk) -> None:
+        self.items = deque(chunk)
+        self.since = time.monotonic()
+        self.conn.send(chunk)
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                self.proc.kill()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def decode_all(paths: list[str], workers: int = 1, timeout: float = DECODE_TIMEOUT, decode=image_problem
+               ) -> list[str | None]:
+    """`decode(path)` for every path, in `workers` killable processes; a path that takes longer than `timeout`
+    seconds, or crashes its worker, gets a reason instead of stopping (or hanging) the run."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    results: list[str | None] = [None] * len(paths)
+    if not paths:
+        return results
+    # fork: a worker needs no re-import of the caller's __main__ (a script without a main guard works)
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    workers = max(1, workers)
+    size = max(8, len(paths) // (workers * 8) + 1)
+    indexed = list(enumerate(paths))
+    pending = deque(indexed[s:s + size] for s in range(0, len(indexed), size))
+    slots: list[_Slot] = []
+
+    def feed(slot: _Slot) -> bool:
+        if pending:
+            slot.give(pending.popleft())
+            return True
+        slot.stop()
+        return False
+
+    def replace(slot: _Slot, reason: str) -> None:
+        slot.stop(kill=True)
+        k, _ = slot.items.popleft()
+        results[k] = reason
+        if slot.items:
+            pending.appendleft(list(slot.items))
+        slots.remove(slot)
+        if pending:
+            fresh = _Slot(ctx, decode)
+            slots.append(fresh)
+            feed(fresh)
+
+    try:
+        for _ in range(min(workers, len(pending))):
+            slot = _Slot(ctx, decode)
+            slots.append(slot)
+            feed(slot)
+        while slots:
+            now = time.monotonic()
+            wait_for = max(0.0, min(s.since for s in slots) + timeout - now)
+            ready = wait([s.conn for s in slots], timeout=wait_for)
+            for conn in ready:
+                slot = next(s for s in slots if s.conn is conn)
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    replace(slot, "image decoder crashed on this file")
+                    continue
+                if msg is None:
+                    if not feed(slot):
+                        slots.remove(slot)
+                    continue
+                k, problem = msg
+                results[k] = problem
+                slot.items.popleft()
+                slot.since = time.monotonic()
+            now = time.monotonic()
+            for slot in [s for s in slots if s.items and now - s.since > timeout]:
+                replace(slot, f"image decode timed out after {timeout:g} s")
+    finally:
+        for slot in slots:
+            slot.stop(kill=True)
+    return results
+
+
+def check_images(root: Path, names: list[list[str]], workers: int = 0,
+                 timeout: float = DECODE_TIMEOUT) -> list[str | None]:
     """One rejection reason (or None) per record, given each record's image names relative to `root`.
 
-    Containment and decoding run in `workers` processes (0 = one per CPU, 1 = in this process).
-    """
+    Paths are checked here; decoding runs in `workers` killable processes (0 = one per CPU)."""
     real_root = os.path.realpath(root)
-    flat = [name for recs in names for name in recs]
-    owner = [i for i, recs in enumerate(names) for _ in recs]
     reasons: list[str | None] = [None] * len(names)
-    if not flat:
-        return reasons
+    folders: dict[str, str] = {}
+    todo: dict[str, list[int]] = {}  # real path -> the records naming it (each file is decoded once)
+    for i, recs in enumerate(names):
+        for name in recs:
+            target, problem = path_problem(real_root, name, folders)
+            if problem:
+                reasons[i] = reasons[i] or problem
+                break
+            todo.setdefault(target, []).append(i)
+    paths = [p for p, owners in todo.items() if any(reasons[i] is None for i in owners)]
     workers = workers or (os.cpu_count() or 1)
-    chunk = max(16, len(flat) // (workers * 8) + 1)
-    pieces = [flat[s:s + chunk] for s in range(0, len(flat), chunk)]
-    if workers <= 1 or len(pieces) == 1:
-        results = [_problems_chunk(real_root, p) for p in pieces]
-    else:
-        from concurrent.futures import ProcessPoolExecutor  # here: a run without images never starts workers
-
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_problems_chunk, [real_root] * len(pieces), pieces))
-    for i, problem in zip(owner, (r for piece in results for r in piece)):
-        if problem and reasons[i] is None:
-            reasons[i] = problem
+    for path, problem in zip(paths, decode_all(paths, min(workers, max(1, len(paths) // 16)), timeout)):
+        if problem:
+            rel = os.path.relpath(path, real_root)
+            for i in todo[path]:
+                if reasons[i] is None:
+                    reasons[i] = f"{problem}: {rel}" if not problem.endswith(rel) else problem
     return reasons

@@ -1,19 +1,36 @@
-"""File output helpers shared by every layer."""
+"""File output helpers shared by every layer: atomic writes that follow the umask, and the guard that keeps an
+output from replacing an input."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from selector.core.errors import MmselectError
 
-def atomic_write(out: Path, chunks: Iterable[bytes]) -> None:
-    """Write to a temp file beside `out`, then rename: an interrupted run never leaves half a file in its place."""
+
+class OutputError(MmselectError):
+    """An output path is unusable (a folder, under a file) or would replace an input."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(out: Path, chunks: Iterable[bytes], mode: int = 0o666) -> None:
+    """Write to a temp file beside `out`, then rename: an interrupted run never leaves half a file in its place.
+    The file gets `mode` less the umask, like a file made by `open` (mkstemp alone would make it 0600)."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode & ~_umask())
             for chunk in chunks:
                 f.write(chunk)
         os.replace(tmp, out)
@@ -43,3 +60,46 @@ def atomic_path(out: Path | str, suffix: str | None = None) -> Iterator[Path]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def sha256_file(path: Path, block: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+SCORES_INPUT_KEY = b"mmselect.input"  # score-table metadata: the fingerprint of the input it was computed from
+
+
+def input_fingerprint(path: Path) -> dict:
+    """What a score table stores about its input (checked by `select --scores`): the file's sha256 and size."""
+    return {"sha256": sha256_file(path), "size": Path(path).stat().st_size}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[Path], flag: str = "--out") -> None:
+    """Refuse, with one line, an output that is a folder, lies under a file, or is (after resolving `./`, `..`,
+    symlinks and hard links) one of the inputs: an input is never overwritten."""
+    inputs = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        out = Path(out)
+        if out.is_dir():
+            raise OutputError(f"{flag} {out} is a folder; give a file path")
+        parent = out.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise OutputError(f"{flag} {out} lies under {parent}, which is a file, not a folder")
+        for src in inputs:
+            if _same_file(out, src):
+                raise OutputError(f"{flag} {out} would overwrite the input {src}; choose another output path")

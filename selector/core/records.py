@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,8 +21,9 @@ import pyarrow.compute as pc
 
 from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
-from selector.core.errors import FormatError, RecordError
-from selector.core.formats import PARSERS, Layout, Parsed, default_images_root, detect_layout, resolve_input
+from selector.core.errors import FormatError, MmselectError, RecordError
+from selector.core.formats import (ID_KINDS, Layout, Parsed, content_key, default_images_root, detect_layout,
+                                   json_text, parse_record, resolve_input)
 from selector.core.images import check_images
 from selector.core.io import atomic_write
 
@@ -35,6 +37,7 @@ SCHEMA = pa.schema([
     ("length", pa.int64()),
     ("raw", pa.string()),
     ("reason", pa.string()),
+    ("id_kind", pa.int8()),  # formats.ID_KINDS: 0 a string id, 1 a number (its JSON text), 2 automatic (line-N)
 ])
 # JSONL records are referenced by byte range (offset, length) in the source file and re-read on write, so a large
 # file is never held in memory as text; records from JSON containers keep their serialised text in `raw`.
@@ -92,9 +95,11 @@ class RecordSet:
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def rejected(self) -> list[dict]:
+        """One `{"line", "id", "reason"}` per rejected record; a number id is its JSON number (orjson.Fragment)."""
         t = self.table.filter(pc.invert(pc.is_null(self.table.column("reason"))))
-        return [{"line": l, "id": i, "reason": r} for l, i, r in
-                zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("reason").to_pylist())]
+        return [{"line": l, "id": id_value(i, k), "reason": r} for l, i, k, r in
+                zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("id_kind").to_pylist(),
+                    t.column("reason").to_pylist())]
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -111,7 +116,7 @@ class _Columns:
     def add(self, line: int, parsed: Parsed, offset: int | None = None, length: int | None = None,
             raw: str | None = None):
         self.rows.append((line, parsed.id, parsed.instruction, parsed.answer, parsed.images, offset, length, raw,
-                          parsed.reason))
+                          parsed.reason, parsed.id_kind))
         if len(self.rows) >= self.batch_rows:
             self.flush()
 
@@ -131,6 +136,8 @@ def _column(values: tuple, arrow_type: pa.DataType) -> pa.Array:
     n = len(values)
     if arrow_type == pa.string():
         return strings(values)
+    if arrow_type == pa.int8():
+        return to_arrow(np.fromiter(values, dtype=np.int8, count=n))
     if arrow_type == pa.int64():
         missing = np.fromiter((v is None for v in values), dtype=bool, count=n)
         return to_arrow(np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=n), mask=missing)
@@ -139,21 +146,8 @@ def _column(values: tuple, arrow_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(to_arrow(offsets), strings([v for vs in values for v in vs]))
 
 
-def _parse_line(data: bytes, line_no: int, parse) -> Parsed:
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as uexc:
-            return Parsed(None, "", "", [], f"invalid UTF-8 bytes at byte {uexc.start}")
-        return Parsed(None, "", "", [], f"invalid JSON: {exc}")
-    return parse(obj, line_no)
-
-
 def _parse_jsonl_range(path: str, start: int, end: int, schema: str, strict: bool) -> tuple[pa.Table, int]:
     """Parse the lines in the byte range [start, end) (line-aligned); line numbers are relative to `start`."""
-    parse = PARSERS[schema]
     cols = _Columns()
     with open(path, "rb") as f:
         f.seek(start)
@@ -163,13 +157,23 @@ def _parse_jsonl_range(path: str, start: int, end: int, schema: str, strict: boo
     for line_no, line in enumerate(data.split(b"\n")[:n_lines], 1):
         offset = pos
         pos += len(line) + 1
-        if not line or line.isspace():
+        if not line.strip():  # a blank line is no record, on every parse path
             continue
-        parsed = _parse_line(line, line_no, parse)
+        parsed = parse_record(line, line_no, schema)
         if strict and parsed.reason:
             raise RecordError(parsed.reason, path=path, line=line_no, record_id=parsed.id)
         cols.add(line_no, parsed, offset, len(line.rstrip(b"\r")))
     return cols.table(), n_lines
+
+
+def _reparse_lines(data: bytes, base: int, schema: str):
+    """The per-record parser for the lines of a fast-path block that the Arrow reader cannot decide exactly."""
+    def reparse(line_numbers: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.Table:
+        cols = _Columns()
+        for line_no, start, length in zip(line_numbers.tolist(), starts.tolist(), lengths.tolist()):
+            cols.add(line_no, parse_record(data[start - base:start - base + length], line_no, schema), start, length)
+        return cols.table()
+    return reparse
 
 
 def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
@@ -184,7 +188,8 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, 0)]
 
 
-CONTENT_COLUMNS = ("instruction", "answer", "images")  # equal in all three: a duplicate record
+CONTENT_COLUMNS = ("instruction", "answer", "images")  # the duplicate-content prefilter (then exact, see below)
+_AMBIGUOUS_STRING_ID = r'^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|line-[0-9]+|true|false|null|["\[{].*)$'
 
 
 def dedup_keys(table: pa.Table) -> dict[str, np.ndarray]:
@@ -192,15 +197,51 @@ def dedup_keys(table: pa.Table) -> dict[str, np.ndarray]:
     return {"id": fingerprint(table.column("id")), "content": row_key([table.column(c) for c in CONTENT_COLUMNS])}
 
 
-def _fast_range(path: Path, start: int, end: int) -> tuple[pa.Table, int, dict[str, np.ndarray]] | None:
+def finalise_ids(table: pa.Table) -> pa.Table:
+    """Give records without an id their automatic id `line-N` (N: the line in the whole file, so ids never restart
+    between parse ranges), and keep every id key distinct from every other kind: when a string id has the same
+    text as a number id or an automatic id in this file (`"1"` and `1`, `"line-3"` and line 3's automatic id),
+    string ids that could be mistaken for another kind are keyed by their JSON text (`"1"` with its quotes)."""
+    kind = to_numpy(table.column("id_kind"))
+    ids = table.column("id")
+    auto = kind == ID_KINDS["auto"]
+    if auto.any():
+        numbered = pc.binary_join_element_wise(scalar("line-"), pc.cast(table.column("line"), pa.string()), scalar(""))
+        ids = pc.if_else(to_arrow(auto), numbered, ids)
+    string = kind == ID_KINDS["string"]
+    if not string.all():
+        others = pc.filter(ids, to_arrow(~string))
+        clash = string & to_numpy(pc.is_in(ids, value_set=others.combine_chunks() if isinstance(others, pa.ChunkedArray)
+                                           else others), null=False)
+        if clash.any():
+            ambiguous = string & to_numpy(pc.match_substring_regex(ids, _AMBIGUOUS_STRING_ID), null=False)
+            rows = np.flatnonzero(ambiguous)
+            values = ids.take(to_arrow(rows)).to_pylist()
+            mask = np.zeros(len(kind), bool)
+            mask[rows] = True
+            ids = pc.replace_with_mask(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids,
+                                       to_arrow(mask), strings([json_text(v) for v in values]))
+    if auto.any() or not string.all():
+        table = table.set_column(SCHEMA.get_field_index("id"), "id", ids)
+    return table
+
+
+def id_value(key: str | None, kind: int):
+    """A record's id for JSON output: a string id as a string, a number as the number (its exact text)."""
+    if key is not None and kind == ID_KINDS["json"]:
+        return orjson.Fragment(key.encode())
+    return key
+
+
+def _fast_range(path: Path, start: int, end: int, schema: str) -> tuple[pa.Table, int, np.ndarray] | None:
     from selector.core.fastjsonl import parse_block
 
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    table = parse_block(data, start, SCHEMA)
-    # The duplicate keys are computed here, in the parse threads, while the range's columns are fresh in memory.
-    return None if table is None else (table, table.num_rows, dedup_keys(table))
+    table = parse_block(data, start, SCHEMA, reparse=_reparse_lines(data, start, schema))
+    # The content key is computed here, in the parse threads, while the range's columns are fresh in memory.
+    return None if table is None else (table, table.num_rows, dedup_keys(table)["content"])
 
 
 def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa.Table, dict[str, np.ndarray]]:
@@ -217,7 +258,7 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa
         # Two ranges in flight: one range's single-threaded validation overlaps the next one's multithreaded
         # parse (both release the GIL in Arrow's C++ kernels), so neither core idles.
         with ThreadPoolExecutor(max_workers=2 if parallel else 1) as threads:
-            results = list(threads.map(lambda r: _fast_range(path, *r), ranges))
+            results = list(threads.map(lambda r: _fast_range(path, *r, schema), ranges))
     todo = [i for i, r in enumerate(results) if r is None]
     pool = None
     if parallel and len(todo) > 1:
@@ -239,46 +280,119 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-    tables, keys, offset = [], [], 0
+    tables, content, offset = [], [], 0
     for table, n_lines, *known in results:
         if offset:
             table = table.set_column(0, "line", pc.add(table.column("line"), scalar(offset)))
         tables.append(table)
-        keys.append(known[0] if known else dedup_keys(table))
+        content.append(known[0] if known else dedup_keys(table)["content"])
         offset += n_lines
-    return pa.concat_tables(tables), {k: np.concatenate([part[k] for part in keys]) for k in ("id", "content")}
+    table = finalise_ids(pa.concat_tables(tables))
+    return table, {"id": fingerprint(table.column("id")), "content": np.concatenate(content)}
 
 
-def _load_json_value(path: Path) -> Any:
-    data = path.read_bytes()
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    # Invalid UTF-8 inside one string should cost only that record: decode leniently, flag per record later.
-    text = data.decode("utf-8", errors="surrogateescape")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg}); "
-                          "a JSON-list file must parse as a whole (use JSONL to isolate bad lines)") from None
+_BLANK = re.compile(r"[ \t\n\r]*")
 
 
-def _read_json_items(path: Path, items: Iterable[Any], schema: str, strict: bool) -> pa.Table:
-    parse = PARSERS[schema]
-    cols = _Columns()
-    for n, obj in enumerate(items, 1):
-        raw = json.dumps(obj, ensure_ascii=False)
+class _JsonText:
+    """Walks a JSON container's text and yields each record's exact source text (so a record's JSON values,
+    numbers included, are written back unchanged, and each record gets the same verdict as a JSONL line)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        # Invalid UTF-8 inside one record should cost only that record: decoded leniently, judged per record.
+        self.text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        self.decoder = json.JSONDecoder()
+
+    def skip(self, i: int) -> int:
+        return _BLANK.match(self.text, i).end()
+
+    def fail(self, i: int, what: str):
+        line = self.text.count("\n", 0, i) + 1
+        col = i - (self.text.rfind("\n", 0, i) + 1) + 1
+        raise FormatError(f"{self.path}:{line}:{col}: invalid JSON ({what}); a JSON-list file must parse as a "
+                          "whole (use JSONL to isolate bad lines)")
+
+    def value(self, i: int) -> tuple[Any, int]:
         try:
-            raw.encode("utf-8")
+            return self.decoder.raw_decode(self.text, i)
+        except json.JSONDecodeError as exc:
+            self.fail(exc.pos, exc.msg)
+        except RecursionError:
+            self.fail(i, "nested too deeply")
+
+    def items(self, i: int) -> tuple[list[str], int]:
+        """The source text of each item of the array starting at `i`, and the position after it."""
+        if self.text[i:i + 1] != "[":
+            self.fail(i, "expected '['")
+        out: list[str] = []
+        i = self.skip(i + 1)
+        if self.text[i:i + 1] == "]":
+            return out, i + 1
+        while True:
+            _, end = self.value(i)
+            out.append(self.text[i:end])
+            i = self.skip(end)
+            sep = self.text[i:i + 1]
+            if sep == "]":
+                return out, i + 1
+            if sep != ",":
+                self.fail(i, "expected ',' or ']'")
+            i = self.skip(i + 1)
+
+    def end(self, i: int) -> None:
+        i = self.skip(i)
+        if i != len(self.text):
+            self.fail(i, "extra data after the top-level value")
+
+    def list(self) -> list[str]:
+        items, i = self.items(self.skip(0))
+        self.end(i)
+        return items
+
+    def cc_sbu(self) -> tuple[dict, list[str]]:
+        """The top-level object's other fields, and the source text of each annotation."""
+        i = self.skip(0)
+        if self.text[i:i + 1] != "{":
+            raise FormatError(f"{self.path}: a cc_sbu_align file needs an 'annotations' list")
+        container: dict = {}
+        annotations = None
+        i = self.skip(i + 1)
+        while self.text[i:i + 1] != "}":
+            key, i = self.value(i)
+            i = self.skip(i)
+            if not isinstance(key, str) or self.text[i:i + 1] != ":":
+                self.fail(i, "expected a key and ':'")
+            i = self.skip(i + 1)
+            if key in container or (key == "annotations" and annotations is not None):
+                self.fail(i, f"duplicate key {json_text(key)}")
+            if key == "annotations" and self.text[i:i + 1] == "[":
+                annotations, i = self.items(i)
+            else:
+                container[key], i = self.value(i)
+            i = self.skip(i)
+            if self.text[i:i + 1] == ",":
+                i = self.skip(i + 1)
+            elif self.text[i:i + 1] != "}":
+                self.fail(i, "expected ',' or '}'")
+        self.end(i + 1)
+        if annotations is None:
+            raise FormatError(f"{self.path}: a cc_sbu_align file needs an 'annotations' list")
+        return container, annotations
+
+
+def _read_json_items(path: Path, items: Iterable[str], schema: str, strict: bool) -> pa.Table:
+    cols = _Columns()
+    for n, text in enumerate(items, 1):
+        data = text.encode("utf-8", errors="surrogateescape")
+        parsed = parse_record(data, n, schema)
+        try:
+            text.encode("utf-8")
         except UnicodeEncodeError:
-            parsed = Parsed(None, "", "", [], "invalid UTF-8 bytes")
-            raw = None
-        else:
-            parsed = parse(obj, n)
+            text = None  # not storable as text; the parser has rejected it (invalid UTF-8)
         if strict and parsed.reason:
             raise RecordError(parsed.reason, path=str(path), line=n, record_id=parsed.id)
-        cols.add(n, parsed, raw=raw)
+        cols.add(n, parsed, raw=text)
     return cols.table()
 
 
@@ -312,11 +426,47 @@ def _mark_duplicates(table: pa.Table, key: np.ndarray | None = None) -> pa.Table
     return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
-def _mark_duplicate_content(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
-    """Reject later records whose (images, instruction, answer) repeat an earlier valid record exactly."""
+def _record_bytes(path: Path, table: pa.Table):
+    """rows -> each row's source bytes (re-read from the file for JSONL, from `raw` for JSON containers)."""
+    def read(rows: np.ndarray) -> list[bytes]:
+        take = to_arrow(np.asarray(rows, dtype=np.int64))
+        raws = table.column("raw").take(take)
+        if raws.null_count < len(rows):
+            return [(r or "").encode("utf-8") for r in raws.to_pylist()]
+        offsets = to_numpy(table.column("offset").take(take))
+        lengths = to_numpy(table.column("length").take(take))
+        return list(_byte_ranges(path, offsets, lengths))
+    return read
+
+
+def _mark_duplicate_content(table: pa.Table, key: np.ndarray | None = None, read=None, schema: str = "llava"
+                            ) -> pa.Table:
+    """Reject later records whose content repeats an earlier valid record's exactly: the whole conversation (every
+    turn, system prompts included) and its images. Prefiltered on (first instruction, answers, images); the few
+    candidates are then compared on their full content (`formats.content_key`), re-read from the source."""
     rows, first = repeats([table.column(c) for c in CONTENT_COLUMNS], _valid_positions(table), key)
+    if len(rows) and read is not None:
+        members = np.unique(np.concatenate([rows, first]))
+        full = {}
+        for row, data in zip(members.tolist(), read(members)):
+            try:
+                full[row] = content_key(orjson.loads(data), schema)
+            except orjson.JSONDecodeError:
+                full[row] = None
+        seen: dict[bytes, int] = {}
+        later, earlier = [], []
+        for row in members.tolist():
+            k = full[row]
+            if k is None:
+                continue
+            if k in seen:
+                later.append(row)
+                earlier.append(seen[k])
+            else:
+                seen[k] = row
+        rows, first = np.asarray(later, dtype=np.int64), np.asarray(earlier, dtype=np.int64)
     ids = table.column("id")
-    return _set_reasons(table, rows, [f"duplicate content of id {ids[int(f)].as_py()!r}" for f in first])
+    return _set_reasons(table, rows, [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in first])
 
 
 def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
@@ -355,18 +505,16 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     if layout.container == "jsonl":
         table, keys = _read_jsonl(path, layout.schema, strict, workers)
     else:
-        value = _load_json_value(path)
+        doc = _JsonText(path)
         if layout.container == "cc_sbu":
-            if not isinstance(value, dict) or not isinstance(value.get("annotations"), list):
-                raise FormatError(f"{path}: a cc_sbu_align file needs an 'annotations' list")
-            container = {k: v for k, v in value.items() if k != "annotations"}
-            value = value["annotations"]
-        elif not isinstance(value, list):
-            raise FormatError(f"{path}: a JSON instruction file must hold a list of records")
-        table = _read_json_items(path, value, layout.schema, strict)
+            container, items = doc.cc_sbu()
+        else:
+            items = doc.list()
+        del doc
+        table = finalise_ids(_read_json_items(path, items, layout.schema, strict))
     table = _mark_duplicates(table, keys["id"])
     if dedup:
-        table = _mark_duplicate_content(table, keys["content"])
+        table = _mark_duplicate_content(table, keys["content"], _record_bytes(path, table), layout.schema)
     root = Path(images) if images is not None else default_images_root(path, layout)
     if check_image_files:
         table = _check_record_images(table, root, workers)
@@ -394,10 +542,11 @@ def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) 
     raws = records.table.column("raw").take(rows).to_pylist()
     if records.layout.container == "json":
         atomic_write(out, [b"[\n", ",\n".join(raws).encode("utf-8"), b"\n]\n"])
-    else:
-        doc = dict(records.container or {})
-        doc["annotations"] = [json.loads(r) for r in raws]
-        atomic_write(out, [json.dumps(doc, ensure_ascii=False, indent=4).encode("utf-8"), b"\n"])
+    else:  # the container's other fields re-serialised, the annotations as their exact source text
+        hole = "\x00annotations\x00"
+        doc = json.dumps({**(records.container or {}), "annotations": hole}, ensure_ascii=False, indent=4)
+        doc = doc.replace(json.dumps(hole), "[\n" + ",\n".join(raws) + "\n    ]", 1)
+        atomic_write(out, [doc.encode("utf-8"), b"\n"])
     return out
 
 
@@ -412,6 +561,41 @@ def _check_unchanged(records: RecordSet) -> None:
     st = records.path.stat()
     if (st.st_size, st.st_mtime_ns) != records.meta.get("source_stat"):
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
+
+
+_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its record-specific part ('image file missing: a/b.png' -> 'image file
+    missing'), so reasons can be counted by kind."""
+    return _REASON_KIND.sub("", reason).strip() or reason
+
+
+class MostlyRejected(MmselectError):
+    """One kind of rejection covers most records: the run would select from whatever few happened to pass."""
+
+
+def check_rejections(records: RecordSet, allow: bool = False) -> None:
+    """Stop when one kind of rejection covers more than half of the records: most often a wrong `--images` (every
+    image 'missing') or the wrong file. `allow` (--allow-rejects) goes on with the rest."""
+    if allow or len(records) == 0:
+        return
+    reasons = records.table.column("reason")
+    if reasons.null_count * 2 >= len(records):
+        return
+    from collections import Counter
+
+    kind, count = Counter(reason_kind(r) for r in reasons.drop_null().to_pylist()).most_common(1)[0]
+    if count * 2 <= len(records):
+        return
+    hint = ""
+    if "image" in kind:
+        hint = f"; is --images right? (images root: {records.images_root})"
+    elif "invalid" in kind or "not a JSON object" in kind or "no conversation" in kind:
+        hint = "; is this the right file and --format?"
+    raise MostlyRejected(f"{count} of {len(records)} records of {records.path} rejected for the same reason: "
+                         f"{kind}{hint}. Pass --allow-rejects to go on with the rest")
 
 
 def write_rejected(records: RecordSet, out: str | os.PathLike) -> Path:

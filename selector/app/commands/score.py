@@ -106,6 +106,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the score cache")
     p.add_argument("--num-processes", type=positive_int, default=1,
                    help="shard the batches over N processes with accelerate (GPUs when present, else CPU)")
+    p.add_argument("--allow-rejects", action="store_true",
+                   help="score even when one rejection reason covers most records (default: stop, naming it)")
     add_metric_args(p)
     return p
 
@@ -116,6 +118,18 @@ def run(ns: argparse.Namespace) -> int:
     from metrics.runner import world
     from metrics.score_job import ScoreJob, launch, run_score_job
 
+    from metrics import available
+    from selector.core.io import check_outputs
+
+    unknown = [m for m in ns.metrics if m not in available()]
+    if unknown or not ns.metrics:
+        raise MmselectError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: "
+                            f"{', '.join(sorted(available()))}")
+    for flag, value, low in (("--batch-size", ns.batch_size, 1), ("--num-processes", ns.num_processes, 1),
+                             ("--workers", ns.workers if ns.workers is not None else 0, 0)):
+        if value < low:
+            raise MmselectError(f"{flag} must be at least {low}, got {value}")
+    check_outputs([ns.input], [Path(ns.out), Path(f"{ns.out}.rejected.jsonl")])
     cache = None if ns.no_cache else (ns.score_cache or Path(f"{ns.out}.cache"))
     if ns.num_processes > 1 and cache is None:
         raise MmselectError("--num-processes needs the score cache (the processes merge through it); "
@@ -123,7 +137,8 @@ def run(ns: argparse.Namespace) -> int:
     job = ScoreJob(input=str(ns.input), out=str(ns.out), metrics=tuple(ns.metrics),
                    params=metric_params(ns, cache), images=str(ns.images) if ns.images else None, fmt=ns.fmt,
                    batch_size=ns.batch_size, workers=ns.workers, device=ns.device, precision=ns.precision,
-                   cache_dir=str(cache) if cache else None, progress=show_progress(ns))
+                   cache_dir=str(cache) if cache else None, progress=show_progress(ns),
+                   allow_rejects=ns.allow_rejects)
     if ns.num_processes > 1 and world()[1] == 1:
         rc = launch(job, ns.num_processes, Path(cache) / "job.json")
         if rc != 0:
@@ -140,5 +155,5 @@ def run(ns: argparse.Namespace) -> int:
     parts = [f"{col} ({m['missing']} missing)" if m["missing"] else col for col, m in meta.items()]
     logging.getLogger("mmselect.score").info("stats: %s", {c: m["stats"] for c, m in meta.items() if m["stats"]})
     print(f"scored {result.table.num_rows} records (read {result.read}, rejected {result.rejected}): "
-          f"{', '.join(parts)} -> {result.out}")
+          f"{', '.join(parts)} -> {result.out}" + (f"; rejected list {result.rejected_path}" if result.rejected else ""))
     return 0

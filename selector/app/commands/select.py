@@ -35,6 +35,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="processes for parsing and image checks (default: one per CPU; 0 = none: work in the main "
                         "process, as in `score`)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="scoring batch size (default: 64)")
+    p.add_argument("--missing", choices=["group", "worst", "median"], default="group",
+                   help="records lacking a metric: group (default) = they compete among themselves in their own "
+                        "proportional quota, ranked by the metrics they have; worst / median = the missing metric "
+                        "counts as its worst / median score. The report counts the records lacking each metric")
+    p.add_argument("--allow-rejects", action="store_true",
+                   help="select even when one rejection reason covers most records (default: stop, naming it)")
+    p.add_argument("--allow-short", action="store_true",
+                   help="write fewer records than the budget when too few are valid (default: stop, exit 2)")
     try:
         from selector.app.commands.score import add_metric_args
     except ModuleNotFoundError:  # metrics layer not installed: length only
@@ -63,7 +71,8 @@ def run(ns: argparse.Namespace) -> int:
                           metrics=metrics, weights=ns.weights, normalise=ns.normalise, scores=ns.scores,
                           seed=ns.seed, strict=ns.strict, workers=0 if ns.workers is None else max(ns.workers, 1),
                           batch_size=ns.batch_size, progress=show_progress(ns), metric_summary=learned is not None,
-                          settings=getattr(ns, "_settings", {}), **extra)
+                          settings=getattr(ns, "_settings", {}), allow_rejects=ns.allow_rejects,
+                          allow_short=ns.allow_short, missing=ns.missing, **extra)
     result = run_select(config, ranker_factory=ranker_factory)
     if learned is not None:
         from selector.learned.sanity import check_selection

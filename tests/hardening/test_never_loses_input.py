@@ -1,0 +1,58 @@
+"""Promise: no output path, however it is spelled, replaces an input; a refused run writes nothing."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.hardening.conftest import rec, write_jsonl
+
+
+@pytest.fixture
+def src(tmp_path):
+    return write_jsonl(tmp_path / "in.jsonl", [rec(i) for i in range(12)])
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot-slash", "dotdot", "symlink", "hardlink"])
+def test_select_never_overwrites_its_input(src, tmp_path, cli, monkeypatch, spelling):
+    before = src.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    out = {"same": src, "dot-slash": "./in.jsonl", "dotdot": f"../{tmp_path.name}/in.jsonl",
+           "symlink": tmp_path / "link.jsonl", "hardlink": tmp_path / "hard.jsonl"}[spelling]
+    if spelling == "symlink":
+        os.symlink(src, out)
+    if spelling == "hardlink":
+        os.link(src, out)
+    rc, _, err = cli("select", src, "--out", out, "--budget", "3")
+    assert rc == 2 and "overwrite the input" in err and len(err.strip().splitlines()) == 1
+    assert src.read_bytes() == before
+
+
+def test_score_never_overwrites_its_input(src, cli):
+    before = src.read_bytes()
+    rc, _, err = cli("score", src, "--out", src, "--metrics", "length", "--no-cache")
+    assert rc == 2 and "overwrite the input" in err
+    assert src.read_bytes() == before
+
+
+def test_select_side_files_never_overwrite_an_input(tmp_path, cli):
+    """OUT.rejected.jsonl and OUT.report.json are outputs too."""
+    victim = write_jsonl(tmp_path / "o.jsonl.rejected.jsonl", [rec(i) for i in range(12)])
+    before = victim.read_bytes()
+    rc, _, err = cli("select", victim, "--out", tmp_path / "o.jsonl", "--budget", "3")
+    assert rc == 2 and "overwrite the input" in err and victim.read_bytes() == before
+
+
+def test_scores_table_is_an_input_too(src, tmp_path, cli):
+    rc, _, _ = cli("score", src, "--out", tmp_path / "s.parquet", "--metrics", "length", "--no-cache")
+    assert rc == 0
+    before = (tmp_path / "s.parquet").read_bytes()
+    rc, _, err = cli("select", src, "--out", tmp_path / "s.parquet", "--budget", "3", "--scores", tmp_path / "s.parquet")
+    assert rc == 2 and "overwrite the input" in err and (tmp_path / "s.parquet").read_bytes() == before
+
+
+def test_out_that_is_a_folder_or_under_a_file_is_one_line(src, tmp_path, cli):
+    (tmp_path / "afolder").mkdir()
+    for out in (tmp_path / "afolder", src / "x.jsonl"):
+        rc, _, err = cli("select", src, "--out", out, "--budget", "3")
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
