@@ -125,12 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         command = next((a for a in argv if a in COMMANDS), None)
         print(f"mmselect{' ' + command if command else ''}: error: {exc}", file=sys.stderr)
         return 2
-    ns, extras = parser.parse_known_args(argv)
+    try:  # argparse reports a bad flag (and --help, --version) by exiting: an in-process caller gets the code
+        ns, extras = parser.parse_known_args(argv)
+        if extras:  # reported by the subcommand's parser, so the line names it
+            ns._parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(ns, "_run", None):
         parser.print_help()
         return 2
-    if extras:  # reported by the subcommand's parser, so the line names it
-        ns._parser.error(f"unrecognized arguments: {' '.join(extras)}")
     ns._settings = resolved_settings(ns._parser, ns)
     configure_logging(ns.verbose, ns.quiet)
     try:

@@ -104,7 +104,8 @@ class SelectConfig:
             raise SelectionError(f"a metric is named twice in {','.join(self.metrics)}")
         if self.weights is not None:
             if len(self.weights) != len(self.metrics):
-                raise SelectionError(f"{len(self.weights)} weights for {len(self.metrics)} metrics")
+                raise SelectionError(f"--weights has {len(self.weights)} value(s) for {len(self.metrics)} metric(s) "
+                                     f"({', '.join(self.metrics)}): give one weight per metric")
             if not all(np.isfinite(w) for w in self.weights) or not any(self.weights):
                 raise SelectionError("weights must be finite numbers, not all zero")
         if self.seed < 0 or self.seed >= 2 ** 63:
@@ -184,9 +185,6 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     from metrics import available, build
     from metrics.runner import REASON_SUFFIX, RunnerConfig, score_metadata, score_records
 
-    unknown = [m for m in config.metrics if m not in available()]
-    if unknown:
-        raise SelectionError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(available()))}")
     valid = records.valid_table()
     have = known = None
     stored_meta: dict = {}
@@ -202,12 +200,22 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     runner = RunnerConfig(batch_size=config.batch_size, progress=config.progress, cache_dir=config.score_cache,
                           device=config.device)
     root = str(records.images_root) if records.images_root else None
+    stored_cols = have.column_names if have is not None else []
+    unknown = [m for m in config.metrics if m not in available() and m not in stored_cols]
+    if unknown:
+        raise SelectionError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(available()))}"
+                             + (f", or a column of --scores ({', '.join(stored_cols[1:])})" if stored_cols else ""))
     for m in config.metrics:
+        reuse = m in stored_cols
         try:
             metric = build(m, **config.metric_params.get(m, {}))
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, MmselectError) as exc:
+            if reuse and known.all():  # every row comes from the table: its own configuration stands, unmixed
+                cols[m] = have.column(m)
+                if m + REASON_SUFFIX in stored_cols:
+                    cols[m + REASON_SUFFIX] = have.column(m + REASON_SUFFIX)
+                continue
             raise SelectionError(f"metric {m}: {exc}") from None
-        reuse = have is not None and m in have.column_names
         if reuse:
             stored_hash = (stored_meta.get(m) or {}).get("hash")
             if stored_hash is not None and stored_hash != metric.config_hash():
