@@ -160,9 +160,6 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     from metrics import available, build
     from metrics.runner import REASON_SUFFIX, RunnerConfig, score_metadata, score_records
 
-    unknown = [m for m in config.metrics if m not in available()]
-    if unknown:
-        raise SelectionError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(available()))}")
     valid = records.valid_table()
     have = known = None
     stored_meta: dict = {}
@@ -178,19 +175,28 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
     runner = RunnerConfig(batch_size=config.batch_size, progress=config.progress, cache_dir=config.score_cache,
                           device=config.device)
     root = str(records.images_root) if records.images_root else None
+    unknown = [m for m in config.metrics if m not in available() and not (have is not None and m in have.column_names)]
+    if unknown:
+        raise SelectionError(f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(available()))}"
+                             + (" (or a column of --scores)" if have is not None else ""))
     for m in config.metrics:
-        try:
-            metric = build(m, **config.metric_params.get(m, {}))
-        except (TypeError, ValueError, KeyError) as exc:
-            raise SelectionError(f"metric {m}: {exc}") from None
         reuse = have is not None and m in have.column_names
-        if reuse:
+        try:
+            metric = build(m, **config.metric_params.get(m, {})) if m in available() else None
+        except (TypeError, ValueError, KeyError) as exc:
+            if not (reuse and known.all()):
+                raise SelectionError(f"metric {m}: {str(exc).strip(chr(39))}") from None
+            metric = None  # no configuration requested (e.g. no judge flags): the table's column is used as is
+        if reuse and metric is not None:
             stored_hash = (stored_meta.get(m) or {}).get("hash")
             if stored_hash is not None and stored_hash != metric.config_hash():
                 raise SelectionError(
                     f"--scores {config.scores}: column {m} was computed with another configuration "
                     f"({_config_text(stored_meta[m].get('config'))}) than this run's "
                     f"({_config_text(metric.config())}); pass the same metric flags, or score again")
+        if metric is None and not (reuse and known.all()):
+            raise SelectionError(f"--scores {config.scores} covers {int(known.sum())} of {len(known)} valid records "
+                                 f"and {m} cannot score the rest here")
         if reuse and known.all():
             cols[m] = have.column(m)
             if m + REASON_SUFFIX in have.column_names:
