@@ -94,10 +94,11 @@ class RecordSet:
         key = f"{self.path.resolve()}|{self.meta.get('source_stat')}|{self.layout}|{self.images_root}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def rejected(self) -> list[dict]:
-        """One `{"line", "id", "reason"}` per rejected record; a number id is its JSON number (orjson.Fragment)."""
+    def rejected(self, fragments: bool = False) -> list[dict]:
+        """One `{"line", "id", "reason"}` per rejected record. A number id is the number (an int for an integer,
+        any size; with `fragments`, its exact JSON text as an `orjson.Fragment`), a string id the string."""
         t = self.table.filter(pc.invert(pc.is_null(self.table.column("reason"))))
-        return [{"line": l, "id": id_value(i, k), "reason": r} for l, i, k, r in
+        return [{"line": l, "id": id_value(i, k, fragments), "reason": r} for l, i, k, r in
                 zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("id_kind").to_pylist(),
                     t.column("reason").to_pylist())]
 
@@ -226,11 +227,14 @@ def finalise_ids(table: pa.Table) -> pa.Table:
     return table
 
 
-def id_value(key: str | None, kind: int):
-    """A record's id for JSON output: a string id as a string, a number as the number (its exact text)."""
-    if key is not None and kind == ID_KINDS["json"]:
+def id_value(key: str | None, kind: int, fragment: bool = False):
+    """A record's id for JSON output: a string id as a string, a number as the number (its exact JSON text as an
+    `orjson.Fragment` with `fragment`, else an int where it is an integer, else its text)."""
+    if key is None or kind != ID_KINDS["json"]:
+        return key
+    if fragment:
         return orjson.Fragment(key.encode())
-    return key
+    return int(key) if re.fullmatch(r"-?[0-9]+", key) else key
 
 
 def _fast_range(path: Path, start: int, end: int, schema: str) -> tuple[pa.Table, int, np.ndarray] | None:
@@ -601,5 +605,5 @@ def check_rejections(records: RecordSet, allow: bool = False) -> None:
 def write_rejected(records: RecordSet, out: str | os.PathLike) -> Path:
     """`<out>.rejected.jsonl`: one `{"line", "id", "reason"}` per rejected record."""
     path = Path(f"{out}.rejected.jsonl")
-    atomic_write(path, (orjson.dumps(r) + b"\n" for r in records.rejected()))
+    atomic_write(path, (orjson.dumps(r) + b"\n" for r in records.rejected(fragments=True)))
     return path
