@@ -12,11 +12,11 @@ from finetune.config import FinetuneConfig, FinetuneResult
 __all__ = ["FinetuneConfig", "FinetuneResult", "train", "evaluate"]
 
 
-def train(config: FinetuneConfig) -> FinetuneResult:
+def train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneResult:
     """Fine-tune and evaluate one model (see `finetune.trainer.train`)."""
     from finetune.trainer import train as _train
 
-    return _train(config)
+    return _train(config, eval_cache)
 
 
 def evaluate(model: str, data: str, **kwargs) -> dict:

@@ -54,6 +54,8 @@ class FinetuneLabel:
     lr: float | None = None
     lora_r: int = 16
     extra: dict = field(default_factory=dict)  # any other FinetuneConfig fields
+    # The encoded eval set, shared by every run of this label function (and its `replace` copies); not a setting.
+    eval_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.metric.lstrip("-") not in LABEL_METRICS:
@@ -67,7 +69,7 @@ class FinetuneLabel:
     def key(self) -> str:
         from selector.core.resolve import model_fingerprint
 
-        fields = {k: v for k, v in self.__dict__.items() if k != "work_dir"}
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("work_dir", "eval_cache")}
         fields["base_model_sha256"] = model_fingerprint(self.base_model)
         return "finetune-v3:" + json.dumps(fields, sort_keys=True, default=str)
 
@@ -93,7 +95,7 @@ class FinetuneLabel:
                              eval_images=self.eval_images, epochs=self.epochs, batch_size=self.batch_size,
                              lr=self.lr, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
                              progress=False, report_to="none", **settings)
-        result = train(cfg)
+        result = train(cfg, self.eval_cache)
         ev = result.metrics.get("eval", {})
         name = self.metric.lstrip("-")
         if name not in ev:

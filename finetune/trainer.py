@@ -159,20 +159,29 @@ def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
     return True
 
 
-def train(config: FinetuneConfig) -> FinetuneResult:
+def train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneResult:
     """Fine-tune `config.model` on `config.data`, evaluate on `config.eval_data`, write OUT/metrics.json.
 
     LoRA runs save only the adapter (OUT/adapter, safetensors); `merge` adds OUT/merged; full runs save OUT/model.
     The caller's torch thread count is restored afterwards (the selector calls this many times in one process).
+    `eval_cache`, a dict the caller owns, keeps the encoded eval set between runs that evaluate on the same file
+    with the same model (the selector's label runs: encoding 200 eval examples costs more than training on 50).
     """
     threads = torch.get_num_threads()
     try:
-        return _train(config)
+        return _train(config, eval_cache)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: FinetuneConfig) -> FinetuneResult:
+def _eval_key(config: FinetuneConfig) -> tuple:
+    """What the encoded eval set depends on: the file (and its size and mtime), its images, the model, the length."""
+    stat = Path(config.eval_data).stat()
+    return (str(Path(config.eval_data).resolve()), stat.st_size, stat.st_mtime_ns, config.eval_images, config.model,
+            config.max_length, config.trust_remote_code)
+
+
+def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneResult:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
@@ -203,8 +212,16 @@ def _train(config: FinetuneConfig) -> FinetuneResult:
     if len(train_set) == 0:
         raise MmselectError(f"{config.data}: no usable training records ({len(train_set.rejected)} rejected; "
                             f"see {out / 'rejected.jsonl'})")
-    eval_set = (encode_records(config.eval_data, processor, images=config.eval_images, max_length=config.max_length,
-                               dedup=False, progress=show) if config.eval_data else EncodedSet([]))
+    key = _eval_key(config) if config.eval_data and eval_cache is not None else None
+    if key is not None and key in eval_cache:
+        eval_set = eval_cache[key]
+    else:
+        eval_set = (encode_records(config.eval_data, processor, images=config.eval_images,
+                                   max_length=config.max_length, dedup=False, progress=show)
+                    if config.eval_data else EncodedSet([]))
+        if key is not None:
+            eval_cache.clear()  # one eval set at a time: the label runs of one selector share one
+            eval_cache[key] = eval_set
     t_data = time.perf_counter()
 
     model = prepare_model(model, method=config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,

@@ -136,3 +136,19 @@ def test_two_process_run_matches_single_process_loss(tiny, small_sets, tmp_path)
     assert two["train"]["processes"] == 2 and two["train"]["steps"] == one["train"]["steps"]
     assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], rel=1e-4)
     assert two["eval"]["eval_loss"] == pytest.approx(one["eval"]["eval_loss"], rel=1e-4)
+
+
+def test_a_shared_eval_cache_encodes_once_and_changes_nothing(tiny, small_sets, tmp_path, monkeypatch):
+    """Label runs share the encoded eval set: the second run encodes only its training data, same metrics."""
+    import finetune.trainer as trainer
+
+    train_path, eval_path = small_sets
+    plain = train(_cfg(tiny, train_path, tmp_path / "plain", eval_data=str(eval_path)))
+    calls = []
+    real = trainer.encode_records
+    monkeypatch.setattr(trainer, "encode_records", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))
+    cache: dict = {}
+    first = train(_cfg(tiny, train_path, tmp_path / "a", eval_data=str(eval_path)), cache)
+    second = train(_cfg(tiny, train_path, tmp_path / "b", eval_data=str(eval_path)), cache)
+    assert [str(p) for p in calls].count(str(eval_path)) == 1 and len(cache) == 1
+    assert first.metrics["eval"] == second.metrics["eval"] == plain.metrics["eval"]

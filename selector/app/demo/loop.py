@@ -148,8 +148,9 @@ def _selection_key(ids, **settings) -> str:
 
 
 def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path, runs: Path, epochs: float,
-                      lr: float, seed: int, progress: bool) -> dict:
-    """LoRA on `subset_file`, evaluated on test.jsonl; cached by the selection's ids and the settings."""
+                      lr: float, seed: int, progress: bool, eval_cache: dict | None = None) -> dict:
+    """LoRA on `subset_file`, evaluated on test.jsonl; cached by the selection's ids and the settings.
+    `eval_cache` (see `finetune.trainer.train`) lets the runs share one encoding of test.jsonl."""
     from finetune.config import FinetuneConfig
     from finetune.trainer import train
 
@@ -165,7 +166,7 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
     t0 = time.perf_counter()
     result = train(FinetuneConfig(
         model=str(base), data=str(subset_file), images=str(data), out=str(out), eval_data=str(data / "test.jsonl"),
-        epochs=epochs, lr=lr, seed=seed, progress=progress, report_to="none", max_new_tokens=4))
+        epochs=epochs, lr=lr, seed=seed, progress=progress, report_to="none", max_new_tokens=4), eval_cache)
     res = {"key": key, "name": name, "n": len(ids), "eval": result.metrics["eval"],
            "seconds": time.perf_counter() - t0}
     atomic_write(done, [json.dumps(res, indent=2).encode()])
@@ -291,18 +292,19 @@ def run_demo(config: DemoConfig, print_fn=print) -> dict:
     base = base_accuracy(models["vlm-base"], data, runs)
     results.append({"name": "base model (no stage 2)", "n": 0, "clean": float("nan"),
                     "exact_match": base.get("exact_match"), "contains": base.get("contains")})
+    test_cache: dict = {}  # one encoding of test.jsonl for every evaluation fine-tune
     for name, sel in selections.items():
         row = {"name": finetuned.get(name, name), "n": len(sel), "clean": clean_share(sel.ids, truth)}
         if name in finetuned:
             f = write_records(records, rows[sel.indices], runs / f"{name.replace(':', '-')}.jsonl")
             r = finetune_and_test(name.replace(":", "-"), f, sel.ids, data, models["vlm-base"], runs,
-                                  config.finetune_epochs, lr, config.seed, config.progress)
+                                  config.finetune_epochs, lr, config.seed, config.progress, test_cache)
             row.update(exact_match=r["eval"].get("exact_match"), contains=r["eval"].get("contains"))
         results.append(row)
     if config.full_pool:
         r = finetune_and_test("full-pool", data / "train.jsonl", table.column("id").to_pylist(), data,
                               models["vlm-base"], runs, config.finetune_epochs, lr, config.seed,
-                              config.progress)
+                              config.progress, test_cache)
         results.append({"name": "full pool", "n": table.num_rows, "clean": clean_share(table.column("id").to_pylist(),
                                                                                       truth),
                         "exact_match": r["eval"].get("exact_match"), "contains": r["eval"].get("contains")})
