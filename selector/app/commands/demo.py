@@ -15,7 +15,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                                    "fine-tune on them, on baseline selections and on the full pool, evaluate on "
                                    "test.jsonl, print a table and write a Markdown report with plots into "
                                    "CACHE/report-data0-seedSEED (--report). On a 2-core CPU the first run takes "
-                                   "about 4.5 minutes, a cached re-run well under one.")
+                                   "about 4 minutes, a cached re-run well under one.")
     p.add_argument("--cache", type=output_dir, default=Path(".cache/mmselect"), help="cache folder (default .cache/mmselect)")
     p.add_argument("--budget", type=positive_int, default=200, help="records to select (default 200)")
     p.add_argument("--seed", type=seed, default=0)
