@@ -14,6 +14,7 @@ complete set. The previous report is removed before anything is written, so a ki
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from selector.core.records import (RecordSet, check_rejections, read_records, re
                                    write_records)
 from selector.core.scores import align_scores
 from selector.core.strict_json import dumps
+
+log = logging.getLogger(__name__)
 
 MISSING_POLICIES = {
     "group": "records lacking a metric compete among themselves, in their own proportional quota (by the metrics "
@@ -216,8 +219,12 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
                     cols[m + REASON_SUFFIX] = have.column(m + REASON_SUFFIX)
                 continue
             raise SelectionError(f"metric {m}: {exc}") from None
-        if reuse:
-            stored_hash = (stored_meta.get(m) or {}).get("hash")
+        stored_hash = (stored_meta.get(m) or {}).get("hash") if reuse else None
+        if reuse and known.all():  # every row comes from the table: nothing is mixed, its configuration stands
+            if stored_hash is not None and stored_hash != metric.config_hash():
+                log.info("--scores %s: column %s is used as stored (%s); this run's metric flags do not apply to it",
+                         config.scores, m, _config_text(stored_meta[m].get("config")))
+        elif reuse:  # the rest must be scored exactly as the table's rows were, or not at all
             if stored_hash is not None and stored_hash != metric.config_hash():
                 raise SelectionError(
                     f"--scores {config.scores}: column {m} was computed with another configuration "

