@@ -210,31 +210,28 @@ def score_table(records: RecordSet, config: SelectConfig) -> pa.Table:
                              + (f", or a column of --scores ({', '.join(stored_cols[1:])})" if stored_cols else ""))
     for m in config.metrics:
         reuse = m in stored_cols
+        whole = reuse and known.all()  # every row comes from the table: nothing can mix, its configuration stands
         try:
             metric = build(m, **config.metric_params.get(m, {}))
         except (TypeError, ValueError, KeyError, MmselectError) as exc:
-            if reuse and known.all():  # every row comes from the table: its own configuration stands, unmixed
-                cols[m] = have.column(m)
-                if m + REASON_SUFFIX in stored_cols:
-                    cols[m + REASON_SUFFIX] = have.column(m + REASON_SUFFIX)
-                continue
-            raise SelectionError(f"metric {m}: {exc}") from None
+            if not whole:
+                raise SelectionError(f"metric {m}: {exc}") from None
+            metric = None  # this run could not even build the metric: the table's column is used as stored
         stored_hash = (stored_meta.get(m) or {}).get("hash") if reuse else None
-        if reuse and known.all():  # every row comes from the table: nothing is mixed, its configuration stands
-            if stored_hash is not None and stored_hash != metric.config_hash():
+        differs = metric is not None and stored_hash is not None and stored_hash != metric.config_hash()
+        if whole:
+            if differs:
                 log.info("--scores %s: column %s is used as stored (%s); this run's metric flags do not apply to it",
                          config.scores, m, _config_text(stored_meta[m].get("config")))
-        elif reuse:  # the rest must be scored exactly as the table's rows were, or not at all
-            if stored_hash is not None and stored_hash != metric.config_hash():
-                raise SelectionError(
-                    f"--scores {config.scores}: column {m} was computed with another configuration "
-                    f"({_config_text(stored_meta[m].get('config'))}) than this run's "
-                    f"({_config_text(metric.config())}); pass the same metric flags, or score again")
-        if reuse and known.all():
             cols[m] = have.column(m)
-            if m + REASON_SUFFIX in have.column_names:
+            if m + REASON_SUFFIX in stored_cols:
                 cols[m + REASON_SUFFIX] = have.column(m + REASON_SUFFIX)
             continue
+        if differs:  # the rest must be scored exactly as the table's rows were, or not at all
+            raise SelectionError(
+                f"--scores {config.scores}: column {m} was computed with another configuration "
+                f"({_config_text(stored_meta[m].get('config'))}) than this run's "
+                f"({_config_text(metric.config())}); pass the same metric flags, or score again")
         if reuse:  # score only the records the table does not cover, with the table's own configuration
             missing_rows = np.flatnonzero(~known)
             computed = score_records(valid.take(to_arrow(missing_rows)), [metric], runner, images_root=root)

@@ -161,6 +161,12 @@ class TrainSelectorResult:
     subsets: np.ndarray
     ids: list[str]
 
+    def lr_line(self) -> str:
+        """One line: the label runs' learning rate and where it came from."""
+        if self.pilot is not None:
+            return self.pilot.line()
+        return f"label lr {self.label_lr['lr']:g} ({self.label_lr.get('why') or self.label_lr['how']})"
+
 
 def aligned_scores(scores: pa.Table, ids: list[str], needed: list[str]) -> pa.Table:
     """Rows of the score table in the order of `ids`; an id missing from the table is an error naming it."""

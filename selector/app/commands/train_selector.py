@@ -152,9 +152,7 @@ def run(ns: argparse.Namespace) -> int:
     lab_res, choice = result.labels, result.fitted.choice
     print(f"selector in {result.out}: {result.fitted.selector.describe()}")
     print(f"labels: {len(lab_res.labels)} subsets x {len(lab_res.seeds)} seeds, {result.signal.line()}")
-    from selector.app.demo.loop import lr_line
-
-    print(lr_line(result.label_lr, result.pilot))
+    print(result.lr_line())
     print("cross-validated on the subset labels (CV R^2; 0 = predicting the mean):")
     print("\n".join(choice.lines()))
     return 0

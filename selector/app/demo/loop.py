@@ -190,16 +190,9 @@ def base_accuracy(base: Path, data: Path, runs: Path) -> dict:
     return ev
 
 
-def lr_line(how: dict, pilot) -> str:
-    """One line: the label runs' learning rate and where it came from."""
-    if pilot is not None:
-        return pilot.line()
-    return f"label lr {how['lr']:g} ({how.get('why') or how['how']})"
-
-
 def selector_summary(trained) -> list[str]:
     """How the selector was trained, in lines: label learning rate, signal test, model choice (CV table)."""
-    lines = [lr_line(trained.label_lr, trained.pilot)]
+    lines = [trained.lr_line()]
     lines += [trained.signal.line(), "model choice (CV R^2 on held-out subset labels; 0 = predicting the mean):",
               *trained.fitted.choice.lines()]
     return lines
