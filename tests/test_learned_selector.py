@@ -132,6 +132,27 @@ def test_kmeans_subsets_follow_the_embedding_clusters():
         assert len(set(s[c * 40:(c + 1) * 40])) == 1
 
 
+def test_metric_strata_hold_every_content_alike_and_still_span_quality():
+    """A metric that is higher for one content (CLIP on some digits) must not put that content in one subset: with
+    content groups, each subset holds each group in proportion, and the strata still order the within-group
+    quality (the subsets' mean quality spans the range)."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(4), [90, 60, 60, 43])  # 253 samples: uneven groups, a leftover
+    quality = rng.normal(0, 1, len(groups))
+    metric = (quality + 3.0 * groups)[:, None]  # the metric mostly says which group a sample is in
+    plain = make_subsets(len(groups), 5, "metrics", metric, seed=0)
+    s = make_subsets(len(groups), 5, "metrics", metric, seed=0, groups=groups)
+    sizes = np.bincount(s[s >= 0])
+    assert (sizes == 253 // 5).all() and (s == -1).sum() == 253 % 5
+    np.testing.assert_array_equal(s, make_subsets(len(groups), 5, "metrics", metric, seed=0, groups=groups))
+    for k in range(5):
+        share = np.bincount(groups[s == k], minlength=4) / sizes[k]
+        assert np.abs(share - np.bincount(groups) / len(groups)).max() < 0.05, share
+    assert max(np.bincount(groups[plain == k], minlength=4).max() / 50 for k in range(5)) > 0.9  # without groups
+    means = np.array([quality[s == k].mean() for k in range(5)])
+    assert means.max() - means.min() > 2.0
+
+
 # ---------------------------------------------------------------- network
 
 def test_attention_is_within_one_subset():

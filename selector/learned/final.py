@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from selector.core.ranking import Ranking, Selection, select
+from selector.learned.features import vector_matrix
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,22 @@ def spectral_groups(embeddings: np.ndarray, config: ClusterConfig = ClusterConfi
     sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=min(config.n_neighbors, n - 1),
                             assign_labels="kmeans", random_state=config.seed)
     return sc.fit_predict(x).astype(np.int64)
+
+
+def image_matrix(table: pa.Table, col: str) -> np.ndarray:
+    """The image embedding column as a matrix; a row without an embedding sits at the pool mean (documented rule)."""
+    e = vector_matrix(table, col)
+    bad = np.isnan(e).any(axis=1)
+    if bad.any():
+        e[bad] = np.nanmean(e[~bad], axis=0) if (~bad).any() else 0.0
+    return e
+
+
+def cluster_groups(table: pa.Table, col: str | None, clusters: ClusterConfig | None) -> np.ndarray | None:
+    """Spectral cluster labels on the image embedding column `col`, or None when clustering is off or impossible."""
+    if clusters is None or clusters.k <= 1 or not col or col not in table.column_names:
+        return None
+    return spectral_groups(image_matrix(table, col), clusters)
 
 
 def clustered_select(ranking: Ranking, embeddings: np.ndarray, budget: int | float,

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from selector.core.errors import MmselectError
-from selector.learned.features import FeatureTransform, vector_matrix
-from selector.learned.final import ClusterConfig, spectral_groups
+from selector.learned.features import FeatureTransform
+from selector.learned.final import ClusterConfig, cluster_groups
 from selector.learned.scorers import InferenceConfig, NetworkScorer, load_scorer
 from selector.core.ranking import Ranking
 from selector.core.strict_json import dumps
@@ -31,18 +31,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "selector.json"
 REFUSED = "refused.json"
 FORMAT = 2  # selector folder layout version (1: network only, no manifest)
-
-
-def cluster_groups(table: pa.Table, features: FeatureTransform, clusters: ClusterConfig | None) -> np.ndarray | None:
-    """Spectral cluster labels on the image embedding column, or None when clustering is off or impossible."""
-    col = features.config.image_embedding
-    if clusters is None or clusters.k <= 1 or not col or col not in table.column_names:
-        return None
-    e = vector_matrix(table, col)
-    bad = np.isnan(e).any(axis=1)
-    if bad.any():  # documented rule: rows without an image embedding sit at the pool mean for clustering
-        e[bad] = np.nanmean(e[~bad], axis=0) if (~bad).any() else 0.0
-    return spectral_groups(e, clusters)
 
 
 class LearnedSelector:
@@ -71,7 +59,8 @@ class LearnedSelector:
     def rank(self, table: pa.Table) -> Ranking:
         scores = self.predict(table)
         ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-        return Ranking(ids=ids, scores=scores, groups=cluster_groups(table, self.features, self.clusters),
+        groups = cluster_groups(table, self.features.config.image_embedding, self.clusters)
+        return Ranking(ids=ids, scores=scores, groups=groups,
                        source=self.source, meta={"model": self.kind, "imputed": dict(self.features.last_imputed)})
 
     def manifest(self) -> dict:

@@ -78,7 +78,7 @@ def pilot_lr(records, rows: np.ndarray, subsets: np.ndarray, label_fn: LabelFn, 
     for lr in sorted(grid):
         res = genuine_labels(records, rows, only, dataclasses.replace(label_fn, lr=lr), cache_dir, tuple(seeds[:2]),
                              progress=False, names=chosen)
-        sig = label_signal(res.per_seed, PILOT_ALPHA)
+        sig = label_signal(res.per_seed, PILOT_ALPHA, scale="none")  # spreads compared across rates: raw scale
         tried[lr] = {"spread": sig.spread, "f_stat": sig.f_stat if np.isfinite(sig.f_stat) else 0.0,
                      "p_value": sig.p_value if np.isfinite(sig.p_value) else 1.0, "ok": sig.ok}
         log.info("pilot: lr %g -> spread %.4g, F %.2f, p %.3g (labels %s)", lr, sig.spread, tried[lr]["f_stat"],

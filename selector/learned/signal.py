@@ -7,6 +7,11 @@ a seed that helps every subset is not noise. The noise is what remains of a run'
 seed's effects are removed. When the subsets differ no more than that, the labels rank subsets by luck, and a
 selector trained on them fits noise: training stops there with `NoSignalError` instead.
 
+By default the test runs on the scale the selector is fitted on: each seed's labels as normal scores of their ranks.
+On the raw scale one blown-up LoRA run (a loss of 3 where its other seed gave 1) counts as much noise as every
+other disagreement together, and refuses labels whose order the seeds agree on (benchmarks/results/
+selector_variants.md, seed 22: raw p = 0.015, ranks p = 0.0002); shuffled labels still pass only at the test's level.
+
 The two-way table is computed here because scipy has no two-way ANOVA (statsmodels, which does, is not a
 dependency); scipy gives the F distribution.
 """
@@ -67,6 +72,7 @@ class LabelSignal:
     subsets: int
     seeds: int
     alpha: float
+    scale: str = "none"  # "rank": tested on each seed's normal scores (TRANSFORMS)
 
     @property
     def measured(self) -> bool:
@@ -82,11 +88,16 @@ class LabelSignal:
     def line(self) -> str:
         if not self.measured:
             return f"label spread {self.spread:.4g} across {self.subsets} subsets (noise not measured: one seed)"
-        return (f"label spread {self.spread:.4g} vs noise {self.noise:.4g} across {self.subsets} subsets x "
-                f"{self.seeds} seeds (F = {self.f_stat:.2f}, p = {self.p_value:.2g})")
+        return (f"label spread {self.spread:.4g} vs noise {self.noise:.4g}{self._unit} across {self.subsets} "
+                f"subsets x {self.seeds} seeds (F = {self.f_stat:.2f}, p = {self.p_value:.2g})")
+
+    @property
+    def _unit(self) -> str:
+        return " (in rank normal scores)" if self.scale == "rank" else ""
 
     def refusal(self) -> str:
-        return (f"labels carry no signal: spread {self.spread:.4g} vs noise {self.noise:.4g} (F = {self.f_stat:.2f}, "
+        return (f"labels carry no signal: spread {self.spread:.4g} vs noise {self.noise:.4g}{self._unit} "
+                f"(F = {self.f_stat:.2f}, "
                 f"p = {self.p_value:.2g} >= {self.alpha:g}); try more subsets, more seeds, a continuous label metric "
                 f"(eval_loss), or a single metric (`mmselect select --metrics clip`)")
 
@@ -94,15 +105,17 @@ class LabelSignal:
         return {**asdict(self), "ok": self.ok}
 
 
-def label_signal(per_seed: np.ndarray, alpha: float = 0.01, how: str = "median") -> LabelSignal:
-    """Test the (subsets, seeds) label matrix. `alpha` is the F-test's level."""
+def label_signal(per_seed: np.ndarray, alpha: float = 0.01, how: str = "median", scale: str = "rank") -> LabelSignal:
+    """Test the (subsets, seeds) label matrix. `alpha` is the F-test's level; `scale` "rank" tests each seed's
+    labels as normal scores of their ranks, "none" the labels as they are."""
     x = np.asarray(per_seed, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"need a (subsets >= 2, seeds) label matrix, got shape {x.shape}")
     k, r = x.shape
+    x = np.column_stack([transform(x[:, j], scale) for j in range(r)])
     spread = float(aggregate(x, how).std(ddof=1))
     if r < 2:
-        return LabelSignal(spread, float("nan"), float("nan"), float("nan"), k, r, alpha)
+        return LabelSignal(spread, float("nan"), float("nan"), float("nan"), k, r, alpha, scale)
     resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
     df_subsets, df_resid = k - 1, (k - 1) * (r - 1)
     ms_subsets = r * float(x.mean(axis=1).var(ddof=1))
@@ -115,4 +128,4 @@ def label_signal(per_seed: np.ndarray, alpha: float = 0.01, how: str = "median")
 
         f = ms_subsets / ms_resid
         p = float(f_dist.sf(f, df_subsets, df_resid))
-    return LabelSignal(spread, noise, float(f), p, k, r, alpha)
+    return LabelSignal(spread, noise, float(f), p, k, r, alpha, scale)

@@ -20,8 +20,7 @@ from selector.core.strict_json import dumps
 from selector.learned.baselines import linear_selector
 from selector.learned.choice import Choice, candidate_table, choose, permutation_p
 from selector.core.normalize import fit_normaliser
-from selector.learned.features import (FeatureConfig, FeatureTransform, scalar_columns, scalar_matrix,
-                                       vector_matrix)
+from selector.learned.features import FeatureConfig, FeatureTransform, scalar_columns, scalar_matrix
 from selector.learned.labels import LabelFn, LabelResult, genuine_labels
 from selector.learned.model import MANIFEST, REFUSED, LearnedSelector
 from selector.learned.config import SelectorConfig, TrainConfig
@@ -31,6 +30,7 @@ from selector.learned.pilot import PilotResult, needs_pilot, pilot_lr
 from selector.learned.scorers import InferenceConfig, LinearScorer, MetricScorer, NetworkScorer
 from selector.learned.signal import LabelSignal, NoSignalError, label_signal, transform
 from selector.learned.subsets import make_subsets, subset_members
+from selector.learned.final import cluster_groups, image_matrix
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +47,22 @@ class FittedSelector:
 
 def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
     """Subset id per row of the score table: random, balanced k-means on the image embedding column ("kmeans") or
-    on the normalised scalar metrics ("metrics")."""
+    on the normalised scalar metrics ("metrics"), content-balanced over the spectral clusters of the image embedding
+    (the final selection's clusters) when the table has one."""
     lc = config.labels
-    x = None
+    x = groups = None
+    col = config.features.image_embedding
     if lc.subset_method == "kmeans":
-        col = config.features.image_embedding
         if not col or col not in table.column_names:
             raise MmselectError(f"k-means label subsets need the image embedding column {col!r} in the score table; "
                                 f"score with it, or use random subsets")
-        x = vector_matrix(table, col)
-        bad = np.isnan(x).any(axis=1)
-        if bad.any():  # documented rule: a sample without an image embedding is placed at the pool mean
-            x[bad] = np.nanmean(x[~bad], axis=0)
+        x = image_matrix(table, col)
     elif lc.subset_method == "metrics":
         x = metric_design_matrix(table, config.features)
+        groups = cluster_groups(table, col, config.clusters)
     seed = config.seed if lc.subset_seed is None else lc.subset_seed
     try:
-        return make_subsets(table.num_rows, lc.n_subsets, lc.subset_method, x, seed)
+        return make_subsets(table.num_rows, lc.n_subsets, lc.subset_method, x, seed, groups)
     except ValueError as exc:
         raise MmselectError(f"{exc}; use fewer --subsets") from None
 
@@ -244,7 +243,7 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     labels = genuine_labels(records, rows, subsets, label_fn, label_cache, lc.seeds, config.progress, lc.aggregate)
     atomic_write(out / "labels.json", [dumps({**labels.to_dict(), "label_fn": label_fn.key, "label_lr": lr_how})])
     atomic_write(out / "subsets.json", [dumps({"ids": ids, "subset": subsets.tolist()})])
-    signal = label_signal(labels.per_seed, lc.signal_alpha, lc.aggregate)
+    signal = label_signal(labels.per_seed, lc.signal_alpha, lc.aggregate, lc.transform)
     log.info("%s", signal.line())
     if not signal.ok:
         _refuse(out, signal.refusal(), {"signal": signal.to_dict()})
