@@ -6,9 +6,10 @@ from pathlib import Path
 
 from selector.app.commands.common import csv_list, float_list, input_path, output_dir, parquet_file, show_progress
 
-HELP = """Split the scored pool into K equal subsets, LoRA-fine-tune BASE_MODEL on each with several seeds and evaluate
-it on EVAL_DATA: the subset's genuine quality label (cached under OUT/labels, so a re-run skips finished runs). The
-LoRA learning rate is measured by a pilot on one subset unless --label-lr is given. Training refuses, exiting 2 and
+HELP = """Split the scored pool into K equal subsets (strata of the quality metrics, each holding every content cluster
+in proportion), LoRA-fine-tune BASE_MODEL on each with several seeds and evaluate it on EVAL_DATA: the subset's
+genuine quality label (cached under OUT/labels, so a re-run skips finished runs). The LoRA learning rate is derived
+from BASE_MODEL's width unless --label-lr gives one or asks for a pilot. Training refuses, exiting 2 and
 leaving no selector, when the labels do not vary across subsets beyond the seed noise (F-test), or when no model
 beats predicting the mean label. Otherwise it cross-validates the attention network, the InstructMining linear fit
 and each single metric on the labels and keeps the best (--model auto). OUT gets the selector (selector.json says
@@ -55,7 +56,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--subsets", type=int, help=f"number of equal-size label subsets (default {lab.n_subsets})")
     g.add_argument("--subset-method", choices=METHODS,
                    help=f"metrics (default {lab.subset_method}): balanced k-means on the normalised quality "
-                        "metrics, so subsets span them; random; or kmeans: balanced k-means on image embeddings")
+                        "metrics, centred within each image-embedding cluster, every subset holding each cluster "
+                        "in proportion, so subsets span quality and not content; random; or kmeans: balanced "
+                        "k-means on image embeddings")
     g.add_argument("--label-metric", choices=["eval_loss", "exact_match", "contains"],
                    help=f"eval metric used as the label (default {lab.metric}; losses are negated so higher is "
                         f"better)")
