@@ -1,8 +1,10 @@
 """Greedy coreset orders on a feature matrix: herding (argmin) and k-center greedy, in O(n) extra memory.
 
-Both take an (n, d) tensor and return the indices picked, in order. They run on whatever device the features are on
-(pass CUDA tensors to use a GPU) and keep the features' dtype. Neither ever materialises an n x d temporary or a
-budget x n distance matrix: each step is one matrix-vector product over the features, streamed in row blocks.
+Both take an (n, d) tensor and return the indices picked, in order. k-center runs on whatever device the features are
+on (pass CUDA tensors to use a GPU) and keeps the features' dtype; herding is `selector.core.herding` (NumPy, CPU),
+shared with COINCIDE's within-cluster sampling so that the codebase has one herding. Neither ever materialises an
+n x d temporary or a budget x n distance matrix: each step is one matrix-vector product over the features, streamed
+in row blocks.
 
 Distances are expanded around the mean m of the rows, ||x - c||^2 = ||x - m||^2 - 2 (x - m).(c - m) + ||c - m||^2,
 with (x - m).(c - m) = x.(c - m) - m.(c - m): the same single matvec as the plain expansion, but the squared norms
@@ -13,9 +15,9 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["herding_order", "kcenter_order", "row_sqnorms"]
+from selector.core.herding import DEFAULT_BLOCK, herding_order as core_herding_order
 
-DEFAULT_BLOCK = 65536
+__all__ = ["herding_order", "kcenter_order", "row_sqnorms"]
 
 
 def row_sqnorms(x: torch.Tensor, block: int = DEFAULT_BLOCK, centre: torch.Tensor | None = None) -> torch.Tensor:
@@ -35,32 +37,10 @@ def _matvec(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, block: int) -> 
 
 def herding_order(x: torch.Tensor, budget: int | None = None, *, block: int = DEFAULT_BLOCK,
                   progress: bool = False) -> torch.Tensor:
-    """Herding (Welling 2009, iCaRL form): pick, without replacement, the x minimising
-    || mu - (S + x) / (t + 1) ||, where mu is the mean of all rows and S the running sum of the t rows picked so far.
-
-    That is argmin_x ||w - x||^2 with w = (t + 1) mu - S, i.e. ||x - mu||^2 - 2 x . (w - mu) up to a constant: each
-    step is one matrix-vector product; S is updated incrementally (never recomputed). Note: argmin (DeepCore's argmax is a bug).
-    """
-    n = x.shape[0]
-    k = n if budget is None else min(int(budget), n)
-    if k == 0:
-        return torch.empty(0, dtype=torch.long, device=x.device)
-    mu = x.mean(0)
-    sqn = row_sqnorms(x, block, centre=mu)
-    running = torch.zeros_like(mu)
-    taken = torch.zeros(n, dtype=torch.bool, device=x.device)
-    dots = torch.empty(n, dtype=x.dtype, device=x.device)
-    order = torch.empty(k, dtype=torch.long, device=x.device)
-    for t in tqdm(range(k), desc="herding", disable=not progress, leave=False):
-        # ||w - x||^2 with w = (t+1) mu - S, expanded around mu (constants dropped): ||x - mu||^2 - 2 x.(w - mu)
-        _matvec(x, t * mu - running, dots, block)
-        cost = sqn - 2 * dots
-        cost.masked_fill_(taken, float("inf"))
-        i = int(torch.argmin(cost))
-        order[t] = i
-        taken[i] = True
-        running += x[i]
-    return order
+    """Herding (argmin, incremental running sum): `selector.core.herding.herding_order`, the codebase's one
+    herding, on a tensor. It runs in NumPy on the CPU; the picked indices come back on the features' device."""
+    order = core_herding_order(x.detach().cpu().numpy(), budget, block=block, progress=progress)
+    return torch.from_numpy(order).to(x.device)
 
 
 def kcenter_order(x: torch.Tensor, budget: int | None = None, *, start: int | None = None,
