@@ -26,6 +26,8 @@ class Ranking:
     groups: np.ndarray | None = None
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # Relative quota weight per group (COINCIDE's cluster shares); None: quotas proportional to group sizes.
+    group_weights: dict[Any, float] | None = None
 
     def __post_init__(self):
         ids, n_unique = _ids_array(self.ids)
@@ -124,6 +126,7 @@ class Selection:
     budget: int
     quotas: dict[Any, int] | None = None
     ranking: Ranking | None = field(default=None, repr=False, compare=False)  # what it was cut from (every score)
+    info: dict[str, Any] = field(default_factory=dict, compare=False)  # what diversity / stratified did
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -150,28 +153,45 @@ def resolve_budget(budget: int | float, n: int) -> int:
     raise BudgetError(f"budget must be an int or a float, got {type(budget).__name__}")
 
 
-def group_quotas(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
-    """Split `budget` over groups in proportion to their sizes, each >= 1 where the budget allows.
+def group_quotas(sizes: dict[Any, int], budget: int, weights: dict[Any, float] | None = None) -> dict[Any, int]:
+    """Split `budget` over groups in proportion to their sizes (or to `weights`), each >= 1 where the budget allows.
 
-    Largest-remainder (Hamilton) apportionment of the ideal shares budget * size / total, then every empty group
-    takes one slot from the group most over its ideal share. No quota exceeds its group's size. With fewer slots than
-    groups, the largest groups get one each.
+    Largest-remainder (Hamilton) apportionment of the ideal shares budget * weight / total weight, then every empty
+    group takes one slot from the group most over its ideal share. No quota exceeds its group's size: with weights,
+    a group whose share would exceed its size gets its size and the rest is shared again among the others. With
+    fewer slots than groups, the largest (heaviest) groups get one each.
     """
     keys = sorted(sizes, key=lambda k: (str(type(k)), k))
+    w = {k: float(sizes[k] if weights is None else weights.get(k, 0.0)) for k in keys}
+    if any(not np.isfinite(v) or v < 0 for v in w.values()):
+        raise BudgetError(f"group weights must be finite and >= 0, got {sorted(w.values())[:3]}...")
     total = sum(sizes.values())
     budget = min(budget, total)
     quotas = {k: 0 for k in keys}
     if budget == 0:
         return quotas
     if budget < len(keys):
-        for k in sorted(keys, key=lambda k: -sizes[k])[:budget]:
+        for k in sorted(keys, key=lambda k: (-w[k], -sizes[k]))[:budget]:
             quotas[k] = 1
         return quotas
-    ideal = {k: budget * sizes[k] / total for k in keys}
+    ideal, free, rest = {}, [k for k in keys if sizes[k] > 0], float(budget)
+    while free:  # water-filling: a share above its group's size is capped there and the rest shared again
+        tw = sum(w[k] for k in free)
+        share = {k: (rest * w[k] / tw if tw > 0 else rest * sizes[k] / sum(sizes[j] for j in free)) for k in free}
+        over = [k for k in free if share[k] >= sizes[k]]
+        if not over:
+            ideal.update(share)
+            break
+        for k in over:
+            ideal[k] = float(sizes[k])
+            rest -= sizes[k]
+        free = [k for k in free if k not in over]
     for k in keys:
-        quotas[k] = int(np.floor(ideal[k]))
+        ideal.setdefault(k, 0.0)
+        quotas[k] = min(int(np.floor(ideal[k])), sizes[k])
     leftover = budget - sum(quotas.values())
-    by_remainder = sorted(keys, key=lambda k: (-(ideal[k] - quotas[k]), -sizes[k], keys.index(k)))
+    by_remainder = sorted((k for k in keys if quotas[k] < sizes[k]),
+                          key=lambda k: (-(ideal[k] - quotas[k]), -sizes[k], keys.index(k)))
     for k in by_remainder[:leftover]:
         quotas[k] += 1
     for k in keys:
@@ -183,37 +203,52 @@ def group_quotas(sizes: dict[Any, int], budget: int) -> dict[Any, int]:
 
 
 def select(ranking: Ranking, budget: int | float, *, groups: np.ndarray | None = None,
-           per_group: str = "proportional", seed: int = 0) -> Selection:
+           per_group: str = "proportional", seed: int = 0, diversity: Any = None, stratified: Any = None
+           ) -> Selection:
     """Keep exactly `budget` items (a count, or a fraction of the ranking), best scores first.
 
     With groups (the argument, else `ranking.groups`) and `per_group="proportional"`, each group gets a quota
-    proportional to its size and at least 1 where the budget allows, filled with that group's best items.
-    `per_group="none"` ignores groups. Ties are broken by a permutation drawn from `seed`.
+    proportional to its size (or to `ranking.group_weights`) and at least 1 where the budget allows, filled with that
+    group's best items. `per_group="none"` ignores groups. Ties are broken by a permutation drawn from `seed`.
+
+    `diversity` (a `selector.core.diversity.Diversity`) fills the quotas in score order but skips items too similar
+    to one already kept (DEITA). `stratified` (a `selector.core.stratified.Stratified`) fills them by coverage-centric
+    stratified sampling over the score range (CCS) instead of by best score. Either one records what it did in
+    `Selection.info`; the result is exactly the budget in every mode.
     """
     n = len(ranking)
     k = resolve_budget(budget, n)
     groups = ranking.groups if groups is None else np.asarray(groups)
     if per_group not in ("proportional", "none"):
         raise ValueError(f"per_group must be 'proportional' or 'none', got {per_group!r}")
-    quotas = None
-    if groups is None or per_group == "none":
+    if diversity is not None and stratified is not None:
+        raise BudgetError("diversity and stratified selection cannot be combined: choose one")
+    quotas, codes, quota_array = None, None, None
+    if groups is not None and per_group != "none":
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} entries for {n} ranked items")
+        labels, codes, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        keys = [lab.item() if hasattr(lab, "item") else lab for lab in labels]
+        quotas = group_quotas(dict(zip(keys, counts.tolist())), k, ranking.group_weights)
+        quota_array = np.array([quotas[key] for key in keys], dtype=np.int64)
+    info: dict[str, Any] = {}
+    if stratified is None and diversity is None and quotas is None:
         chosen = ranking.order(seed, top=k)
     else:
         order = ranking.order(seed)
-        if len(groups) != n:
-            raise ValueError(f"groups has {len(groups)} entries for {n} ranked items")
-        labels, counts = np.unique(groups, return_counts=True)
-        quotas = group_quotas({lab.item() if hasattr(lab, "item") else lab: int(c) for lab, c in zip(labels, counts)}, k)
-        ordered_groups = groups[order]
-        parts = []
-        for lab, q in quotas.items():
-            if q:
-                parts.append(order[ordered_groups == lab][:q])
-        chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        if stratified is not None:
+            chosen, info["stratified"] = stratified.pick(ranking.scores, k, seed, codes, quota_array)
+        elif diversity is not None:
+            chosen, info["diversity"] = diversity.pick(order, k, codes, quota_array)
+        else:
+            ordered_codes = codes[order]
+            parts = [order[ordered_codes == c][:q] for c, q in enumerate(quota_array) if q]
+            chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
         # Report best first, in the ranking's global order.
         rank_of = np.empty(n, dtype=np.int64)
         rank_of[order] = np.arange(n)
+        chosen = np.asarray(chosen, dtype=np.int64)
         chosen = chosen[np.argsort(rank_of[chosen], kind="stable")]
     chosen = chosen.astype(np.int64)
     return Selection(indices=chosen, ids=ranking.ids[chosen], scores=ranking.scores[chosen],
-                     source=ranking.source, budget=k, quotas=quotas, ranking=ranking)
+                     source=ranking.source, budget=k, quotas=quotas, ranking=ranking, info=info)
