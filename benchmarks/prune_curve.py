@@ -6,6 +6,10 @@ split, report test accuracy. keep=1.0 is the same full-data run for every method
 an interrupted benchmark resumes. Small, CPU-feasible settings (see --help); they are recorded in the output.
 
     .venv/bin/python benchmarks/prune_curve.py --seeds 5
+    .venv/bin/python benchmarks/prune_curve.py --seeds 5 --methods el2n-ccs,forgetting-ccs   # CCS rows (issue 20)
+
+A method name ending in `-ccs` cuts that ranker's scores with CCS (`select(..., stratified=Stratified())`: hard cut
+by the CCS paper's schedule, 50 strata) instead of keeping the best scores.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("random", "forgetting", "el2n", "grand", "curvature", "herding", "kcenter")
+CCS_METHODS = tuple(f"{m}-ccs" for m in METHODS if m not in ("random", "herding", "kcenter"))
 KEEPS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
@@ -43,7 +48,7 @@ class Settings:
     curvature_probes: int = 10
 
 
-def rank_all(train, s: Settings, seed: int) -> dict[str, "object"]:
+def rank_all(train, s: Settings, seed: int, methods=METHODS) -> dict[str, "object"]:
     from vision.prune import build_ranker, extract_features
     from vision.prune.base import ProxyConfig
     from vision.prune.coreset import HerdingRanker, KCenterRanker
@@ -51,7 +56,7 @@ def rank_all(train, s: Settings, seed: int) -> dict[str, "object"]:
     proxy = ProxyConfig(width=s.width, depth=s.depth, epochs=s.proxy_epochs, lr=s.lr, batch_size=s.batch_size,
                         device="cpu")
     rankings, seconds = {}, {}
-    for name in METHODS:
+    for name in methods:
         t0 = time.perf_counter()
         if name == "random":
             rankings[name] = build_ranker("random", seed=seed).rank(train)
@@ -87,6 +92,7 @@ def train_eval(subset, splits, s: Settings, seed: int) -> dict:
 
 def run(args) -> list[dict]:
     from selector.core.ranking import select
+    from selector.core.stratified import Stratified
     from vision.data import load_digits_data, split
 
     s = Settings()
@@ -99,20 +105,25 @@ def run(args) -> list[dict]:
             done[(r["method"], r["keep"], r["seed"])] = r
     rows = list(done.values())
     for seed in range(args.seeds):
-        todo = [(m, k) for m in METHODS for k in KEEPS if (m if k < 1 else "full", k, seed) not in done]
+        todo = [(m, k) for m in args.methods for k in (args.keeps or KEEPS)
+                if (m if k < 1 else "full", k, seed) not in done]
         if not todo:
             continue
-        rankings, seconds = rank_all(splits.train, s, seed)
+        bases = tuple(dict.fromkeys(m.removesuffix("-ccs") for m, _ in todo))
+        rankings, seconds = rank_all(splits.train, s, seed, bases)
         print(f"seed {seed}: ranked in " + ", ".join(f"{m} {t:.0f}s" for m, t in seconds.items()), flush=True)
         for method, keep in todo:
             key_method = method if keep < 1 else "full"
             if (key_method, keep, seed) in done:
                 continue
-            sel = select(rankings[method], keep, seed=seed)
+            base = method.removesuffix("-ccs")
+            sel = select(rankings[base], keep, seed=seed, stratified=Stratified() if method != base else None)
             t0 = time.perf_counter()
             r = train_eval(splits.train.subset(sel.indices), splits, s, seed)
             r.update(method=key_method, keep=keep, seed=seed, n=len(sel), seconds=time.perf_counter() - t0,
-                     rank_seconds=seconds.get(method))
+                     rank_seconds=seconds.get(base))
+            if sel.info.get("stratified"):
+                r["ccs_beta"] = sel.info["stratified"]["beta"]
             done[(key_method, keep, seed)] = r
             rows.append(r)
             with cache.open("a") as f:
@@ -125,25 +136,26 @@ def run(args) -> list[dict]:
 def summarise(rows: list[dict], out_dir: Path) -> str:
     import matplotlib
 
+    methods = [m for m in METHODS + CCS_METHODS if m in METHODS or any(r["method"] == m for r in rows)]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     full = [r["test_accuracy"] for r in rows if r["method"] == "full"]
     table = {}
-    for m in METHODS:
+    for m in methods:
         for k in KEEPS:
             accs = full if k == 1.0 else [r["test_accuracy"] for r in rows if r["method"] == m and r["keep"] == k]
             if accs:
                 table[(m, k)] = (100 * np.mean(accs), 100 * np.std(accs), len(accs))
     lines = ["| method | " + " | ".join(f"{k:g}" for k in KEEPS) + " |", "|---" * (len(KEEPS) + 1) + "|"]
-    for m in METHODS:
+    for m in methods:
         cells = []
         for k in KEEPS:
             if (m, k) not in table:
                 cells.append("–")
                 continue
             mean, std, n = table[(m, k)]
-            best = max(table[(mm, k)][0] for mm in METHODS if (mm, k) in table)
+            best = max(table[(mm, k)][0] for mm in methods if (mm, k) in table)
             cell = f"{mean:.1f} ± {std:.1f}"
             cells.append(f"**{cell}**" if k < 1 and mean == best else cell)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -151,10 +163,11 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     lines.append("")
     lines.append(f"Test accuracy (%), mean ± std over {len(seeds)} seeds; bold = best at that fraction.")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in METHODS:
+    for m in methods:
         ks = [k for k in KEEPS if (m, k) in table]
         ax.errorbar(ks, [table[(m, k)][0] for k in ks], yerr=[table[(m, k)][1] for k in ks], marker="o",
-                    capsize=3, label=m, linestyle="--" if m == "random" else "-")
+                    capsize=3, label=m,
+                    linestyle="--" if m == "random" else ":" if m.endswith("-ccs") else "-")
     ax.set_xlabel("fraction of the training split kept")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"digits 16x16, ConvNet-3 (width 32), {len(seeds)} seeds")
@@ -169,9 +182,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--methods", type=lambda t: tuple(t.split(",")), default=METHODS,
+                   help=f"comma-separated (default: every ranker); CCS cuts: {','.join(CCS_METHODS)}")
+    p.add_argument("--keeps", type=lambda t: tuple(float(v) for v in t.split(",")), default=None,
+                   help="fractions to run (default: all of " + ",".join(f"{k:g}" for k in KEEPS) + ")")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--cache", type=Path, default=None, help="JSONL of finished runs (default OUT_DIR/prune_curve.jsonl)")
     args = p.parse_args()
+    unknown = [m for m in args.methods if m not in METHODS + CCS_METHODS]
+    if unknown:
+        p.error(f"unknown method(s) {unknown}")
     torch.set_num_threads(args.threads)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     args.cache = args.cache or args.out_dir / "prune_curve.jsonl"

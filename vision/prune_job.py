@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from selector.core.io import atomic_write
+from selector.core.stratified import Stratified
 from vision.data import load_dataset
 from vision.reduce import reduce
 
@@ -27,6 +28,7 @@ class PruneConfig:
     image_size: int | None = None
     channels: int | None = None
     params: dict[str, Any] = field(default_factory=dict)  # ranker and proxy settings but the seed (see build_ranker)
+    stratified: Stratified | None = None  # CCS coverage-centric cut instead of the best scores
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class PruneResult:
     kept: int
     total: int
     indices: np.ndarray  # kept positions in the loaded dataset, best first
+    stratified: dict | None = None  # what the CCS cut did (its hard-cut share, strata), when it was used
 
 
 def _json_float(v: float) -> float | None:
@@ -49,7 +52,8 @@ def run_prune(config: PruneConfig) -> PruneResult:
     be cut without rescoring), the class quotas, and the dataset/method/ranker settings.
     """
     data = load_dataset(config.dataset, size=config.image_size, channels=config.channels)
-    sel = reduce(data, config.keep, config.method, unit="total", seed=config.seed, **config.params)
+    sel = reduce(data, config.keep, config.method, unit="total", seed=config.seed, stratified=config.stratified,
+                 **config.params)
     ranking = sel.ranking
     doc = {
         "dataset": config.dataset,
@@ -69,6 +73,9 @@ def run_prune(config: PruneConfig) -> PruneResult:
         "labels": data.labels.tolist(),
         "settings": ranking.meta.get("settings", {}),
     }
+    if sel.info.get("stratified"):
+        doc["stratified"] = sel.info["stratified"]
     out = Path(config.out)
     atomic_write(out, [json.dumps(doc).encode("utf-8"), b"\n"])
-    return PruneResult(out=out, kept=len(sel), total=len(data), indices=sel.indices)
+    return PruneResult(out=out, kept=len(sel), total=len(data), indices=sel.indices,
+                       stratified=sel.info.get("stratified"))

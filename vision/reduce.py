@@ -25,17 +25,21 @@ def is_condenser(method: str) -> bool:
 
 
 def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit: str = "ipc", seed: int = 0,
-           **params) -> Selection | Reduction:
+           stratified=None, **params) -> Selection | Reduction:
     """Shrink `data` to `budget` with `method` (a pruning ranker or a condenser).
 
     unit="ipc": `budget` images per class (pruning: the best `budget` of each class; condensing: `budget` learned
     images per class). unit="total" (pruning only): `budget` items overall, a count or a fraction, with the
     ranker's own groups: class quotas proportional to class sizes for class-balanced rankers (the default), one
     global cut for a ranker built with balancing off. `params` go to the ranker or the condenser's config.
+    `stratified` (a `selector.core.stratified.Stratified`, pruning with unit="total" only) fills the cut by CCS
+    coverage-centric sampling over the score range instead of by best score.
     """
     key = method.lower()
     if unit not in ("ipc", "total"):
         raise ReduceError(f"unit must be 'ipc' or 'total', got {unit!r}")
+    if stratified is not None and (is_condenser(key) or unit != "total"):
+        raise ReduceError("stratified (CCS) selection applies to a pruning ranker with unit='total'")
     if is_condenser(key):
         if unit != "ipc" or isinstance(budget, float):
             raise ReduceError(f"{method} learns images per class: pass an integer budget with unit='ipc'")
@@ -49,4 +53,4 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
         if isinstance(budget, float):
             raise ReduceError("unit='ipc' needs an integer number of images per class")
         return select_per_class(ranking, data.labels, int(budget), seed=seed)
-    return select(ranking, budget, seed=seed)
+    return select(ranking, budget, seed=seed, stratified=stratified)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 
 from selector.app.commands.common import (budget, nonneg_int, output_file, positive_float, positive_int, seed,
-                                          show_progress)
+                                          share, show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Rank every example of an image dataset (forgetting, EL2N, GraNd, loss curvature, herding, k-center greedy or
-random), keep the best KEEP of them (class-balanced unless --global) and write OUT (JSON): the kept indices (positions
+random), keep the best KEEP of them (class-balanced unless --global; --stratified: a CCS coverage-centric cut) and write OUT (JSON): the kept indices (positions
 in the loaded dataset, best first), every example's score (higher = keep), and the settings used.
 Defaults follow the DC family (ConvNet-3 width 128, SGD 0.01, 40-epoch proxy schedule); on a CPU try
 --image-size 16 --width 32 --epochs 20."""
@@ -33,6 +33,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grey, 3 = RGB (default: the dataset's)")
     p.add_argument("--global", dest="global_cut", action="store_true",
                    help="one cut over the whole set instead of the same fraction per class")
+    p.add_argument("--stratified", action="store_true",
+                   help="coverage-centric cut (CCS, Zheng et al. 2023) instead of the best scores: drop the hardest "
+                        "--hard-cut share, split the rest of the score range into --strata bins and sample the "
+                        "budget evenly over them, smallest bin first (any method; per class unless --global)")
+    p.add_argument("--hard-cut", type=share, help="--stratified: share of the highest-scored (hardest) examples "
+                   "dropped first (default: the CCS paper's CIFAR-10 choice for the kept share: 0 when keeping >= "
+                   "50%%, 0.1 down to 15%%, 0.3 below)")
+    p.add_argument("--strata", type=positive_int, default=50, help="--stratified: score bins (default 50)")
     g = p.add_argument_group(RANKER_GROUPS[0])
     g.add_argument("--net", choices=NETS.names(), help="proxy network (default convnet)")
     g.add_argument("--width", type=positive_int, help="ConvNet width (default 128)")
@@ -80,10 +88,16 @@ def _params(ns: argparse.Namespace) -> dict:
 def run(ns: argparse.Namespace) -> int:
     from vision.prune_job import PruneConfig, run_prune
 
+    from selector.core.stratified import Stratified
+
+    if ns.hard_cut is not None and not ns.stratified:
+        raise MmselectError("--hard-cut applies to --stratified selection; add --stratified")
+    stratified = Stratified(beta=ns.hard_cut, strata=ns.strata) if ns.stratified else None
     config = PruneConfig(dataset=ns.dataset, method=ns.method, keep=ns.keep, out=ns.out, seed=ns.seed,
-                         image_size=ns.image_size, channels=ns.channels, params=_params(ns))
+                         image_size=ns.image_size, channels=ns.channels, params=_params(ns), stratified=stratified)
     result = run_prune(config)
     if not ns.quiet:
         print(f"wrote {result.out}")
-    print(f"{ns.method}: kept {result.kept} of {result.total} examples")
+    how = f" (CCS, hard cut {result.stratified['beta']:g})" if result.stratified else ""
+    print(f"{ns.method}: kept {result.kept} of {result.total} examples{how}")
     return 0
