@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -90,6 +90,11 @@ class SelectConfig:
     allow_rejects: bool = False  # go on when one rejection reason covers most records
     allow_short: bool = False  # write fewer records than a count budget asks for when too few are valid
     missing: str = "group"  # MISSING_POLICIES
+    diversity: float | str | None = None  # DEITA cosine threshold, "auto", or None (off): selector.core.diversity
+    diversity_features: tuple[str, ...] = ("embed-image",)  # embedding columns for diversity / semdedup / coincide
+    semdedup: float | None = None  # SemDeDup cosine threshold (None: off): selector.core.semdedup
+    clusters: int | None = None  # k-means clusters for semdedup / coincide (None: their defaults)
+    coincide: bool = False  # ranked by the COINCIDE ranker (the CLI passes it as ranker_factory)
 
     # The run's settings as `mmselect select` flags (dest -> value, plus `versions`), recorded in OUT.report.json
     # under "settings" so that `mmselect select --config OUT.report.json` replays the run. The CLI passes every
@@ -117,6 +122,12 @@ class SelectConfig:
             raise SelectionError(f"batch size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
             raise SelectionError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
+        for name, value in (("diversity", self.diversity), ("semdedup", self.semdedup)):
+            if value is not None and value != "auto" and not (isinstance(value, (int, float)) and -1 <= value <= 1):
+                raise SelectionError(f"--{name} is a cosine similarity in [-1, 1]"
+                                     + (" or 'auto'" if name == "diversity" else "") + f", got {value!r}")
+        if (self.diversity is not None or self.semdedup is not None or self.coincide) and not self.diversity_features:
+            raise SelectionError("--diversity-features names no embedding column")
         if not self.settings:
             object.__setattr__(self, "settings", _flag_settings(self))
 
@@ -134,7 +145,9 @@ def _flag_settings(config: SelectConfig) -> dict:
             "scores": path(config.scores), "selector": None, "seed": config.seed, "strict": config.strict,
             "workers": config.workers or None, "batch_size": config.batch_size,
             "score_cache": path(config.score_cache), "device": config.device, "missing": config.missing,
-            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "versions": versions()}
+            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "diversity": config.diversity,
+            "diversity_features": list(config.diversity_features), "semdedup": config.semdedup,
+            "clusters": config.clusters, "coincide": config.coincide, "versions": versions()}
 
 
 @dataclass
@@ -147,6 +160,13 @@ class SelectResult:
     ranking: Ranking
     records: RecordSet = field(repr=False)
     shifts: list = field(default_factory=list)  # selector.selection_summary.MetricShift per metric (metric_summary)
+    diversity: dict = field(default_factory=dict)  # the report's diversity / semdedup / composition / map sections
+
+    def diversity_line(self) -> str:
+        """One line on what --semdedup and --diversity did ("" when neither ran)."""
+        from selector.app.diversity_step import summary_line
+
+        return summary_line(self.diversity)
 
 
 def load_scores(path: Path) -> pa.Table:
@@ -301,24 +321,25 @@ def apply_missing_policy(scores: pa.Table, metrics: tuple[str, ...], policy: str
     return scores, None, lacking
 
 
-def _select_in_groups(ranking: Ranking, groups: np.ndarray, k: int, seed: int) -> Selection:
+def _select_in_groups(ranking: Ranking, groups: np.ndarray, k: int, seed: int, diversity=None) -> Selection:
     """`k` records, each missing-metric group (`groups` >= 0) in its proportional quota; records lacking every
     metric (-1) only fill what the others cannot."""
     has = groups >= 0
     pos = np.flatnonzero(has)
     sub = Ranking(ranking.ids[pos], ranking.scores[pos], groups[pos], ranking.source, dict(ranking.meta))
-    first = select(sub, min(k, len(pos)), seed=seed)
+    first = select(sub, min(k, len(pos)), seed=seed, diversity=None if diversity is None else diversity.take(pos))
     chosen = pos[first.indices]
     if k > len(chosen):
         order = ranking.order(seed)
         chosen = np.concatenate([chosen, order[~has[order]][:k - len(chosen)]])
     chosen = chosen.astype(np.int64)
     return Selection(indices=chosen, ids=ranking.ids[chosen], scores=ranking.scores[chosen], source=ranking.source,
-                     budget=k, quotas=first.quotas)
+                     budget=k, quotas=first.quotas, info=first.info)
 
 
 def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], object] | None = None) -> SelectResult:
     """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json` (last)."""
+    from selector.app.diversity_step import feature_columns, prepare
     from selector.core.rankers import MetricRanker
 
     out_path = Path(config.out)
@@ -338,7 +359,8 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         raise SelectionError(f"budget {config.budget} but only {len(valid_rows)} of {len(records)} records are valid "
                              f"({len(records) - len(valid_rows)} rejected); pass --allow-short to keep all "
                              f"{len(valid_rows)}")
-    scores = score_table(records, config)
+    extra = tuple(c for c in feature_columns(config) if c not in config.metrics)  # embeddings the steps need
+    scores = score_table(records, replace(config, metrics=tuple(config.metrics) + extra) if extra else config)
     groups, lacking = None, {}
     if ranker_factory is None:
         scores, groups, lacking = apply_missing_policy(scores, tuple(config.metrics), config.missing, len(valid_rows))
@@ -349,10 +371,15 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         ranking = ranker.rank(scores)
     except (KeyError, ValueError) as exc:
         raise SelectionError(str(exc).strip("'\"")) from None
-    if groups is not None and ranking.groups is None:
-        selection = _select_in_groups(ranking, groups, k, config.seed)
+    step = prepare(ranking, groups, k, config, scores)
+    sub = ranking if step is None else step.ranking
+    sub_groups, sub_k, diversity = (groups, k, None) if step is None else (step.groups, step.k, step.diversity)
+    if sub_groups is not None and sub.groups is None:
+        selection = _select_in_groups(sub, sub_groups, sub_k, config.seed, diversity)
     else:
-        selection = select(ranking, k, seed=config.seed)
+        selection = select(sub, sub_k, seed=config.seed, diversity=diversity)
+    if step is not None:
+        selection = step.expand(selection, ranking)
     report_path.unlink(missing_ok=True)  # a run killed from here on leaves no report naming a mixed set
     out = write_records(records, valid_rows[selection.indices], config.out)
     rejected_path = write_rejected(records, config.out)
@@ -376,8 +403,11 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         report["metric_shifts"] = to_dicts(shifts)
     if ranking.meta.get("model"):
         report["selector_model"] = ranking.meta["model"]
+    diversity_report = {} if step is None else step.finish(selection, ranking, records.valid_table(), out, config)
+    report.update(diversity_report)
     report["files"] = {"selection": {"path": str(out), "sha256": sha256_file(out)},
                        "rejected": {"path": str(rejected_path), "sha256": sha256_file(rejected_path)},
                        "note": "the report is written last: a set is complete when both checksums match"}
     atomic_write(report_path, [dumps(report)])
-    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts)
+    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts,
+                        diversity_report)

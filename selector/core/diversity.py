@@ -188,6 +188,10 @@ class Diversity:
             raise FeatureError(f"block must be at least 1, got {self.block}")
         _check_features(self.features, self.features.shape[0] if hasattr(self.features, "shape") else -1)
 
+    def take(self, rows: np.ndarray) -> "Diversity":
+        """The same diversity over a subset of the rows (a sub-ranking of those rows)."""
+        return Diversity(self.features[rows], self.threshold, self.block)
+
     def pick(self, order: np.ndarray, k: int, groups: np.ndarray | None = None,
              quotas: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
         """(accepted positions, a summary for `Selection.info`) for `k` items of `order` (best first)."""

@@ -2,12 +2,29 @@
 from __future__ import annotations
 
 import argparse
-from selector.app.commands.common import (budget, float_list, input_path, metric_list, nonneg_int, output_file,
-                                          parquet_file, positive_int, seed, show_progress)
+from selector.app.commands.common import (budget, csv_list, float_list, input_path, metric_list, nonneg_int,
+                                          output_file, parquet_file, positive_float, positive_int, seed, show_progress)
 
 HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
 record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
-rejected record with its reason) and OUT.report.json, and prints `read N, rejected R, selected S, not selected U`."""
+rejected record with its reason) and OUT.report.json, and prints `read N, rejected R, selected S, not selected U`.
+With --diversity, --semdedup or --coincide it also writes OUT.map.png (pool vs selection, coloured by cluster) and
+reports the selection's composition by cluster and by source."""
+
+
+def cosine(text: str) -> float:
+    """A cosine similarity threshold in [-1, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity between -1 and 1, got {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity between -1 and 1, got {text!r}")
+    return value
+
+
+def cosine_or_auto(text: str) -> float | str:
+    return "auto" if str(text).strip().lower() == "auto" else cosine(text)
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
@@ -43,6 +60,29 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="select even when one rejection reason covers most records (default: stop, naming it)")
     p.add_argument("--allow-short", action="store_true",
                    help="write fewer records than the budget when too few are valid (default: stop, exit 2)")
+    g = p.add_argument_group("diversity and coverage (issue 20)")
+    g.add_argument("--diversity", type=cosine_or_auto, metavar="COS|auto",
+                   help="DEITA-style greedy: go down the ranking and skip a record whose cosine similarity to one "
+                        "already selected exceeds COS (DEITA: 0.9); 'auto' finds the lowest threshold that still "
+                        "fills the budget. Exactly the budget and the quotas are kept: if too few pass, the least "
+                        "similar skipped records fill the rest (the report says how many)")
+    g.add_argument("--diversity-features", type=csv_list, default=("embed-image",), metavar="COLS",
+                   help="comma-separated embedding columns for --diversity, --semdedup, --coincide and the map "
+                        "(default: embed-image; e.g. embed-image,embed-text: each normalised, then concatenated). "
+                        "They are scored like metrics (or read from --scores); a record lacking one counts as "
+                        "distinct from every other")
+    g.add_argument("--semdedup", type=cosine, metavar="COS",
+                   help="SemDeDup before selecting: k-means on the features, then inside each cluster drop records "
+                        "whose cosine similarity to a better-ranked kept record exceeds COS (e.g. 0.95; 1.0 drops "
+                        "nothing). Dropped records are not selected; the report names the record each lost to")
+    g.add_argument("--clusters", type=positive_int,
+                   help="k-means clusters for --semdedup (default: one per 1,000 records) and --coincide (default: "
+                        "one per 50 records)")
+    g.add_argument("--coincide", action="store_true",
+                   help="rank by COINCIDE instead of --metrics: k-means clusters of the features get budget shares "
+                        "proportional to exp(transferability / (tau x density)), filled by herding inside each")
+    g.add_argument("--coincide-tau", type=positive_float, default=0.1,
+                   help="--coincide temperature tau (default 0.1, as in COINCIDE's scripts)")
     try:
         from selector.app.commands.score import add_metric_args
     except ModuleNotFoundError:  # metrics layer not installed: length only
@@ -60,6 +100,17 @@ def run(ns: argparse.Namespace) -> int:
 
         extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
     metrics, ranker_factory, learned = ns.metrics, None, None
+    if ns.coincide and ns.selector is not None:
+        from selector.core.errors import MmselectError
+
+        raise MmselectError("--coincide and --selector are two rankers: choose one")
+    if ns.coincide:
+        from selector.core.coincide import CoincideRanker
+
+        metrics = tuple(ns.diversity_features)
+        coincide = CoincideRanker(features=metrics, clusters=ns.clusters, tau=ns.coincide_tau, budget=ns.budget,
+                                  seed=ns.seed)
+        ranker_factory = lambda _config: coincide  # noqa: E731
     if ns.selector is not None:
         from selector.learned.model import LearnedSelector
 
@@ -72,7 +123,9 @@ def run(ns: argparse.Namespace) -> int:
                           seed=ns.seed, strict=ns.strict, workers=0 if ns.workers is None else max(ns.workers, 1),
                           batch_size=ns.batch_size, progress=show_progress(ns), metric_summary=learned is not None,
                           settings=getattr(ns, "_settings", {}), allow_rejects=ns.allow_rejects,
-                          allow_short=ns.allow_short, missing=ns.missing, **extra)
+                          allow_short=ns.allow_short, missing=ns.missing, diversity=ns.diversity,
+                          diversity_features=tuple(ns.diversity_features), semdedup=ns.semdedup, clusters=ns.clusters,
+                          coincide=ns.coincide, **extra)
     result = run_select(config, ranker_factory=ranker_factory)
     if learned is not None:
         from selector.learned.sanity import check_selection
@@ -81,5 +134,8 @@ def run(ns: argparse.Namespace) -> int:
             print(line)
     if not ns.quiet:
         print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
+    summary = result.diversity_line()
+    if summary:
+        print(summary)
     print(result.accounting.line())
     return 0
