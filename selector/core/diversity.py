@@ -120,8 +120,11 @@ def diverse_greedy(features: np.ndarray, order: np.ndarray, k: int, threshold: f
             killer[better] = ref_pos[s + j[better]]
         best[~usable] = -np.inf
         np.minimum(best, 1.0, out=best)  # float32 rounding can put an exact copy at 1.0000001
-        gram = np.minimum(u @ u.T, 1.0)
         alive = best <= threshold
+        live = np.flatnonzero(alive & usable)  # only these can still be accepted or knocked out by an acceptance
+        gram = np.minimum(u[live] @ u[live].T, 1.0)
+        slot = np.full(len(blk), -1, dtype=np.int64)
+        slot[live] = np.arange(len(live))
         for i in range(len(blk)):
             pos = int(blk[i])
             if remaining is not None and remaining[groups[pos]] == 0:
@@ -139,11 +142,12 @@ def diverse_greedy(features: np.ndarray, order: np.ndarray, k: int, threshold: f
                 ref[m] = u[i]
                 ref_pos[m] = pos
                 m += 1
-                row = gram[i, i + 1:]
-                hit = alive[i + 1:] & usable[i + 1:] & (row > threshold)
-                alive[i + 1:][hit] = False
-                killer[i + 1:][hit] = pos
-                best[i + 1:][hit] = row[hit]
+                j = slot[i]
+                later, row = live[j + 1:], gram[j, j + 1:]
+                hit = alive[later] & (row > threshold)
+                alive[later[hit]] = False
+                killer[later[hit]] = pos
+                best[later[hit]] = row[hit]
             else:
                 result.no_features += 1
             if len(accepted) == k:
