@@ -59,6 +59,9 @@ def test_select_diversity_and_semdedup(pool, tmp_path, capsys):
     assert (tmp_path / "o.jsonl.map.png").stat().st_size > 1000
     assert sum(v["selected"] for v in report["composition"]["by_cluster"].values()) == 20
     assert report["composition"]["by_source"] == {"(text only)": {"pool": 60, "selected": 20}}
+    rc, _, err = _run(capsys, "select", "--config", f"{out}.report.json", "--out", tmp_path / "again.jsonl")
+    assert rc == 0, err  # the report replays the diversity run
+    assert _report(tmp_path / "again.jsonl")["selected_ids"] == report["selected_ids"]
     rc, text, err = _run(capsys, *common, "--semdedup", "0.95", "--diversity-features", "embed-text")
     assert rc == 0, err
     report = _report(out)
