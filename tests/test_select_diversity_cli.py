@@ -85,7 +85,7 @@ def test_select_coincide_exact_budget(pool, tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (("--diversity", "1.5"), "between -1 and 1"),
     (("--diversity", "0.9", "--diversity-features", "length"), "scalar score"),
-    (("--semdedup", "0.9", "--diversity-features", "embed-image"), "not available offline"),  # it would be scored: the hint names the model flag
+    (("--semdedup", "0.9", "--diversity-features", "nosuch"), "unknown metric(s) nosuch"),
     (("--semdedup", "0.5", "--diversity-features", "embed-text"), "--allow-short"),
     (("--coincide", "--selector", "."), "choose one"),
 ])
