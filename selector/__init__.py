@@ -3,8 +3,8 @@ learned selector) and `selector.app` (the `mmselect` CLI, the selection pipeline
 
 The public API below is re-exported from `selector.core`.
 """
-from selector.core import (BudgetError, FormatError, MmselectError, ModelNotAvailable, Ranker, Ranking, RecordError,
-                           Selection, group_quotas, resolve_budget, select)
+from selector.core import (BudgetError, Diversity, FormatError, MmselectError, ModelNotAvailable, Ranker, Ranking,
+                           RecordError, Selection, Stratified, group_quotas, resolve_budget, select)
 
 __all__ = ["BudgetError", "FormatError", "MmselectError", "ModelNotAvailable", "RecordError", "Ranker", "Ranking",
-           "Selection", "group_quotas", "resolve_budget", "select"]
+           "Selection", "group_quotas", "resolve_budget", "select", "Diversity", "Stratified"]
