@@ -165,9 +165,11 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m in methods:
         ks = [k for k in KEEPS if (m, k) in table]
-        ax.errorbar(ks, [table[(m, k)][0] for k in ks], yerr=[table[(m, k)][1] for k in ks], marker="o",
-                    capsize=3, label=m,
-                    linestyle="--" if m == "random" else ":" if m.endswith("-ccs") else "-")
+        base = m.removesuffix("-ccs")  # a CCS row takes its ranker's colour, dotted, with open markers
+        ax.errorbar(ks, [table[(m, k)][0] for k in ks], yerr=[table[(m, k)][1] for k in ks],
+                    marker="o", mfc="white" if base != m else None, capsize=3, label=m,
+                    color=f"C{METHODS.index(base)}",
+                    linestyle="--" if m == "random" else ":" if base != m else "-")
     ax.set_xlabel("fraction of the training split kept")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"digits 16x16, ConvNet-3 (width 32), {len(seeds)} seeds")
