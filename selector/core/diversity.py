@@ -190,7 +190,9 @@ class Diversity:
             raise FeatureError(f"a cosine threshold lies in [-1, 1], got {self.threshold}")
         if self.block < 1:
             raise FeatureError(f"block must be at least 1, got {self.block}")
-        _check_features(self.features, self.features.shape[0] if hasattr(self.features, "shape") else -1)
+        if len(getattr(self.features, "shape", ())) != 2:
+            raise FeatureError(f"diversity features must be an (n, d) matrix, got {type(self.features).__name__} "
+                               f"of shape {getattr(self.features, 'shape', None)}")
 
     def take(self, rows: np.ndarray) -> "Diversity":
         """The same diversity over a subset of the rows (a sub-ranking of those rows)."""
@@ -200,8 +202,11 @@ class Diversity:
              quotas: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
         """(accepted positions, a summary for `Selection.info`) for `k` items of `order` (best first)."""
         _check_features(self.features, len(order))
-        run = lambda t, fill=True: diverse_greedy(self.features, order, k, t, groups=groups,  # noqa: E731
-                                                  quotas=quotas, block=self.block, fill=fill)
+
+        def run(threshold: float, fill: bool = True) -> GreedyResult:
+            return diverse_greedy(self.features, order, k, threshold, groups=groups, quotas=quotas,
+                                  block=self.block, fill=fill)
+
         if self.threshold is not None:
             threshold, res = self.threshold, run(self.threshold)
         else:
