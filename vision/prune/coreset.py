@@ -2,8 +2,9 @@
 
 features="trained" embeds with the proxy net trained over its schedule (DeepCore-style), "random" with an untrained
 proxy (seeded), "pixels" uses the flattened images. The reference code ignores the chosen model; here it is the
-`proxy` setting. Selection is per class (`per_class=True`, the DC authors' choice) or over the whole set. The greedy search runs on
-`proxy.device` (default: CUDA when present).
+`proxy` setting. Selection is per class (`per_class=True`, the DC authors' choice) or over the whole set. k-center's
+greedy search runs on `proxy.device` (default: CUDA when present); herding is the codebase's one herding,
+`selector.core.herding` (NumPy, on the CPU).
 
 Score direction: both are greedy orders, scored 1 - j/k for the j-th of k picks (first pick = 1, higher = keep).
 Per class, `select` with class groups then takes each class's first picks, exactly the per-class greedy subset.
