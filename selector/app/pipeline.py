@@ -147,6 +147,7 @@ class SelectResult:
     ranking: Ranking
     records: RecordSet = field(repr=False)
     shifts: list = field(default_factory=list)  # selector.selection_summary.MetricShift per metric (metric_summary)
+    scores: pa.Table | None = field(default=None, repr=False)  # the valid records' scores, before --missing fills
 
 
 def load_scores(path: Path) -> pa.Table:
@@ -338,7 +339,7 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         raise SelectionError(f"budget {config.budget} but only {len(valid_rows)} of {len(records)} records are valid "
                              f"({len(records) - len(valid_rows)} rejected); pass --allow-short to keep all "
                              f"{len(valid_rows)}")
-    scores = score_table(records, config)
+    scores = raw_scores = score_table(records, config)
     groups, lacking = None, {}
     if ranker_factory is None:
         scores, groups, lacking = apply_missing_policy(scores, tuple(config.metrics), config.missing, len(valid_rows))
@@ -380,4 +381,4 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
                        "rejected": {"path": str(rejected_path), "sha256": sha256_file(rejected_path)},
                        "note": "the report is written last: a set is complete when both checksums match"}
     atomic_write(report_path, [dumps(report)])
-    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts)
+    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts, raw_scores)

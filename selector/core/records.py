@@ -102,6 +102,10 @@ class RecordSet:
                 zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("id_kind").to_pylist(),
                     t.column("reason").to_pylist())]
 
+    def source_bytes(self, rows: np.ndarray) -> list[bytes]:
+        """The source text of the records at row positions `rows` (re-read from the file for JSONL)."""
+        return _record_bytes(self.path, self.table)(rows)
+
     def __len__(self) -> int:
         return self.table.num_rows
 
