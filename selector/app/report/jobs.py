@@ -162,8 +162,10 @@ def cut_section(pool: Pool, order: np.ndarray, chosen: np.ndarray, k: int = CUT_
 def write_selection_report(result, out_dir: Path, seed: int = 0) -> PageResult:
     """`select --report`: the selection beside its pool (a `SelectResult` with its score table)."""
     scores = result.scores
-    ranking_name = f"ranking score ({result.ranking.source or 'ranker'})"
-    scores = scores.append_column(ranking_name, pa.array(np.asarray(result.ranking.scores, np.float64)))
+    ranked = np.asarray(result.ranking.scores, np.float64)
+    same = Pool(result.records, scores, seed)
+    if not any(np.array_equal(ranked, v, equal_nan=True) for v in same.values.values()):  # e.g. several metrics
+        scores = scores.append_column(f"ranking score ({result.ranking.source or 'ranker'})", pa.array(ranked))
     pool = Pool(result.records, scores, seed)
     chosen = np.asarray(result.selection.indices, np.int64)
     sets = {"selection": chosen}

@@ -150,9 +150,7 @@ def embedding_map(pool: Pool) -> tuple[Section, dict] | None:
         ok = ~np.isnan(x).any(axis=1)
         if ok.sum() < 3:
             continue
-        xs = x[ok] - x[ok].mean(axis=0)
-        _, _, vt = np.linalg.svd(xs, full_matrices=False)
-        xy = xs @ vt[:2].T
+        xy = stats.project_2d(x[ok])
         labels = pool.clusters[sample][ok]
         s.add(figure(plots.scatter_map(xy, labels, name),
                      f"{name} of {ok.sum():,} records (a random sample of at most {len(sample):,}) projected on its "

@@ -149,3 +149,11 @@ def shares(labels, categories: list[str]) -> np.ndarray:
 def jaccard(a, b) -> float:
     a, b = set(a), set(b)
     return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def project_2d(x: np.ndarray) -> np.ndarray:
+    """Rows of `x` on their first two principal components (eigenvectors of the d x d covariance: cheaper than an
+    SVD of the rows for the few thousand points of a map)."""
+    xs = np.asarray(x, dtype=np.float64) - x.mean(axis=0)
+    _, vectors = np.linalg.eigh(xs.T @ xs)
+    return xs @ vectors[:, ::-1][:, :2]
