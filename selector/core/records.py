@@ -596,7 +596,7 @@ def _check_unchanged(records: RecordSet) -> None:
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
 
 
-_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
 
 
 def reason_kind(reason: str) -> str:

@@ -11,13 +11,16 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from selector.app.report.cards import clean_text
+
 DPI = 80
 COLOURS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 LABEL_CHARS = 40
 
 
 def short(label, limit: int = LABEL_CHARS) -> str:
-    text = str(label)
+    """A label from data as plain text: control characters replaced, at most `limit` characters."""
+    text = clean_text(label, 10 * limit)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
