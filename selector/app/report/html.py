@@ -21,7 +21,7 @@ h3{font-size:15px;margin:18px 0 6px}nav a{margin-right:12px}
 table.t{border-collapse:collapse;margin:6px 0}table.t td,table.t th{border:1px solid #ddd;padding:2px 8px;
 text-align:left}table.t td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:8px 0}figure img{max-width:100%}figcaption{color:#555;font-size:13px;max-width:760px}
-.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}.cell{max-width:560px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:10px}
 .card{border:1px solid #ccc;border-radius:6px;padding:6px;font-size:12px;overflow-wrap:anywhere;overflow:hidden}
 .card .thumbs img{width:96px;height:96px;object-fit:contain;background:#eee;margin-right:4px;image-rendering:pixelated}

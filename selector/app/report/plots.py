@@ -16,6 +16,9 @@ from selector.app.report.cards import clean_text
 DPI = 80
 COLOURS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 LABEL_CHARS = 40
+# What a metric's numbers are (the x-axis of its histogram); other metrics are shown as "score".
+UNITS = {"length": "characters of answer", "clip": "100 x cosine similarity", "reward": "reward-model logit",
+         "judge": "judge score", "ranking score": "combined normalised score"}
 
 
 def short(label, limit: int = LABEL_CHARS) -> str:
@@ -85,7 +88,7 @@ def grouped_shares(categories: list[str], series: dict[str, np.ndarray], ylabel:
 def histograms(metric: str, edges: np.ndarray, series: dict[str, np.ndarray], as_share: bool) -> str:
     """Histograms of one metric over shared bins: counts for a single set, percent of each set for several
     (so a selection of 200 and a pool of 100,000 can be read on one axis)."""
-    with figure() as (fig, ax, out):
+    with figure(4.6, 2.6) as (fig, ax, out):
         width = np.diff(edges)
         for k, (name, counts) in enumerate(series.items()):
             counts = np.asarray(counts, dtype=np.float64)
@@ -94,7 +97,8 @@ def histograms(metric: str, edges: np.ndarray, series: dict[str, np.ndarray], as
             ax.bar(edges[:-1], y, width, align="edge", alpha=0.55 if len(series) > 1 else 0.9,
                    color=COLOURS[(k + (1 if len(series) == 1 else 0)) % len(COLOURS)],
                    label=f"{short(name, 30)} ({int(total):,} records)")
-        ax.set_xlabel(f"{short(metric)} (score)")
+        unit = next((u for k, u in UNITS.items() if metric.startswith(k)), "score")
+        ax.set_xlabel(f"{short(metric)} ({unit})")
         ax.set_ylabel("share of the set (%)" if as_share else "records")
         _legend_outside(ax)
     return out[0]

@@ -87,20 +87,24 @@ def metrics(pool: Pool, sets: dict[str, np.ndarray] | None = None) -> tuple[Sect
     s.add(table(["metric", "set", "records", "missing", "mean", "std", "min", "median", "max"], rows,
                 key="metric-summary"))
     data = {}
+    s.add('<div class="row">')
     for m in pool.metrics:
         v = pool.values[m]
         per = {n: v if pos is None else v[pos] for n, pos in series.items()}
         edges = stats.bin_edges(*per.values())
         hist = {n: stats.histogram(x, edges) for n, x in per.items()}
         summary = summaries[m]
+        s.add('<div class="cell">')
         s.add(heading(m))
         caption = (f"Distribution of {m} over {'the pool and each selection (percent of each set)' if sets else 'every scored record'}"
                    f"; {summary.missing:,} of {summary.n:,} records have no score.")
         s.add(figure(plots.histograms(m, edges, hist, as_share=bool(sets)), caption, f"histogram of {m}"))
         if summary.reasons:
             s.add(table(["why no score", "records"], [[k, v] for k, v in summary.reasons.items()]))
+        s.add("</div>")
         data[m] = {"summary": summary.as_dict(), "edges": edges.tolist(),
                    "histograms": {n: h.tolist() for n, h in hist.items()}}
+    s.add("</div>")
     return s, {"metrics": data}
 
 
