@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from selector.app.commands.common import input_path, metric_list, nonneg_int, output_dir, parquet_file, seed
+from selector.app.commands.common import (input_path, metric_list, nonneg_int, output_dir, parquet_file, seed,
+                                          show_progress)
 
 HELP = """Read and validate an instruction file (every format `select` reads), score it (--metrics, or reuse
 --scores from `mmselect score`), and write OUT/index.html: one self-contained page with the counts and rejection
@@ -33,7 +34,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated metrics to show (default: every column of --scores, else length); metrics "
                         "not in --scores are computed")
     p.add_argument("--workers", type=nonneg_int, default=None,
-                   help="processes for parsing and image checks (default: one per CPU)")
+                   help="processes for parsing and image checks (default: one per CPU; 0 = none: work in the main "
+                        "process, as in `select`)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the embedding-map sample and clusters (default 0)")
     try:
         from selector.app.commands.score import add_metric_args
@@ -51,14 +53,19 @@ def scoring(ns: argparse.Namespace):
         from selector.app.commands.score import metric_params
 
         extra = dict(metric_params=metric_params(ns, ns.score_cache), score_cache=ns.score_cache, device=ns.device)
-    return Scoring(metrics=ns.metrics, scores=ns.scores, **extra)
+    return Scoring(metrics=ns.metrics, scores=ns.scores, progress=show_progress(ns), **extra)
+
+
+def workers(ns: argparse.Namespace) -> int:
+    """`read_records` workers from --workers, as `select` maps them (unset: one per CPU; 0: the main process)."""
+    return 0 if ns.workers is None else max(ns.workers, 1)
 
 
 def run(ns: argparse.Namespace) -> int:
     from selector.app.report.jobs import AnalyzeConfig, run_analyze
 
     result = run_analyze(AnalyzeConfig(input=ns.input, out=ns.out, images=ns.images, fmt=ns.fmt,
-                                       workers=ns.workers or 0, seed=ns.seed, scoring=scoring(ns)))
+                                       workers=workers(ns), seed=ns.seed, scoring=scoring(ns)))
     c = result.data["counts"]
     print(f"read {c['read']}, rejected {c['rejected']}, valid {c['valid']}; wrote {result.path}")
     return 0

@@ -24,11 +24,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from selector.app.commands.analyze import scoring
+    from selector.app.commands.analyze import scoring, workers
     from selector.app.report.jobs import CompareConfig, run_compare
 
     result = run_compare(CompareConfig(selections=tuple(ns.selections), out=ns.out, pool=ns.pool, images=ns.images,
-                                       fmt=ns.fmt, workers=ns.workers or 0, seed=ns.seed, scoring=scoring(ns)))
+                                       fmt=ns.fmt, workers=workers(ns), seed=ns.seed, scoring=scoring(ns)))
     for pair, o in result.data["overlap"].items():
         a, b = pair.split("|", 1)
         print(f"{a} vs {b}: Jaccard {o['jaccard']:.3f} ({o['both']} in both, {o['only_first']} / "

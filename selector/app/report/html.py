@@ -37,7 +37,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 @dataclass
 class Section:
-    """One `<h2>` section; `html` is already-escaped markup built by this module's helpers."""
+    """One `<h2>` section; `parts` are markup already escaped by this module's helpers."""
 
     key: str  # the element id (also what tests look for)
     title: str
@@ -82,7 +82,8 @@ def heading(text: str) -> str:
 
 
 def paragraph(text: str, cls: str = "") -> str:
-    return f'<p{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>{esc(text, 2000)}</p>'
+    attr = f' class="{cls}"' if cls else ""
+    return f"<p{attr}>{esc(text, 2000)}</p>"
 
 
 def data_block(data: dict) -> str:
