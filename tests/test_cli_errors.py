@@ -61,7 +61,8 @@ def assert_user_error(argv, capsys, *names: str):
 
 
 def test_every_subcommand_is_covered_here():
-    covered = {"select", "score", "train-selector", "prune", "condense", "onion", "demo", "demo-data", "demo-models"}
+    covered = {"select", "score", "analyze", "compare", "train-selector", "prune", "condense", "onion", "demo",
+               "demo-data", "demo-models"}
     assert set(COMMANDS.names()) == covered
 
 
@@ -87,6 +88,7 @@ SELECT_CASES = [
     (lambda f: [f["data"], "--out", f["out"], "--config", f["bad_value"]], ["--config", "budget", "lots"]),
     (lambda f: [f["data"], "--out", f["out"], "--config", f["not_yaml"]], ["--config", "broken.yaml", "YAML"]),
     (lambda f: [f["data"], "--out", f["out"], "--config", f["missing"]], ["--config", "missing.jsonl"]),
+    (lambda f: [f["data"], "--budget", "3", "--out", f["out"], "--report-dir", f["text"]], ["--report-dir", "notes.txt"]),
 ]
 SELECT_CASES = [(lambda f, a=args: ["select", *a(f)], names) for args, names in SELECT_CASES]
 
@@ -171,6 +173,22 @@ ONION_CASES = [
 
 
 
+ANALYZE_CASES = [
+    (lambda f: ["analyze", f["missing"], "--out", f["folder"]], ["missing.jsonl"]),
+    (lambda f: ["analyze", f["data"], "--out", f["text"]], ["--out", "notes.txt"]),
+    (lambda f: ["analyze", f["data"], "--out", f["folder"], "--scores", f["text"]], ["--scores", "notes.txt"]),
+    (lambda f: ["analyze", f["data"], "--out", f["folder"], "--metrics", "length,nope"], ["--metrics", "'nope'"]),
+    (lambda f: ["compare", f["data"], "--out", str(f["dir"] / "c")], ["at least two"]),
+    (lambda f: ["compare", f["data"], f["missing"], "--out", str(f["dir"] / "c")], ["missing.jsonl"]),
+    (lambda f: ["compare", f["data"], f["data"], "--out", str(f["dir"] / "c")], ["--pool"]),
+    (lambda f: ["prune", "--dataset", "digits", "--method", "random", "--keep", "0.5", "--out",
+                str(f["dir"] / "p.json"), "--subset-dir", str(f["dir"] / "t")], ["--subset-dir", "folder"]),
+    (lambda f: ["prune", "--dataset", "digits", "--method", "random", "--keep", "0.5", "--out",
+                str(f["dir"] / "p.json"), "--link", "hard"], ["--link"]),
+]
+
+
+
 DEMO_DATA_CASES = [
     (lambda f: ["demo-data", "--out", f["text"]], ["--out", "notes.txt"]),
     (lambda f: ["demo-data", "--out", f["folder"], "--n-train", "0"], ["--n-train"]),
@@ -204,8 +222,8 @@ DEMO_CASES = [
 
 
 
-CASES = [*SELECT_CASES, *SCORE_CASES, *TRAIN_SELECTOR_CASES, *PRUNE_CASES, *CONDENSE_CASES, *ONION_CASES,
-         *DEMO_DATA_CASES, *DEMO_MODELS_CASES, *DEMO_CASES]
+CASES = [*SELECT_CASES, *SCORE_CASES, *ANALYZE_CASES, *TRAIN_SELECTOR_CASES, *PRUNE_CASES, *CONDENSE_CASES,
+         *ONION_CASES, *DEMO_DATA_CASES, *DEMO_MODELS_CASES, *DEMO_CASES]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

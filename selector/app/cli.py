@@ -21,6 +21,8 @@ from selector.core.registry import Registry
 COMMANDS: Registry = Registry("command")
 COMMANDS.add("select", "selector.app.commands.select")
 COMMANDS.add("score", "selector.app.commands.score")
+COMMANDS.add("analyze", "selector.app.commands.analyze")
+COMMANDS.add("compare", "selector.app.commands.compare")
 COMMANDS.add("train-selector", "selector.app.commands.train_selector")
 COMMANDS.add("prune", "selector.app.commands.prune")
 COMMANDS.add("condense", "selector.app.commands.condense")

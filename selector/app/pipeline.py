@@ -90,6 +90,7 @@ class SelectConfig:
     allow_rejects: bool = False  # go on when one rejection reason covers most records
     allow_short: bool = False  # write fewer records than a count budget asks for when too few are valid
     missing: str = "group"  # MISSING_POLICIES
+    annotate: bool = False  # add "mmselect": {"score", "rank", "group"} to each kept record (annotation_members)
 
     # The run's settings as `mmselect select` flags (dest -> value, plus `versions`), recorded in OUT.report.json
     # under "settings" so that `mmselect select --config OUT.report.json` replays the run. The CLI passes every
@@ -134,7 +135,8 @@ def _flag_settings(config: SelectConfig) -> dict:
             "scores": path(config.scores), "selector": None, "seed": config.seed, "strict": config.strict,
             "workers": config.workers or None, "batch_size": config.batch_size,
             "score_cache": path(config.score_cache), "device": config.device, "missing": config.missing,
-            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "versions": versions()}
+            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "annotate": config.annotate,
+            "versions": versions()}
 
 
 @dataclass
@@ -147,6 +149,7 @@ class SelectResult:
     ranking: Ranking
     records: RecordSet = field(repr=False)
     shifts: list = field(default_factory=list)  # selector.selection_summary.MetricShift per metric (metric_summary)
+    scores: pa.Table | None = field(default=None, repr=False)  # the valid records' scores, before --missing fills
 
 
 def load_scores(path: Path) -> pa.Table:
@@ -317,6 +320,29 @@ def _select_in_groups(ranking: Ranking, groups: np.ndarray, k: int, seed: int) -
                      budget=k, quotas=first.quotas)
 
 
+ANNOTATION_KEY = "mmselect"
+
+
+def annotation_members(ranking: Ranking, selection: Selection, groups: np.ndarray | None, seed: int
+                       ) -> dict[str, list]:
+    """`{"mmselect": [{"score", "rank", "group"}, ...]}`, one per selected record (in the selection's order):
+    the ranking's score (null for none), the rank in the ranking's order over every valid record (1 = best, ties
+    broken by `seed` as the selection broke them) and the group whose quota it filled (the ranking's groups, else
+    the missing-metric group; null without groups)."""
+    order = ranking.order(seed)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    labels = ranking.groups if ranking.groups is not None else groups
+
+    def plain(v):
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+
+    return {ANNOTATION_KEY: [{"score": plain(ranking.scores[i]), "rank": int(rank[i]),
+                              "group": None if labels is None else plain(labels[i])}
+                             for i in selection.indices.tolist()]}
+
+
 def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], object] | None = None) -> SelectResult:
     """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json` (last)."""
     from selector.core.rankers import MetricRanker
@@ -338,7 +364,7 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         raise SelectionError(f"budget {config.budget} but only {len(valid_rows)} of {len(records)} records are valid "
                              f"({len(records) - len(valid_rows)} rejected); pass --allow-short to keep all "
                              f"{len(valid_rows)}")
-    scores = score_table(records, config)
+    scores = raw_scores = score_table(records, config)
     groups, lacking = None, {}
     if ranker_factory is None:
         scores, groups, lacking = apply_missing_policy(scores, tuple(config.metrics), config.missing, len(valid_rows))
@@ -354,7 +380,8 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
     else:
         selection = select(ranking, k, seed=config.seed)
     report_path.unlink(missing_ok=True)  # a run killed from here on leaves no report naming a mixed set
-    out = write_records(records, valid_rows[selection.indices], config.out)
+    members = annotation_members(ranking, selection, groups, config.seed) if config.annotate else None
+    out = write_records(records, valid_rows[selection.indices], config.out, members)
     rejected_path = write_rejected(records, config.out)
     n_rejected = len(records) - len(valid_rows)
     accounting = Accounting(read=len(records), rejected=n_rejected, selected=len(selection),
@@ -380,4 +407,4 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
                        "rejected": {"path": str(rejected_path), "sha256": sha256_file(rejected_path)},
                        "note": "the report is written last: a set is complete when both checksums match"}
     atomic_write(report_path, [dumps(report)])
-    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts)
+    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts, raw_scores)

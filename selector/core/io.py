@@ -62,6 +62,25 @@ def atomic_path(out: Path | str, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_dir(out: Path | str) -> Iterator[Path]:
+    """For a folder of outputs (`prune --subset-dir`): yield an empty temp folder beside `out` (with the umask's
+    permissions) and rename it to `out`, which must be missing or empty, when the block succeeds; on any error the
+    temp folder is removed and `out` is left as it was."""
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def sha256_file(path: Path, block: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -102,6 +102,10 @@ class RecordSet:
                 zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("id_kind").to_pylist(),
                     t.column("reason").to_pylist())]
 
+    def source_bytes(self, rows: np.ndarray) -> list[bytes]:
+        """The source text of the records at row positions `rows` (re-read from the file for JSONL)."""
+        return _record_bytes(self.path, self.table)(rows)
+
     def __len__(self) -> int:
         return self.table.num_rows
 
@@ -531,19 +535,31 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
                      meta={"source_stat": (st.st_size, st.st_mtime_ns)})
 
 
-def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) -> Path:
-    """Write the records at row positions `keep` in the input's own format, in file order, JSON values unchanged."""
+def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike,
+                  members: dict[str, list] | None = None) -> Path:
+    """Write the records at row positions `keep` in the input's own format, in file order, JSON values unchanged.
+
+    `members` (name -> one value per entry of `keep`, in `keep`'s order) sets top-level members on the written
+    records (`select --annotate`); every other byte of each record stays as it was (`selector.core.annotate`)."""
     out = Path(out)
-    rows = to_arrow(np.sort(np.asarray(keep, dtype=np.int64)))
+    keep = np.asarray(keep, dtype=np.int64)
+    order = np.argsort(keep, kind="stable")
+    rows = to_arrow(keep[order])
     if records.table.column("reason").take(rows).null_count != len(rows):
         raise ValueError("cannot write rejected records")
+    edit = _member_editor(members, order)
     if records.layout.container == "jsonl":
         _check_unchanged(records)
         offsets = to_numpy(records.table.column("offset").take(rows))
         lengths = to_numpy(records.table.column("length").take(rows))
-        atomic_write(out, _byte_ranges(records.path, offsets, lengths))
+        chunks = _byte_ranges(records.path, offsets, lengths)
+        if edit is not None:
+            chunks = (edit(n, chunk[:-1]) + b"\n" for n, chunk in enumerate(chunks))
+        atomic_write(out, chunks)
         return out
     raws = records.table.column("raw").take(rows).to_pylist()
+    if edit is not None:
+        raws = [edit(n, r.encode("utf-8")).decode("utf-8") for n, r in enumerate(raws)]
     if records.layout.container == "json":
         atomic_write(out, [b"[\n", ",\n".join(raws).encode("utf-8"), b"\n]\n"])
     else:  # the container's other fields re-serialised, the annotations as their exact source text
@@ -552,6 +568,19 @@ def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) 
         doc = doc.replace(json.dumps(hole), "[\n" + ",\n".join(raws) + "\n    ]", 1)
         atomic_write(out, [doc.encode("utf-8"), b"\n"])
     return out
+
+
+def _member_editor(members: dict[str, list] | None, order: np.ndarray):
+    """(n, record bytes) -> the bytes with `members` set, for the n-th record written (file order); None if none."""
+    if not members:
+        return None
+    from selector.core.annotate import with_member
+
+    def edit(n: int, data: bytes) -> bytes:
+        for name, values in members.items():
+            data = with_member(data, name, values[int(order[n])])
+        return data
+    return edit
 
 
 def _byte_ranges(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterable[bytes]:
@@ -567,7 +596,7 @@ def _check_unchanged(records: RecordSet) -> None:
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
 
 
-_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
 
 
 def reason_kind(reason: str) -> str:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from selector.app.commands.common import (budget, nonneg_int, output_file, positive_float, positive_int, seed,
-                                          show_progress)
+from selector.app.commands.common import (budget, nonneg_int, output_dir, output_file, positive_float,
+                                          positive_int, seed, show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Rank every example of an image dataset (forgetting, EL2N, GraNd, loss curvature, herding, k-center greedy or
 random), keep the best KEEP of them (class-balanced unless --global) and write OUT (JSON): the kept indices (positions
-in the loaded dataset, best first), every example's score (higher = keep), and the settings used.
+in the loaded dataset, best first; for folder:PATH also the kept files), every example's score (higher = keep), and
+the settings used. --subset-dir writes the kept images of a folder dataset as a folder tree.
 Defaults follow the DC family (ConvNet-3 width 128, SGD 0.01, 40-epoch proxy schedule); on a CPU try
 --image-size 16 --width 32 --epochs 20."""
 
@@ -33,6 +34,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grey, 3 = RGB (default: the dataset's)")
     p.add_argument("--global", dest="global_cut", action="store_true",
                    help="one cut over the whole set instead of the same fraction per class")
+    p.add_argument("--subset-dir", type=output_dir,
+                   help="folder datasets: write the kept images here as the same class-folder tree (a new or empty "
+                        "folder); OUT also names the kept files")
+    p.add_argument("--link", choices=["symlink", "copy"], default="symlink",
+                   help="how --subset-dir holds each kept image: a symlink to the original (default) or a copy")
     g = p.add_argument_group(RANKER_GROUPS[0])
     g.add_argument("--net", choices=NETS.names(), help="proxy network (default convnet)")
     g.add_argument("--width", type=positive_int, help="ConvNet width (default 128)")
@@ -81,9 +87,12 @@ def run(ns: argparse.Namespace) -> int:
     from vision.prune_job import PruneConfig, run_prune
 
     config = PruneConfig(dataset=ns.dataset, method=ns.method, keep=ns.keep, out=ns.out, seed=ns.seed,
-                         image_size=ns.image_size, channels=ns.channels, params=_params(ns))
+                         image_size=ns.image_size, channels=ns.channels, params=_params(ns),
+                         subset_dir=ns.subset_dir, link=ns.link)
     result = run_prune(config)
     if not ns.quiet:
         print(f"wrote {result.out}")
+    if ns.subset_dir is not None and not ns.quiet:
+        print(f"wrote the kept images to {ns.subset_dir} ({ns.link}s)")
     print(f"{ns.method}: kept {result.kept} of {result.total} examples")
     return 0

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from selector.app.commands.common import (budget, float_list, input_path, metric_list, nonneg_int, output_file,
-                                          parquet_file, positive_int, seed, show_progress)
+from selector.app.commands.common import (budget, float_list, input_path, metric_list, nonneg_int, output_dir,
+                                          output_file, parquet_file, positive_int, seed, show_progress)
 
 HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
 record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
@@ -43,6 +43,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="select even when one rejection reason covers most records (default: stop, naming it)")
     p.add_argument("--allow-short", action="store_true",
                    help="write fewer records than the budget when too few are valid (default: stop, exit 2)")
+    p.add_argument("--annotate", action="store_true",
+                   help='add "mmselect": {"score", "rank", "group"} to each kept record (every other field is '
+                        "written byte for byte as read)")
+    p.add_argument("--report", action="store_true",
+                   help="also write an HTML page of the selection beside its pool (OUT.report/index.html, or "
+                        "--report-dir): histograms and composition side by side, cards around the cut")
+    p.add_argument("--report-dir", type=output_dir, help="folder for --report's page (implies --report)")
     try:
         from selector.app.commands.score import add_metric_args
     except ModuleNotFoundError:  # metrics layer not installed: length only
@@ -72,7 +79,7 @@ def run(ns: argparse.Namespace) -> int:
                           seed=ns.seed, strict=ns.strict, workers=0 if ns.workers is None else max(ns.workers, 1),
                           batch_size=ns.batch_size, progress=show_progress(ns), metric_summary=learned is not None,
                           settings=getattr(ns, "_settings", {}), allow_rejects=ns.allow_rejects,
-                          allow_short=ns.allow_short, missing=ns.missing, **extra)
+                          allow_short=ns.allow_short, missing=ns.missing, annotate=ns.annotate, **extra)
     result = run_select(config, ranker_factory=ranker_factory)
     if learned is not None:
         from selector.learned.sanity import check_selection
@@ -81,5 +88,13 @@ def run(ns: argparse.Namespace) -> int:
             print(line)
     if not ns.quiet:
         print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
+    if ns.report or ns.report_dir:
+        from pathlib import Path
+
+        from selector.app.report.jobs import write_selection_report
+
+        page = write_selection_report(result, ns.report_dir or Path(f"{ns.out}.report"), seed=ns.seed)
+        if not ns.quiet:
+            print(f"wrote {page.path}")
     print(result.accounting.line())
     return 0
