@@ -625,7 +625,21 @@ def _codec(tables: Tables) -> str:
     if tables.kind != "parquet" or not tables.chunk_rows[0]:
         return "snappy"
     meta = tables.handles[0].metadata
-    return meta.row_group(0).column(0).compression.lower() if meta.num_columns else "snappy"
+    codec = meta.row_group(0).column(0).compression.lower() if meta.num_columns else "snappy"
+    return {"uncompressed": "none", "lz4_raw": "lz4"}.get(codec, codec)
+
+
+def _list_item_names(t: pa.DataType) -> set[str]:
+    """The child field names of every list type nested in `t` ('item' for Arrow's default, 'element' for
+    Parquet's compliant one)."""
+    names: set[str] = set()
+    if _list_like(t):
+        names.add(t.value_field.name)
+        names |= _list_item_names(t.value_type)
+    elif pa.types.is_struct(t):
+        for f in t:
+            names |= _list_item_names(f.type)
+    return names
 
 
 def row_group_size(tables: Tables) -> int:
@@ -663,7 +677,10 @@ def write_table_records(records: RecordSet, rows: np.ndarray, out: Path) -> Path
     schema = tables.schema_of(0)
     size = row_group_size(tables)
     with atomic_path(out, suffix=".parquet") as tmp:
-        with pq.ParquetWriter(tmp, schema, compression=_codec(tables)) as writer:
+        # Lists keep the input's child name ('item' from Arrow / datasets, 'element' from compliant Parquet), so the
+        # output's schema equals the input's.
+        compliant = "item" not in set().union(*(_list_item_names(f.type) for f in schema))
+        with pq.ParquetWriter(tmp, schema, compression=_codec(tables), use_compliant_nested_type=compliant) as writer:
             pending: list[pa.RecordBatch] = []
             held = 0
             for batch in iter_rows(records, rows):
