@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
-from selector.core.dedup import fingerprint
+from selector.core.dedup import fingerprint, row_key
 from selector.core.embedded import cell_ref
 from selector.core.errors import FormatError
 from selector.core.fastjsonl import conversation_rows
@@ -47,7 +47,7 @@ from selector.core.sources import Source
 
 ROLES = ("id", "image", "conversations", "texts")
 _TURN_FIELDS = ("from", "role", "value", "content")
-_SEP_TURN, _SEP_ROLE = "\x1f", "\x1e"
+_SEP_TURN = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -299,11 +299,13 @@ def _image_cells(col: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
 
 
 def _image_names(batch: pa.RecordBatch, layout: TableLayout, kind: str, file: str, ci: int
-                 ) -> tuple[list[list[str]], list[str | None], list[str]]:
+                 ) -> tuple[list[list[str]], list[str | None], list[str]] | None:
     """Per row: image names (embedded references or paths), a reason or None, and the images' content key
-    (bytes digests and paths, for the duplicate check)."""
+    (bytes digests and paths, for the duplicate check); None for a table without image columns."""
     from selector.core.dedup import string_buffers
 
+    if not layout.image_columns:
+        return None
     n = batch.num_rows
     names: list[list[str]] = [[] for _ in range(n)]
     keys: list[list[str]] = [[] for _ in range(n)]
@@ -388,15 +390,6 @@ def _turns_fast(col: pa.Array, layout: TableLayout) -> tuple[pa.Array, bool] | N
                                     mask=pc.is_null(col) if col.null_count else None), full
 
 
-def _conversation_text(turns: pa.Array, full: bool) -> pa.Array:
-    """Per row: every turn as `role RS value`, joined by US (the duplicate check's fingerprint input)."""
-    values = turns.values
-    role = pc.coalesce(values.field("from"), values.field("role")) if full else values.field("from")
-    value = pc.coalesce(values.field("value"), values.field("content")) if full else values.field("value")
-    joined = pc.binary_join_element_wise(pc.fill_null(role, ""), pc.fill_null(value, ""), scalar(_SEP_ROLE))
-    return pc.binary_join(pa.ListArray.from_arrays(turns.offsets, joined), scalar(_SEP_TURN))
-
-
 def row_conversation(value: Any, kind: str) -> list | str:
     """One row's turns as LLaVA `conversations` (a list of {from, value}), or a reason."""
     if kind == "texts":
@@ -417,26 +410,11 @@ def row_conversation(value: Any, kind: str) -> list | str:
     return value if value is not None else "no conversation"
 
 
-def _turn_text(conv: Any) -> str:
-    if not isinstance(conv, list):
-        return ""
-    parts = []
-    for t in conv:
-        if isinstance(t, dict):
-            role = t.get("from") if t.get("from") is not None else t.get("role")
-            value = t.get("value") if t.get("value") is not None else t.get("content")
-            parts.append(f"{group_text(role) or ''}{_SEP_ROLE}{group_text(value) or ''}")
-        else:
-            parts.append(json_text(t))
-    return _SEP_TURN.join(parts)
-
-
 def _slow_rows(batch: pa.RecordBatch, layout: TableLayout, first_line: int, ids: pa.Array, kinds: np.ndarray,
-               id_reasons: list | None, names: list[list[str]]) -> tuple[pa.RecordBatch, list[str]]:
+               id_reasons: list | None, names: list[list[str]] | None) -> pa.RecordBatch:
     """The per-row parser for a chunk the vectorised path cannot take: every verdict is `parse_conversations`'."""
     cols = Columns()
     col = batch.column(layout.text_column)
-    texts = []
     id_list = ids.to_pylist()
     for i in range(batch.num_rows):
         rid, kind = id_list[i], int(kinds[i])
@@ -450,11 +428,10 @@ def _slow_rows(batch: pa.RecordBatch, layout: TableLayout, first_line: int, ids:
             if isinstance(conv, str):
                 parsed = Parsed(rid, "", "", [], conv, kind)
             else:
-                p = parse_conversations({"conversations": conv, "images": names[i]}, rid)
+                p = parse_conversations({"conversations": conv, "images": names[i] if names else []}, rid)
                 parsed = Parsed(rid, p.instruction, p.answer, p.images, p.reason, kind)
-        texts.append(_turn_text(conv))
         cols.add(first_line + i, parsed)
-    return one_batch(cols.table()), texts
+    return one_batch(cols.table())
 
 
 def _group_values(batch: pa.RecordBatch, layout: TableLayout) -> pa.Array | None:
@@ -483,7 +460,8 @@ def _read_chunk(tables: Tables, layout: TableLayout, fi: int, ci: int, start: in
     file = str(Path(source.files[fi]).resolve())
     ids, kinds, id_reasons = _row_ids(batch.column(layout.id_column) if layout.id_column else None,
                                       source.shard_name(fi), start, n)
-    names, image_reasons, image_keys = _image_names(batch, layout, tables.kind, file, ci)
+    images = _image_names(batch, layout, tables.kind, file, ci)
+    names = images[0] if images else None
     fast = None if id_reasons else _turns_fast(batch.column(layout.text_column), layout)
     out = None
     if fast is not None:
@@ -492,24 +470,23 @@ def _read_chunk(tables: Tables, layout: TableLayout, fi: int, ci: int, start: in
         zeros = np.zeros(n, np.int64)
         res = conversation_rows(view, full, first_line, zeros, zeros, SCHEMA)
         if res is not None:
-            out = res[0]
-            conv_text = _conversation_text(turns, full)
+            out = res[0].set_column(SCHEMA.get_field_index("id_kind"), "id_kind", to_arrow(kinds))
     if out is None:
-        out, texts = _slow_rows(batch, layout, first_line, ids, kinds, id_reasons, names)
-        conv_text = strings(texts)
-    else:
-        out = out.set_column(SCHEMA.get_field_index("id_kind"), "id_kind", to_arrow(kinds))
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum([len(x) for x in names], out=offsets[1:])
-    out = out.set_column(SCHEMA.get_field_index("images"), "images",
-                         pa.ListArray.from_arrays(to_arrow(offsets), strings([x for xs in names for x in xs])))
-    out = out.set_column(SCHEMA.get_field_index("offset"), "offset", pa.nulls(n, pa.int64()))
-    out = out.set_column(SCHEMA.get_field_index("length"), "length", pa.nulls(n, pa.int64()))
-    if any(image_reasons):
-        reasons = out.column("reason").to_pylist()
-        reasons = [r if r is not None else ir for r, ir in zip(reasons, image_reasons)]
-        out = out.set_column(SCHEMA.get_field_index("reason"), "reason", strings(reasons))
-    fp = fingerprint(conv_text) * np.uint64(0x9E3779B97F4A7C15) + fingerprint(strings(image_keys))
+        out = _slow_rows(batch, layout, first_line, ids, kinds, id_reasons, names)
+    for col in ("offset", "length"):
+        out = out.set_column(SCHEMA.get_field_index(col), col, pa.nulls(n, pa.int64()))
+    # Duplicate-content prefilter, as for JSONL: fingerprints of the instruction and answer, and of the images'
+    # bytes digests; rows that share one are compared on their whole content (`_row_content`).
+    fp = row_key([out.column("instruction"), out.column("answer")])
+    if images is not None:
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum([len(x) for x in names], out=offsets[1:])
+        out = out.set_column(SCHEMA.get_field_index("images"), "images",
+                             pa.ListArray.from_arrays(to_arrow(offsets), strings([x for xs in names for x in xs])))
+        if any(images[1]):
+            reasons = [r if r is not None else ir for r, ir in zip(out.column("reason").to_pylist(), images[1])]
+            out = out.set_column(SCHEMA.get_field_index("reason"), "reason", strings(reasons))
+        fp = fp * np.uint64(0x9E3779B97F4A7C15) + fingerprint(strings(images[2]))
     return _Chunk(out, fp, _group_values(batch, layout))
 
 
@@ -540,13 +517,13 @@ def _row_content(tables: Tables, layout: TableLayout, loc, rows: np.ndarray) -> 
         while j < len(rows) and keys[j] == (f, c):
             j += 1
         batch = tables.read(f, c, cols)
-        names, _, image_keys = _image_names(batch, layout, tables.kind, "", c)
+        images = _image_names(batch, layout, tables.kind, "", c)
         for row in rows[k:j].tolist():
             r = int(ri[row])
             cell = batch.column(layout.text_column).slice(r, 1)
             value = cell.to_pylist()[0] if _utf8_ok(cell) else None
             conv = row_conversation(value, layout.kind)
-            out[row] = orjson.dumps([conv if not isinstance(conv, str) else None, image_keys[r]])
+            out[row] = orjson.dumps([conv if not isinstance(conv, str) else None, images[2][r] if images else ""])
         k = j
     return out
 

@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,13 @@ def resolve_hub(spec: str) -> Source:
     if not m:
         raise FormatError(f"{spec}: expected hf://datasets/ORG/NAME[@revision][/config][:split]")
     repo, rev, config, split = m["repo"], m["rev"], m["config"], m["split"] or "train"
+    from selector.core.resolve import hub_available
+
+    if not hub_available() and "datasets" not in sys.modules:
+        # No hub (offline by request, or unreachable): `datasets` reads these once, at import; set before it, they
+        # make it answer from the cache at once instead of retrying the network for half a minute.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:
         import datasets
 
