@@ -53,7 +53,10 @@ elif stage == "images":
     assert len(rs.rejected()) == 0, rs.rejected()[:3]
 now = time.perf_counter()
 wall, after_imports = now - t0, now - t
-rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+# This process's own peak (VmHWM: ru_maxrss would carry the parent's peak across exec on Linux), and the peak of
+# the decoder processes it forked.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+rss = max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(json.dumps({"wall": wall, "work": after_imports, "rss_mib": rss / 1024}))
 """
 

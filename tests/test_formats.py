@@ -18,17 +18,6 @@ from tests.fixtures.formats import (cauldron_dataset, llava_jsonl_gz, onevision_
 KINDS = ("onevision", "cauldron", "disk", "webdataset", "jsonl.gz")
 
 
-@pytest.fixture
-def cli(capsys):
-    from selector.app.cli import main
-
-    def run(*args):
-        rc = main(["-q", *map(str, args)])
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return run
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """kind -> (input spec, the input's files, number of records)."""
@@ -127,23 +116,28 @@ def demo_clip(digits_vqa, tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_demo_clip_scores_every_kind_by_record_id_and_select_reuses_them(data, kind, demo_clip, cli, tmp_path):
+def test_demo_clip_selects_every_kind_and_scores_it_by_record_id(data, kind, demo_clip, cli, tmp_path):
     spec, _, n = data[kind]
     images = ["--images", data[kind][0].parent] if kind == "jsonl.gz" else []
+    clip = ["--metrics", "clip", "--clip-model", f"local-dir:{demo_clip}"]
+    out = _out(tmp_path, kind)
+    rc, stdout, err = cli("select", spec, "--out", out, "--budget", "2", *clip, *images)
+    assert rc == 0, err
+    assert stdout.strip().endswith(f"read {n}, rejected 0, selected 2, not selected {n - 2}")
     scores = tmp_path / "scores.parquet"
-    rc, _, err = cli("score", spec, "--out", scores, "--metrics", "clip", "--clip-model", f"local-dir:{demo_clip}",
-                     "--no-cache", *images)
+    rc, _, err = cli("score", spec, "--out", scores, *clip, "--no-cache", *images)
     assert rc == 0, err
     table = pq.read_table(scores)
     ids = read_records(spec, workers=1, images=images[1] if images else None).table.column("id").to_pylist()
     assert table.column("id").to_pylist() == ids and table.column("clip").null_count == 0
-    out = _out(tmp_path, kind)
-    rc, _, err = cli("select", spec, "--out", out, "--budget", "2", "--metrics", "clip", "--scores", scores, *images)
+    by_id = dict(zip(table.column("id").to_pylist(), table.column("clip").to_pylist()))
+    selected = json.loads(out.with_name(out.name + ".report.json").read_text())["selected_ids"]
+    assert sorted((by_id[i] for i in selected), reverse=True) == sorted(by_id.values(), reverse=True)[:2]
+    rc, _, err = cli("select", spec, "--out", tmp_path / ("again" + out.suffix), "--budget", "2", "--metrics", "clip",
+                     "--scores", scores, *images)
     assert rc == 0, err
-    report = json.loads(out.with_name(out.name + ".report.json").read_text())
-    clip = dict(zip(table.column("id").to_pylist(), table.column("clip").to_pylist()))
-    best = sorted(clip.values(), reverse=True)[:2]
-    assert sorted((clip[i] for i in report["selected_ids"]), reverse=True) == best
+    again = json.loads((tmp_path / ("again" + out.suffix + ".report.json")).read_text())["selected_ids"]
+    assert again == selected
 
 
 def test_parquet_to_llava_json_extracts_the_embedded_images(data, cli, tmp_path):

@@ -10,17 +10,6 @@ from selector.core.ranking import group_quotas
 from tests.fixtures.formats import cauldron_dataset, onevision_rows, write_onevision
 
 
-@pytest.fixture
-def cli(capsys):
-    from selector.app.cli import main
-
-    def run(*args):
-        rc = main(["-q", *map(str, args)])
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return run
-
-
 def test_sources_get_proportional_quotas_and_the_report_shows_composition(tmp_path, cli):
     rows = onevision_rows(20)
     for i, r in enumerate(rows):  # 12 / 6 / 2 records; the small source has the longest answers

@@ -10,17 +10,6 @@ from selector.core.sources import resolve_source
 from tests.fixtures.formats import cauldron_dataset, onevision_rows, write_onevision
 
 
-@pytest.fixture
-def cli(capsys):
-    from selector.app.cli import main
-
-    def run(*args):
-        rc = main(["-q", *map(str, args)])
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return run
-
-
 def test_uncached_hub_dataset_says_how_to_download_it(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

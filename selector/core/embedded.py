@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 PREFIX = "\x00"
-_CACHE: "OrderedDict[tuple, object]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # the last chunks read (a row group's column, a file's batches)
+_FILES: "OrderedDict[str, object]" = OrderedDict()  # open Parquet files: their footers are parsed once
 _CACHE_PID = [os.getpid()]
 _CACHE_MAX = 2
 
@@ -62,6 +63,7 @@ def describe(ref: str) -> str:
 def _cached(key: tuple, load):
     if _CACHE_PID[0] != os.getpid():  # a forked worker: never share open files or buffers with the parent
         _CACHE.clear()
+        _FILES.clear()
         _CACHE_PID[0] = os.getpid()
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -87,9 +89,16 @@ def _arrow_batches(file: str) -> list:
 def _column_chunk(kind: str, file: str, chunk: int, column: str):
     import pyarrow.parquet as pq
 
+    def parquet_file():
+        if file not in _FILES:
+            _FILES[file] = pq.ParquetFile(file)
+            while len(_FILES) > 8:
+                _FILES.popitem(last=False)
+        return _FILES[file]
+
     if kind == "pq":
         return _cached(("pq", file, chunk, column),
-                       lambda: pq.ParquetFile(file).read_row_group(chunk, columns=[column]).column(0).combine_chunks())
+                       lambda: parquet_file().read_row_group(chunk, columns=[column]).column(0).combine_chunks())
     batches = _cached(("arrow", file), lambda: _arrow_batches(file))
     return batches[chunk].column(column)
 

@@ -39,10 +39,10 @@ from selector.core.dedup import fingerprint, row_key
 from selector.core.embedded import cell_ref
 from selector.core.errors import FormatError
 from selector.core.fastjsonl import conversation_rows
-from selector.core.formats import ID_KINDS, Layout, Parsed, json_text, parse_conversations
+from selector.core.formats import ID_KINDS, Layout, Parsed, parse_conversations
 from selector.core.io import atomic_path
-from selector.core.records import (SCHEMA, RecordSet, Columns, check_record_images, group_text, mark_duplicate_ids,
-                                   raise_first_rejection, set_reasons, valid_positions)
+from selector.core.records import (SCHEMA, Columns, RecordSet, check_record_images, group_text, mark_duplicate_ids,
+                                   mark_repeats, raise_first_rejection, valid_positions)
 from selector.core.sources import Source
 
 ROLES = ("id", "image", "conversations", "texts")
@@ -540,19 +540,7 @@ def _mark_duplicate_content(table: pa.Table, fp: np.ndarray, tables: Tables, lay
     if len(repeated) == 0:
         return table
     candidates = valid[np.isin(vfp, repeated)]
-    content = _row_content(tables, layout, loc, candidates)
-    seen: dict[bytes, int] = {}
-    later, earlier = [], []
-    for row in candidates.tolist():
-        key = content[row]
-        if key in seen:
-            later.append(row)
-            earlier.append(seen[key])
-        else:
-            seen[key] = row
-    ids = table.column("id")
-    return set_reasons(table, np.asarray(later, np.int64),
-                       [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in earlier])
+    return mark_repeats(table, candidates, _row_content(tables, layout, loc, candidates))
 
 
 def read_table_records(source: Source, *, images=None, strict: bool = False, check_image_files: bool = True,

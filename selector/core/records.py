@@ -452,6 +452,23 @@ def mark_duplicate_ids(table: pa.Table, key: np.ndarray | None = None) -> pa.Tab
     return set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
+def mark_repeats(table: pa.Table, rows: np.ndarray, keys) -> pa.Table:
+    """Reject each row of `rows` (ascending) whose exact content key (`keys[row]`) an earlier one of them had, as a
+    duplicate of that first row's id (the readers of tables and shards compare re-read content this way)."""
+    seen: dict[bytes, int] = {}
+    later, earlier = [], []
+    for row in np.asarray(rows, np.int64).tolist():
+        key = keys[row]
+        if key in seen:
+            later.append(row)
+            earlier.append(seen[key])
+        else:
+            seen[key] = row
+    ids = table.column("id")
+    return set_reasons(table, np.asarray(later, np.int64),
+                       [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in earlier])
+
+
 def record_bytes(path: Path, table: pa.Table):
     """rows -> each row's source bytes (re-read from the file for JSONL, from `raw` for JSON containers)."""
     def read(rows: np.ndarray) -> list[bytes]:
@@ -542,6 +559,9 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     """
     source = resolve_source(path)
     workers = workers or (os.cpu_count() or 1)
+    if source.kind != "json" and fmt is not None:
+        raise FormatError(f"--format {fmt} names a JSON schema; {source.spec} is {source.kind} (its columns or "
+                          "members say what they hold; tables take --columns)")
     if source.kind != "json":
         return READERS.get(source.kind)(source, images=images, strict=strict, check_image_files=check_image_files,
                                         dedup=dedup, workers=workers, columns=columns or {}, group_by=group_by)

@@ -35,8 +35,8 @@ from selector.core.embedded import tar_ref
 from selector.core.errors import FormatError, RecordError
 from selector.core.formats import CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, json_text, parse_conversations
 from selector.core.io import atomic_write
-from selector.core.records import (RecordSet, Columns, check_record_images, group_text, mark_duplicate_ids,
-                                   raise_first_rejection)
+from selector.core.records import (Columns, RecordSet, check_record_images, group_text, mark_duplicate_ids,
+                                   mark_repeats, raise_first_rejection, valid_positions)
 from selector.core.sources import IMAGE_EXTENSIONS, Source
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def read_webdataset_records(source: Source, *, images=None, strict: bool = False
         log.warning("%s", p)
     table = mark_duplicate_ids(cols.table())
     if dedup:
-        table = _mark_duplicate_content(table, content)
+        table = mark_repeats(table, valid_positions(table), content)
     root = Path(images) if images is not None else source.root
     if check_image_files:
         table = check_record_images(table, root, workers, embedded=True)
@@ -239,24 +239,6 @@ def _digest(f, m: tarfile.TarInfo) -> str:
         h.update(piece)
         left -= len(piece)
     return h.hexdigest()
-
-
-def _mark_duplicate_content(table, content: list[bytes]):
-    """Reject later samples whose instruction, answer and image bytes repeat an earlier valid sample's."""
-    from selector.core.records import set_reasons, valid_positions
-
-    seen: dict[bytes, int] = {}
-    later, earlier = [], []
-    for row in valid_positions(table).tolist():
-        key = content[row]
-        if key in seen:
-            later.append(row)
-            earlier.append(seen[key])
-        else:
-            seen[key] = row
-    ids = table.column("id")
-    return set_reasons(table, np.asarray(later, np.int64),
-                       [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in earlier])
 
 
 def member_bytes(records: RecordSet, rows: np.ndarray) -> Iterator[bytes]:
