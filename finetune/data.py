@@ -86,9 +86,11 @@ def to_messages(turns: list[tuple[str, str]], n_images: int) -> list[dict]:
 def _load_images(root: Path | None, names: list[str]):
     from PIL import Image
 
+    from selector.core.embedded import image_file
+
     images = []
     for name in names:
-        with Image.open((root or Path(".")) / name) as im:
+        with Image.open(image_file(root or Path("."), name)) as im:
             images.append(im.convert("RGB"))
     return images
 
@@ -157,7 +159,7 @@ def _record_texts(records) -> list[tuple[int, str, str, str, str, list[str]]]:
             for name in ("line", "id", "raw", "offset", "length", "instruction", "answer", "images")}
     raws = cols["raw"]
     if any(r is None for r in raws):
-        with open(records.path, "rb") as f:
+        with open(records.byte_path, "rb") as f:
             for i, (raw, off, length) in enumerate(zip(raws, cols["offset"], cols["length"])):
                 if raw is None and off is not None:
                     f.seek(off)

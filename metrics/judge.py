@@ -85,10 +85,18 @@ def parse_score(text: str | None, scale: float = 100.0) -> tuple[float | None, s
 class ImageDataURL:
     """Picklable loader for DataLoader workers: an image file as a base64 data URL for vision judges."""
 
-    def __call__(self, path: str) -> str:
-        mime = mimetypes.guess_type(path)[0] or "image/png"
-        with open(path, "rb") as f:
-            return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
+    def __call__(self, path) -> str:
+        """`path`: an image file's path, or an embedded image's bytes as a file object."""
+        if isinstance(path, str):
+            mime = mimetypes.guess_type(path)[0] or "image/png"
+            with open(path, "rb") as f:
+                data = f.read()
+        else:
+            from selector.core.export import image_extension
+
+            data = path.read()
+            mime = mimetypes.guess_type("x" + image_extension(data))[0] or "image/png"
+        return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 @register

@@ -2,18 +2,35 @@
 from __future__ import annotations
 
 import argparse
-from selector.app.commands.common import (budget, float_list, input_path, metric_list, nonneg_int, output_dir,
-                                          output_file, parquet_file, positive_int, seed, show_progress)
+from selector.app.commands.common import (budget, column_map, float_list, input_path, input_spec, metric_list,
+                                          nonneg_int, output_dir, output_file, parquet_file, positive_int, seed,
+                                          show_progress)
 
-HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
-record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
-rejected record with its reason) and OUT.report.json, and prints `read N, rejected R, selected S, not selected U`."""
+HELP = """Read an instruction input (LLaVA JSON/JSONL, also .gz/.zst; cc_sbu_align; ShareGPT; OpenAI messages;
+Parquet shards; a datasets.save_to_disk folder; hf://datasets/ORG/NAME[@rev][/config][:split] from the HF cache;
+WebDataset .tar shards), validate every record, score it, and keep the best BUDGET. Writes OUT (in the input's
+format unless --out-format), OUT.rejected.jsonl (one line per rejected record with its reason) and OUT.report.json,
+and prints `read N, rejected R, selected S, not selected U`."""
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="select the best records of an instruction file", description=HELP)
-    p.add_argument("input", type=input_path, help="instruction file, or a cc_sbu_align folder")
-    p.add_argument("--out", "-o", type=output_file, required=True, help="output file (written in the input's format)")
+    p.add_argument("input", type=input_spec,
+                   help="instruction file (.json/.jsonl, maybe .gz/.zst), cc_sbu_align folder, Parquet file / folder / "
+                        "glob, save_to_disk folder, hf://datasets/..., or .tar shards (file, folder, {000..009} pattern)")
+    p.add_argument("--out", "-o", type=output_file, required=True,
+                   help="output file, in the input's format (Parquet and Arrow inputs: a Parquet file; tar shards: "
+                        "one .tar shard); a .gz / .zst suffix compresses JSON output")
+    p.add_argument("--out-format", choices=["same", "llava-json", "llava-jsonl"], default="same",
+                   help="same (default): the input's own format; llava-json / llava-jsonl: LLaVA records, images "
+                        "stored in the input written to OUT_STEM_images/ beside OUT")
+    p.add_argument("--columns", type=column_map, default=None,
+                   help="table inputs: which column holds what, e.g. id=uid,image=img,conversations=chat "
+                        "(roles: id, image, conversations, texts)")
+    p.add_argument("--group-by", default=None,
+                   help="a field or column (e.g. data_source; the_cauldron: source) whose values each get a "
+                        "proportional quota >= 1; or cluster[:K] for spectral clusters of the metric scores. The "
+                        "report shows the composition before and after (OUT.composition.png)")
     p.add_argument("--budget", "-b", type=budget, required=True, help="records to keep: a count (200) or a fraction (0.1, 10%%)")
     p.add_argument("--images", type=input_path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
@@ -79,7 +96,8 @@ def run(ns: argparse.Namespace) -> int:
                           seed=ns.seed, strict=ns.strict, workers=0 if ns.workers is None else max(ns.workers, 1),
                           batch_size=ns.batch_size, progress=show_progress(ns), metric_summary=learned is not None,
                           settings=getattr(ns, "_settings", {}), allow_rejects=ns.allow_rejects,
-                          allow_short=ns.allow_short, missing=ns.missing, annotate=ns.annotate, **extra)
+                          allow_short=ns.allow_short, missing=ns.missing, annotate=ns.annotate,
+                          out_format=ns.out_format, columns=ns.columns or {}, group_by=ns.group_by, **extra)
     result = run_select(config, ranker_factory=ranker_factory)
     if learned is not None:
         from selector.learned.sanity import check_selection
@@ -88,6 +106,11 @@ def run(ns: argparse.Namespace) -> int:
             print(line)
     if not ns.quiet:
         print(f"wrote {result.out} ({result.accounting.selected} records), rejected list {result.rejected_path}")
+    if result.composition:
+        from selector.core.composition import table_text
+
+        print(table_text(result.composition, ns.group_by))
+        print(f"composition chart: {result.chart_path}")
     if ns.report or ns.report_dir:
         from pathlib import Path
 
