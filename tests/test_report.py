@@ -168,3 +168,29 @@ def test_compare_refuses_selections_of_other_pools(data, tmp_path, capsys):
     assert main(["-q", "compare", str(a), str(b), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different pools" in err
+
+
+@pytest.mark.parametrize("kind", ["parquet", "webdataset"])
+def test_analyze_and_report_read_table_and_tar_inputs(kind, tmp_path):
+    """Records without JSON source text (Parquet rows, tar samples) get the same page: counts and the shortest
+    answer's id are right; `--annotate` on them is one line, not a crash."""
+    from tests.fixtures.formats import onevision_rows, write_onevision, write_shards
+
+    if kind == "parquet":
+        rows = onevision_rows(12)
+        src = write_onevision(tmp_path / "ov.parquet", rows)
+    else:
+        src = tmp_path / "shards"
+        write_shards(src)
+    _run("analyze", src, "--metrics", "length", "--workers", "1", "--out", tmp_path / "rep")
+    _, d = _page(tmp_path / "rep")
+    assert d["counts"] == {"read": 12, "valid": 12, "rejected": 0}
+    lowest = d["extremes"]["length"]["lowest"][0]
+    if kind == "parquet":
+        answers = {r["id"]: len(r["conversations"][1]["value"]) for r in rows}
+        assert answers[lowest] == min(answers.values())
+    from selector.app.cli import main
+
+    code = main(["select", str(src), "--metrics", "length", "--budget", "3", "--annotate",
+                 "--out", str(tmp_path / "sel.out")])
+    assert code == 2 and not (tmp_path / "sel.out").exists()

@@ -125,7 +125,8 @@ class RecordSet:
                     t.column("reason").to_pylist())]
 
     def source_bytes(self, rows: np.ndarray) -> list[bytes]:
-        """The source text of the records at row positions `rows` (re-read from the file for JSONL)."""
+        """The source text of the records at row positions `rows` (re-read from the file for JSONL); JSON inputs only
+        (Parquet and tar records keep no JSON text)."""
         return record_bytes(self.byte_path, self.table)(rows)
 
     def __len__(self) -> int:

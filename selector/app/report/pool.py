@@ -20,6 +20,7 @@ from selector.core.selection_summary import scalar_metric_columns
 
 SAMPLE = 5000  # points on an embedding map, and the rows a cluster model is fitted on
 CLUSTERS = 8
+JSON_CONTAINERS = ("json", "jsonl", "cc_sbu")
 FIELD_KEYS = ("source", "task", "dataset", "category")  # a top-level record field that names where a record is from
 FIELD_PROBE = 1000  # valid records read to find such a field before reading it from all
 REASON_SUFFIX = "__reason"
@@ -109,8 +110,8 @@ class Pool:
         """The first of FIELD_KEYS that the first valid records carry as a top-level string, read for every valid
         record ('(none)' where absent); (None, None) when no probed record has one."""
         rows = self.records.valid_rows()
-        if not len(rows):
-            return None, None
+        if not len(rows) or self.records.layout.container not in JSON_CONTAINERS:
+            return None, None  # Parquet / tar records have no JSON source text (`select --group-by` reads columns)
         probe = [_loads(b) for b in self.records.source_bytes(rows[:FIELD_PROBE])]
         key = next((k for k in FIELD_KEYS if any(isinstance(r.get(k), (str, int)) for r in probe)), None)
         if key is None:
