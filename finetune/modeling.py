@@ -157,7 +157,10 @@ def prepare_model(model, *, method: str, lora_r: int, lora_alpha: int, lora_drop
     elif gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise MmselectError(f"{type(model).__name__} does not support gradient checkpointing; drop the flag")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 (the older name is deprecated)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if method == "lora":
         from peft import LoraConfig, get_peft_model

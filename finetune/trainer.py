@@ -21,7 +21,8 @@ import torch
 from finetune.config import FinetuneConfig, FinetuneResult, lr_for_width, text_width
 from finetune.data import IGNORE, EncodedSet, collate, encode_records
 from finetune.evaluation import EvalSettings, evaluate_model
-from finetune.modeling import load_model, prepare_model, save_outputs, stop_token_ids, trainable_summary
+from finetune.modeling import (load_model, prepare_model, quantization_4bit, save_outputs, stop_token_ids,
+                               trainable_summary)
 from finetune.outputs import write_json, write_predictions, write_rejected
 from selector.core.errors import MmselectError
 
@@ -243,6 +244,8 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     t_start = time.perf_counter()
     out = Path(config.out)
     mixed_precision = _mixed_precision(config.mixed_precision)
+    if config.load_in_4bit:
+        quantization_4bit()  # no CUDA or no bitsandbytes: the one-line error before any work
     # Launched as several processes (torchrun / `accelerate launch --multi_gpu`) on a machine without CUDA: run them
     # as accelerate's MULTI_CPU (gloo) group instead of as unrelated single-process runs.
     cpu_group = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -295,8 +298,12 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     per_epoch = math.ceil(n / global_batch)
     total_micro = math.ceil(config.epochs * per_epoch)
     total_steps = math.ceil(total_micro / config.grad_accum)
-    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=round(config.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    try:
+        scheduler = get_scheduler(config.scheduler, optimizer,
+                                  num_warmup_steps=round(config.warmup_ratio * total_steps),
+                                  num_training_steps=total_steps)
+    except ValueError as exc:  # an unknown scheduler name: transformers lists the known ones
+        raise MmselectError(f"--scheduler {config.scheduler!r}: {str(exc).splitlines()[0]}") from None
     # The scheduler is stepped here once per optimizer step, not through accelerator.prepare (which would step it
     # once per process); it is registered so checkpoints carry it.
     model, optimizer = accelerator.prepare(model, optimizer)

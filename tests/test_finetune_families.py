@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +115,104 @@ def test_lora_trains_evaluates_by_generation_and_reloads(tiny, records, tmp_path
     # ... and loading them back onto the base model reproduces the run's evaluation.
     again = evaluate(str(folder), str(path), adapter=str(result.adapter_path), generate=False)
     assert again["eval_loss"] == pytest.approx(ev["eval_loss"], rel=1e-4)
+
+
+# --- flags and launchers, on one family each ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    return build_tiny_model("qwen2_vl", tmp_path_factory.mktemp("qwen2_vl"))
+
+
+def _cfg(model, path, out, **kw) -> FinetuneConfig:
+    base = dict(model=str(model), data=str(path), out=str(out), epochs=2, batch_size=3, lora_dropout=0.0,
+                warmup_ratio=0.0, threads=1, progress=False, report_to="none", generate=False)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def test_default_lr_is_derived_from_the_width_and_moves_the_adapter(qwen, records, tmp_path):
+    from finetune.config import lr_for_width
+
+    path, _ = records
+    before = evaluate(str(qwen), str(path), generate=False)["eval_loss"]
+    result = train(_cfg(qwen, path, tmp_path / "run", eval_data=str(path), epochs=4))
+    train_metrics = result.metrics["train"]
+    assert train_metrics["lr"] == lr_for_width(64)[0] == 3e-3 and "hidden size 64" in train_metrics["lr_how"]
+    assert train_metrics["global_batch"] == 3
+    assert result.metrics["eval"]["eval_loss"] < before - 0.1, (before, result.metrics["eval"]["eval_loss"])
+
+
+def test_gradient_checkpointing_gives_the_same_losses(qwen, records, tmp_path):
+    path, _ = records
+    plain = train(_cfg(qwen, path, tmp_path / "plain", lr=1e-2))
+    ckpt = train(_cfg(qwen, path, tmp_path / "ckpt", lr=1e-2, gradient_checkpointing=True))
+    losses = [[h["loss"] for h in json.loads((tmp_path / d / "metrics.json").read_text())["history"]]
+              for d in ("plain", "ckpt")]
+    assert plain.steps == ckpt.steps == 6
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[0][-1] < losses[0][0]
+
+
+def test_out_is_refused_resumed_or_overwritten_never_wiped(qwen, records, tmp_path):
+    from selector.core.errors import MmselectError
+
+    path, _ = records
+    out = tmp_path / "run"
+    part = train(_cfg(qwen, path, out, lr=1e-2, stop_after_steps=2))
+    assert part.steps == 2 and (out / "checkpoints" / "step-2").is_dir()
+    with pytest.raises(MmselectError, match=r"already holds a run \(checkpoints.*--resume.*--overwrite"):
+        train(_cfg(qwen, path, out, lr=1e-2))
+    assert (out / "checkpoints" / "step-2").is_dir()  # nothing was wiped
+    # Resuming with other LoRA settings is one clear line naming them, not a tensor size mismatch.
+    with pytest.raises(MmselectError, match=r"lora_r 16 -> 8.*--overwrite"):
+        train(_cfg(qwen, path, out, lr=1e-2, lora_r=8, resume=True))
+    done = train(_cfg(qwen, path, out, lr=1e-2, resume=True))
+    assert done.steps == 6 and done.metrics["train"]["finished"]
+    again = train(_cfg(qwen, path, out, lr=1e-2, lora_r=8, overwrite=True))
+    assert again.steps == 6 and not (out / "checkpoints").exists()
+    assert load_file(again.adapter_path / "adapter_model.safetensors")  # the new run's adapter
+
+
+def test_resolution_limits_where_the_processor_has_them(qwen, records, tmp_path_factory):
+    from selector.core.errors import SettingsError
+
+    path, _ = records
+
+    def image_tokens(model, **limits):
+        _, processor = load_model(str(model), **limits)
+        encoded = encode_records(path, processor, dedup=False, limit=1)
+        return int((encoded.examples[0].input_ids == processor.image_token_id).sum())
+
+    assert image_tokens(qwen, max_pixels=16 * 16) < image_tokens(qwen)
+    idefics = build_tiny_model("idefics3", tmp_path_factory.mktemp("idefics3"))
+    assert image_tokens(idefics, image_longest_edge=32) < image_tokens(idefics)
+    with pytest.raises(SettingsError, match="--image-longest-edge.*takes --max-pixels"):
+        load_model(str(qwen), image_longest_edge=32)
+
+
+def _launch(cmd: list[str], cwd, out) -> dict:
+    """Run a launcher in a folder outside the repository, with the package importable (as once installed)."""
+    import os
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_accelerate_launch_m_and_mmselect_finetune_run_from_any_folder(qwen, records, tmp_path):
+    import sys
+
+    path, _ = records
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["--model", str(qwen), "--data", str(path), "--epochs", "1", "--batch-size", "3", "--lr", "1e-2",
+            "--threads", "1", "--report-to", "none", "--no-generate"]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    a = _launch([*launcher, "-m", "finetune", *args, "-q", "--out", str(tmp_path / "a")], elsewhere, tmp_path / "a")
+    mmselect = Path(sys.executable).with_name("mmselect")  # the console script `pip install -e .` made
+    b = _launch([str(mmselect), "-q", "finetune", *args, "--out", str(tmp_path / "b")], elsewhere, tmp_path / "b")
+    assert a["train"]["steps"] == b["train"]["steps"] == 3
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
