@@ -8,7 +8,6 @@ loading path.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -37,36 +36,17 @@ DEMO_CHAT = ChatSpec(CHAT_TEMPLATE, BOS, END, PAD, UNK, (PAD, UNK, BOS, END, USE
                      {"image_token": IMAGE})
 
 
-@dataclass(frozen=True)
-class TinyVLMConfig:
-    """Sizes of the tiny model. The defaults train DigitsVQA's stage 1 in about a minute on two CPU cores."""
-
-    image_size: int = 32
-    patch_size: int = 8
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 2
-    text_hidden: int = 128
-    text_layers: int = 2
-    text_heads: int = 4
-    text_intermediate: int = 256
-    max_positions: int = 256
-    min_word_count: int = 1
-
-    def sizes(self) -> TinySizes:
-        return TinySizes(image_size=self.image_size, patch_size=self.patch_size, vision_hidden=self.vision_hidden,
-                         vision_layers=self.vision_layers, vision_heads=self.vision_heads,
-                         text_hidden=self.text_hidden, text_layers=self.text_layers, text_heads=self.text_heads,
-                         text_kv_heads=self.text_heads, text_intermediate=self.text_intermediate,
-                         max_positions=self.max_positions)
+# The demo's sizes: stage 1 on DigitsVQA trains in about a minute on two CPU cores.
+DEMO_SIZES = TinySizes(image_size=32, patch_size=8, vision_hidden=64, vision_layers=2, vision_heads=2, text_hidden=128,
+                       text_layers=2, text_heads=4, text_kv_heads=4, text_intermediate=256, max_positions=256)
 
 
-def build_tiny_vlm(texts: Iterable[str], out_dir: str | Path, *, config: TinyVLMConfig = TinyVLMConfig(),
-                   seed: int = 0) -> Path:
+def build_tiny_vlm(texts: Iterable[str], out_dir: str | Path, *, sizes: TinySizes = DEMO_SIZES, seed: int = 0,
+                   min_word_count: int = 1) -> Path:
     """Build a randomly initialised tiny LLaVA (CLIP vision tower + Llama) and save model + processor to `out_dir`."""
-    out = build_tiny_model("llava", out_dir, texts=texts, sizes=config.sizes(), chat=DEMO_CHAT, seed=seed,
-                           min_word_count=config.min_word_count)
-    atomic_write(out / "tiny_vlm.json", [json.dumps({"seed": seed, "config": config.__dict__}, indent=2).encode()])
+    out = build_tiny_model("llava", out_dir, texts=texts, sizes=sizes, chat=DEMO_CHAT, seed=seed,
+                           min_word_count=min_word_count)
+    atomic_write(out / "tiny_vlm.json", [json.dumps({"seed": seed, "sizes": sizes.__dict__}, indent=2).encode()])
     return out
 
 
@@ -91,10 +71,10 @@ def texts_of_llava_file(path: str | Path) -> list[str]:
     return texts
 
 
-def build_tiny_vlm_for(data_dir: str | Path, out_dir: str | Path, *, config: TinyVLMConfig = TinyVLMConfig(),
+def build_tiny_vlm_for(data_dir: str | Path, out_dir: str | Path, *, sizes: TinySizes = DEMO_SIZES,
                        seed: int = 0, splits: tuple[str, ...] = ("pretrain.jsonl", "train.jsonl", "val.jsonl",
                                                                  "test.jsonl")) -> Path:
     """A randomly initialised tiny VLM whose vocabulary covers the texts of `data_dir`'s instruction files."""
     data_dir = Path(data_dir)
     texts = [t for name in splits if (data_dir / name).is_file() for t in texts_of_llava_file(data_dir / name)]
-    return build_tiny_vlm(texts, out_dir, config=config, seed=seed)
+    return build_tiny_vlm(texts, out_dir, sizes=sizes, seed=seed)
