@@ -51,8 +51,9 @@ def add_metric_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-timeout", type=positive_float, default=60.0, help="seconds per judge request (default 60)")
     g.add_argument("--judge-retries", type=nonneg_int, default=5, help="retries on 429/5xx/timeouts (default 5)")
     g.add_argument("--text-encoder", default="st",
-                   help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, or llm:DIR|ID (last-token hidden "
-                        "state)")
+                   help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, llm:DIR|ID (last-token hidden "
+                        "state of the raw text), or chat:DIR|ID (of the record rendered through a chat LLM's or VLM's "
+                        "chat template)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that ship their own code (off by default)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
