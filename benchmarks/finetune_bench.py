@@ -91,7 +91,7 @@ def main() -> int:
             t = time.perf_counter()
             r = train(FinetuneConfig(model=str(base), data=str(sub), eval_data=str(data / "test.jsonl"),
                                      out=str(cache / f"lora-{kind}-seed{seed}"), seed=seed, threads=ns.threads,
-                                     progress=False, report_to="none", **STAGE2))
+                                     progress=False, report_to="none", overwrite=True, **STAGE2))
             wall = time.perf_counter() - t
             runs[kind].append({"seed": seed, "wall_s": wall, **r.metrics["eval"], "train_s": r.timings["train_s"],
                                "load_s": r.timings["load_and_encode_s"], "eval_s": r.timings["eval_s"],
@@ -103,11 +103,11 @@ def main() -> int:
         sub = subset(data, 0, clean_only=True, n=64)
         args = ["--model", str(base), "--data", str(sub), "--eval-data", str(data / "val.jsonl"), "--epochs", "1",
                 "--batch-size", "8", "--lr", "2e-3", "--seed", "0", "--lora-dropout", "0", "--max-new-tokens", "4",
-                "--threads", str(ns.threads), "--report-to", "none", "-q"]
+                "--threads", str(ns.threads), "--report-to", "none", "-q", "--overwrite"]
         one, wall1 = run_cli([sys.executable, "-m", "finetune", *args, "--out", str(cache / "mp-1")], ns.threads)
         two, wall2 = run_cli([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                               "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                              "finetune", *args, "--out", str(cache / "mp-2")], ns.threads)
+                              "finetune", *args, "--batch-size", "4", "--out", str(cache / "mp-2")], ns.threads)
         l1, l2 = [h["loss"] for h in one["history"]], [h["loss"] for h in two["history"]]
         mp = {"steps": len(l1), "max_rel_diff": max(abs(a - b) / abs(a) for a, b in zip(l1, l2)),
               "final_1": l1[-1], "final_2": l2[-1], "eval_loss_1": one["eval"]["eval_loss"],
@@ -176,9 +176,10 @@ def write_report(out: Path, ns, stage1: dict, stage1_s, base: dict, runs: dict, 
                   f"{mp['wall_1']:.1f} |",
                   f"| `accelerate launch --multi_gpu --num_processes 2 finetune` ({mp['processes_2']} processes) | "
                   f"{mp['steps']} | {mp['final_2']:.6f} | {mp['eval_loss_2']:.6f} | {mp['wall_2']:.1f} |", "",
-                  f"Largest relative per-step loss difference: {mp['max_rel_diff']:.2e}. `batch_size` is the global "
-                  "batch, split over processes, and the loss is normalised by the global answer-token count, so the "
-                  "2-process gradient equals the 1-process one up to float rounding."]
+                  f"Largest relative per-step loss difference: {mp['max_rel_diff']:.2e}. `--batch-size` is per "
+                  "process (8 for one process, 4 for each of two: the same global batch of 8), and the loss is "
+                  "normalised by the global answer-token count, so the 2-process gradient equals the 1-process one "
+                  "up to float rounding."]
     lines += ["", "## GPU", "", "Not measured: no GPU was lent to this task. The GPU path (bf16 autocast through "
               "accelerate, LLaVA with a ~0.5B language model) is untested on a GPU; tokens/s and peak memory are "
               "still to be recorded.", ""]

@@ -53,7 +53,7 @@ elif stage == "stages":  # the select stage again, step by step, for the breakdo
     layout = R.detect_layout(p, None)
     table, keys = R._read_jsonl(p, layout.schema, False, os.cpu_count() or 1)
     lap("parse + validate + duplicate keys (Arrow, 16 MiB ranges, 2 in flight)")
-    table = R._mark_duplicates(table, keys["id"]); lap("duplicate ids")
+    table = R.mark_duplicate_ids(table, keys["id"]); lap("duplicate ids")
     table = R._mark_duplicate_content(table, keys["content"]); lap("duplicate content")
     st = p.stat()
     rs = R.RecordSet(path=p, layout=layout, images_root=None, table=table, meta={"source_stat": (st.st_size, st.st_mtime_ns)})

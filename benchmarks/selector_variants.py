@@ -43,7 +43,7 @@ def clean_share(ids, truth) -> float:
     return float(np.mean([truth[str(i)]["clean"] for i in ids]))
 
 
-def run_variant(work: Path, seed: int, noise: float, budget: int) -> dict:
+def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = False) -> dict:
     import pyarrow.parquet as pq
 
     from selector.app.demo.data import load_truth
@@ -57,10 +57,15 @@ def run_variant(work: Path, seed: int, noise: float, budget: int) -> dict:
     v.mkdir(parents=True, exist_ok=True)
     log = v / "commands.log"
     t = {}
-    t["data"], _ = sh(["demo-data", "--out", "D", "--seed", str(seed), "--noise", str(noise)], log)
-    t["models"], _ = sh(["demo-models", "--data", "D", "--out", "M", "--seed", str(seed)], log)
-    t["score"], _ = sh(["score", "D/train.jsonl", "--images", "D", "--metrics", "length,clip,embed-image,embed-text",
-                        "--clip-model", "local-dir:M/clip", "--text-encoder", "st", "--out", "s.parquet"], log)
+    # --reuse: a variant's data, models and scores from an earlier run stand (none depends on the selector's code);
+    # the baselines' LoRA runs are then cached too (finetune_and_test keys them by selection and model hash).
+    if not (reuse and (v / "D" / "meta.json").exists() and (v / "M" / "vlm-base").exists()
+            and (v / "s.parquet").exists()):
+        t["data"], _ = sh(["demo-data", "--out", "D", "--seed", str(seed), "--noise", str(noise)], log)
+        t["models"], _ = sh(["demo-models", "--data", "D", "--out", "M", "--seed", str(seed)], log)
+        t["score"], _ = sh(["score", "D/train.jsonl", "--images", "D", "--metrics",
+                            "length,clip,embed-image,embed-text", "--clip-model", "local-dir:M/clip",
+                            "--text-encoder", "st", "--out", "s.parquet"], log)
     t["train-selector"], rc = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores",
                                   "s.parquet", "--eval-data", "D/val.jsonl", "--eval-images", "D", "--base-model",
                                   "M/vlm-base", "--out", "SEL"], log, allowed=(0, 2))
@@ -147,6 +152,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--variants", default="11:0.5,12:0.3,13:0.6", help="seed:noise,...")
     p.add_argument("--budget", type=int, default=200)
+    p.add_argument("--reuse", action="store_true", help="keep a variant's data, models and scores from an earlier "
+                   "run in --work (and, through the LoRA cache, its baseline runs); the selector always retrains")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "selector_variants")
     ns = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -154,7 +161,7 @@ def main() -> None:
     results = []
     for item in ns.variants.split(","):
         seed, noise = item.split(":")
-        res = run_variant(ns.work.resolve(), int(seed), float(noise), ns.budget)
+        res = run_variant(ns.work.resolve(), int(seed), float(noise), ns.budget, ns.reuse)
         print(json.dumps({k: res[k] for k in ("seed", "noise", "model", "rows")}), flush=True)
         results.append(res)
     command = "python benchmarks/selector_variants.py " + " ".join(sys.argv[1:])

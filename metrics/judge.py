@@ -13,6 +13,7 @@ import numpy as np
 
 from metrics.base import Batch, Metric, Scored
 from metrics.registry import register
+from selector.core.errors import MmselectError
 from selector.core.resolve import loading, resolve_hf_model
 
 JUDGE_MODEL_FLAG = "--judge-model"
@@ -85,16 +86,36 @@ def parse_score(text: str | None, scale: float = 100.0) -> tuple[float | None, s
 class ImageDataURL:
     """Picklable loader for DataLoader workers: an image file as a base64 data URL for vision judges."""
 
-    def __call__(self, path: str) -> str:
-        mime = mimetypes.guess_type(path)[0] or "image/png"
-        with open(path, "rb") as f:
-            return f"data:{mime};base64,{base64.b64encode(f.read()).decode()}"
+    def __call__(self, path) -> str:
+        """`path`: an image file's path, or an embedded image's bytes as a file object."""
+        if isinstance(path, str):
+            mime = mimetypes.guess_type(path)[0] or "image/png"
+            with open(path, "rb") as f:
+                data = f.read()
+        else:
+            from selector.core.export import image_extension
+
+            data = path.read()
+            mime = mimetypes.guess_type("x" + image_extension(data))[0] or "image/png"
+        return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+class ImageRGB:
+    """Picklable loader for DataLoader workers: an image file as an RGB PIL image, for a local VLM judge."""
+
+    def __call__(self, path: str):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.convert("RGB")
 
 
 @register
 class JudgeMetric(Metric):
     """LLM-judge score 0-100. backend "openai": an OpenAI-compatible chat-completions server (`url`, `model`,
-    key from the env var `api_key_env`); backend "hf": a local causal LM (`model` = folder or hub id), greedy."""
+    key from the env var `api_key_env`); backend "hf": a local model (`model` = folder or hub id), greedy: a causal
+    LM, or a vision-language model (any AutoModelForImageTextToText with a chat template: LLaVA, Qwen2-VL, Idefics3,
+    Gemma 3, ...) that also sees the image with `send_images`."""
 
     name = "judge"
 
@@ -121,7 +142,8 @@ class JudgeMetric(Metric):
         self.response_cache, self.scale, self.trust_remote_code = response_cache, float(scale), trust_remote_code
         self._column = column
         self._client = None
-        self._hf = None
+        self._hf = None  # (tokenizer, causal LM, device)
+        self._vlm = None  # (processor, image-text-to-text model, device, eos ids)
         self._failures: dict[str, int] = {}
 
     @property
@@ -136,13 +158,15 @@ class JudgeMetric(Metric):
                 "scale": self.scale}
 
     def preprocessor(self):
-        return ImageDataURL()
+        return ImageRGB() if self.backend == "hf" else ImageDataURL()
 
-    def preprocess(self, image_path: str) -> str:
-        return ImageDataURL()(image_path)
+    def preprocess(self, image_path: str):
+        return self.preprocessor()(image_path)
 
     def preprocess_key(self) -> str | None:
-        return "image-data-url" if self.send_images else None
+        if not self.send_images:
+            return None
+        return "image-rgb" if self.backend == "hf" else "image-data-url"
 
     def setup(self, device: str = "cpu") -> None:
         if self.backend == "openai":
@@ -152,6 +176,11 @@ class JudgeMetric(Metric):
                              temperature=self.temperature, max_tokens=self.max_tokens, timeout=self.timeout,
                              max_retries=self.max_retries, backoff=self.backoff, concurrency=self.concurrency)
             self._client = ChatClient(cfg, ResponseCache(self.response_cache) if self.response_cache else None)
+        elif is_vision_language(self.model, self.trust_remote_code):
+            self._vlm = _load_vlm(self.model, device, self.trust_remote_code)
+        elif self.send_images:
+            raise MmselectError(f"--judge-images: judge model {self.model!r} is a text-only language model; "
+                                "pass a vision-language model folder with --judge-model, or drop --judge-images")
         else:
             self._hf = _load_causal_lm(self.model, device, self.trust_remote_code)
 
@@ -161,8 +190,12 @@ class JudgeMetric(Metric):
             out.update(self._client.stats())
         return out
 
+    def prompt_text(self, instruction: str, answer: str) -> str:
+        """The judge prompt filled in for one record."""
+        return self.prompt.replace("{instruction}", instruction or "").replace("{answer}", answer or "")
+
     def messages(self, instruction: str, answer: str, image: str | None = None) -> list[dict]:
-        text = self.prompt.replace("{instruction}", instruction or "").replace("{answer}", answer or "")
+        text = self.prompt_text(instruction, answer)
         if image is None:
             return [{"role": "user", "content": text}]
         return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
@@ -175,12 +208,17 @@ class JudgeMetric(Metric):
         if self.send_images and batch.image_errors is not None:
             reasons = list(batch.image_errors)
         todo = [i for i in range(n) if reasons[i] is None]
-        convs = [self.messages(batch.instructions[i], batch.answers[i], images[i]) for i in todo]
         if self.backend == "openai":
+            convs = [self.messages(batch.instructions[i], batch.answers[i], images[i]) for i in todo]
             replies = self._client.complete_many(convs)
             texts = [r.text for r in replies]
             errors = [r.error for r in replies]
+        elif self._vlm is not None:  # a local vision-language model: each record with its own image
+            texts = _generate_vlm(self._vlm, [self.prompt_text(batch.instructions[i], batch.answers[i]) for i in todo],
+                                  [images[i] for i in todo], self.max_tokens)
+            errors = [None] * len(texts)
         else:
+            convs = [self.messages(batch.instructions[i], batch.answers[i]) for i in todo]
             texts = _generate(self._hf, convs, self.max_tokens)
             errors = [None] * len(texts)
         values = np.full(n, np.nan)
@@ -234,3 +272,53 @@ def _generate(hf, convs: list[list[dict]], max_new_tokens: int) -> list[str]:
     enc.pop("token_type_ids", None)  # BERT-style tokenizers emit them; causal LMs take none
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def is_vision_language(ref: str, trust_remote_code: bool) -> bool:
+    """Whether a model folder / hub id is an image-text-to-text model (judged with its processor and images)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    path = resolve_hf_model(ref, flag=JUDGE_MODEL_FLAG, trust_remote_code=trust_remote_code)
+    with loading(ref, JUDGE_MODEL_FLAG):
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+
+def _load_vlm(ref: str, device: str, trust_remote_code: bool):
+    """(processor, model, device, eos ids) of a local vision-language judge; one that has no chat template is refused
+    (its prompt could not be rendered)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = resolve_hf_model(ref, flag=JUDGE_MODEL_FLAG, trust_remote_code=trust_remote_code)
+    with loading(ref, JUDGE_MODEL_FLAG):
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                            use_safetensors=True).to(device).eval()
+    if getattr(processor, "chat_template", None) is None:
+        raise MmselectError(f"judge model {ref!r}: its processor has no chat template to render the judge prompt; "
+                            "use a chat/instruction model")
+    eos = model.generation_config.eos_token_id
+    eos = list(eos) if isinstance(eos, (list, tuple)) else [eos if eos is not None else processor.tokenizer.eos_token_id]
+    return processor, model, device, eos
+
+
+def _generate_vlm(vlm, prompts: list[str], images: list, max_new_tokens: int) -> list[str]:
+    """Greedy replies of a local VLM, one record at a time (records with and without an image mix freely)."""
+    import torch
+
+    processor, model, device, eos = vlm
+    tok = processor.tokenizer
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    replies = []
+    for text, image in zip(prompts, images):
+        parts = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": text}]
+        rendered = processor.apply_chat_template([{"role": "user", "content": parts}], tokenize=False,
+                                                 add_generation_prompt=True)
+        enc = processor(text=rendered, images=[image] if image is not None else None, return_tensors="pt")
+        enc = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in enc.items()}
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=tok.pad_token_id)
+        replies.append(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    return replies

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from metrics.base import Batch, Metric, Scored, as_scored
 from selector.core.arrow_numpy import strings, to_arrow
 from selector.core.dedup import all_distinct
+from selector.core.embedded import describe, image_file, image_stamp, is_ref
 from selector.core.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
@@ -98,16 +99,6 @@ def inference_context(device: str, precision: str):
 
 
 # ------------------------------------------------------------------------------------------------ fingerprints
-def _image_stamp(root: str | None, name: str) -> str:
-    """An image file's identity for the cache: its size and mtime (ns), so a file replaced under the same path is
-    rescored."""
-    try:
-        st = os.stat(os.path.join(root or "", name))
-    except (OSError, ValueError):
-        return "absent"
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def fingerprints(instructions: list[str], answers: list[str], images: list[list[str]],
                  images_root: str | None = None) -> list[str]:
     """A short content hash per record: cached scores are reused only for unchanged records. With `images_root`,
@@ -117,7 +108,7 @@ def fingerprints(instructions: list[str], answers: list[str], images: list[list[
         h = hashlib.blake2b(digest_size=8)
         parts = [ins or "", ans or "", "\x1f".join(ims or [])]
         if images_root is not None and ims:
-            parts.append("\x1f".join(_image_stamp(images_root, name) for name in ims))
+            parts.append("\x1f".join(image_stamp(images_root, name) for name in ims))
         for part in parts:
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x00")
@@ -212,11 +203,10 @@ class _ImageRows:
         imgs = self.image_lists[i]
         if not imgs:
             return i, None, "record has no image"
-        path = os.path.join(self.root, imgs[0])
         try:
-            return i, self.preprocess(path), None
+            return i, self.preprocess(image_file(self.root, imgs[0])), None
         except Exception as exc:  # noqa: BLE001 - recorded as this record's missing reason
-            return i, None, f"cannot read image {imgs[0]}: {exc}"
+            return i, None, f"cannot read image {describe(imgs[0]) if is_ref(imgs[0]) else imgs[0]}: {exc}"
 
 
 def _collate(items):

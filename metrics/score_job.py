@@ -37,6 +37,7 @@ class ScoreJob:
     progress: bool = True
     read_workers: int = 0
     allow_rejects: bool = False
+    columns: dict = field(default_factory=dict)  # table inputs: role -> column (see --columns)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -74,7 +75,8 @@ def run_score_job(job: ScoreJob) -> ScoreResult:
     """Read, score, and write the table (with the input's fingerprint in its metadata) and `OUT.rejected.jsonl`
     (one line per record rejected before scoring, as `select` writes)."""
     check_outputs([Path(job.input)], [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
-    records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers)
+    records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns)
+    check_outputs(records.files, [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
     check_rejections(records, job.allow_rejects)
     valid = records.valid_table()
     config = RunnerConfig(batch_size=job.batch_size, device=job.device, workers=job.workers,
@@ -87,7 +89,7 @@ def run_score_job(job: ScoreJob) -> ScoreResult:
     table = score_records(valid, metrics, config,
                           images_root=str(records.images_root) if records.images_root else None)
     meta = dict(table.schema.metadata or {})
-    meta[SCORES_INPUT_KEY] = json.dumps(input_fingerprint(records.path)).encode()
+    meta[SCORES_INPUT_KEY] = json.dumps(input_fingerprint(records.files)).encode()
     table = table.replace_schema_metadata(meta)
     out = Path(job.out)
     rejected_path = None

@@ -30,3 +30,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `mmselect ARGS` in-process: (exit code, stdout, stderr)."""
+    from selector.app.cli import main
+
+    def run(*args):
+        rc = main(["-q", *map(str, args)])
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+    return run

@@ -27,6 +27,9 @@ def files(tmp_path_factory):
     recipe.write_text("budget: 3\nbogus_flag: 1\n")
     bad_value = d / "bad-value.yaml"
     bad_value.write_text("budget: lots\n")
+    previous = d / "previous-run"  # an --out that already holds a fine-tuning run
+    previous.mkdir()
+    (previous / "metrics.json").write_text("{}\n")
     not_yaml = d / "broken.yaml"
     not_yaml.write_text("budget: [1, 2\n")
     import pyarrow as pa
@@ -36,7 +39,7 @@ def files(tmp_path_factory):
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(6)], "length": [float(i) for i in range(6)]}), scores)
     return {"dir": d, "data": str(data), "scores": str(scores), "text": str(text), "folder": str(folder), "missing": str(d / "missing.jsonl"),
             "under_file": str(text / "out.jsonl"), "recipe": str(recipe), "bad_value": str(bad_value),
-            "not_yaml": str(not_yaml), "out": str(d / "out.jsonl")}
+            "not_yaml": str(not_yaml), "out": str(d / "out.jsonl"), "previous": str(previous)}
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -61,7 +64,8 @@ def assert_user_error(argv, capsys, *names: str):
 
 
 def test_every_subcommand_is_covered_here():
-    covered = {"select", "score", "train-selector", "prune", "condense", "onion", "demo", "demo-data", "demo-models"}
+    covered = {"select", "score", "analyze", "compare", "train-selector", "finetune", "prune", "condense", "onion",
+               "demo", "demo-data", "demo-models"}
     assert set(COMMANDS.names()) == covered
 
 
@@ -87,6 +91,7 @@ SELECT_CASES = [
     (lambda f: [f["data"], "--out", f["out"], "--config", f["bad_value"]], ["--config", "budget", "lots"]),
     (lambda f: [f["data"], "--out", f["out"], "--config", f["not_yaml"]], ["--config", "broken.yaml", "YAML"]),
     (lambda f: [f["data"], "--out", f["out"], "--config", f["missing"]], ["--config", "missing.jsonl"]),
+    (lambda f: [f["data"], "--budget", "3", "--out", f["out"], "--report-dir", f["text"]], ["--report-dir", "notes.txt"]),
 ]
 SELECT_CASES = [(lambda f, a=args: ["select", *a(f)], names) for args, names in SELECT_CASES]
 
@@ -121,6 +126,25 @@ TRAIN_SELECTOR_CASES = [
 ]
 TRAIN_SELECTOR_CASES = [(lambda f, a=args: ["train-selector", *a(f)], names) for args, names in TRAIN_SELECTOR_CASES]
 
+
+
+def _finetune(f, *extra, model="nobody/no-such-vlm-xyz", out=None):
+    return ["finetune", "--model", model, "--data", f["data"], "--out", out or str(f["dir"] / "ft"), *extra]
+
+
+FINETUNE_CASES = [
+    (lambda f: _finetune(f), ["no-such-vlm-xyz", "--model", "offline"]),
+    (lambda f: _finetune(f, "--bf16"), ["--bf16", "CUDA"]),
+    (lambda f: _finetune(f, "--fp16"), ["--fp16", "CUDA"]),
+    (lambda f: _finetune(f, "--load-in-4bit"), ["--load-in-4bit", "CUDA"]),
+    (lambda f: _finetune(f, "--resume", "--overwrite"), ["--resume", "--overwrite"]),
+    (lambda f: _finetune(f, out=f["previous"]), ["previous-run", "metrics.json", "--resume", "--overwrite"]),
+    (lambda f: _finetune(f, "--resume", out=f["previous"]), ["--resume", "no checkpoint", "--overwrite"]),
+    (lambda f: _finetune(f, out=f["text"]), ["--out", "notes.txt"]),
+    (lambda f: _finetune(f, "--epochs", "0"), ["epochs"]),
+    (lambda f: _finetune(f, "--lr", "-1"), ["lr"]),
+    (lambda f: _finetune(f, "--bf16", "--fp16"), ["--fp16", "--bf16"]),  # one precision flag at a time
+]
 
 
 def _prune(f, *extra, method="random", keep="0.5"):
@@ -171,6 +195,22 @@ ONION_CASES = [
 
 
 
+ANALYZE_CASES = [
+    (lambda f: ["analyze", f["missing"], "--out", f["folder"]], ["missing.jsonl"]),
+    (lambda f: ["analyze", f["data"], "--out", f["text"]], ["--out", "notes.txt"]),
+    (lambda f: ["analyze", f["data"], "--out", f["folder"], "--scores", f["text"]], ["--scores", "notes.txt"]),
+    (lambda f: ["analyze", f["data"], "--out", f["folder"], "--metrics", "length,nope"], ["--metrics", "'nope'"]),
+    (lambda f: ["compare", f["data"], "--out", str(f["dir"] / "c")], ["at least two"]),
+    (lambda f: ["compare", f["data"], f["missing"], "--out", str(f["dir"] / "c")], ["missing.jsonl"]),
+    (lambda f: ["compare", f["data"], f["data"], "--out", str(f["dir"] / "c")], ["--pool"]),
+    (lambda f: ["prune", "--dataset", "digits", "--method", "random", "--keep", "0.5", "--out",
+                str(f["dir"] / "p.json"), "--subset-dir", str(f["dir"] / "t")], ["--subset-dir", "folder"]),
+    (lambda f: ["prune", "--dataset", "digits", "--method", "random", "--keep", "0.5", "--out",
+                str(f["dir"] / "p.json"), "--link", "hard"], ["--link"]),
+]
+
+
+
 DEMO_DATA_CASES = [
     (lambda f: ["demo-data", "--out", f["text"]], ["--out", "notes.txt"]),
     (lambda f: ["demo-data", "--out", f["folder"], "--n-train", "0"], ["--n-train"]),
@@ -204,8 +244,8 @@ DEMO_CASES = [
 
 
 
-CASES = [*SELECT_CASES, *SCORE_CASES, *TRAIN_SELECTOR_CASES, *PRUNE_CASES, *CONDENSE_CASES, *ONION_CASES,
-         *DEMO_DATA_CASES, *DEMO_MODELS_CASES, *DEMO_CASES]
+CASES = [*SELECT_CASES, *SCORE_CASES, *ANALYZE_CASES, *TRAIN_SELECTOR_CASES, *FINETUNE_CASES, *PRUNE_CASES,
+         *CONDENSE_CASES, *ONION_CASES, *DEMO_DATA_CASES, *DEMO_MODELS_CASES, *DEMO_CASES]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

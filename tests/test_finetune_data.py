@@ -103,22 +103,29 @@ def test_image_records_carry_pixels_and_image_tokens(loaded, digits_vqa):
 def test_bad_records_are_rejected_with_reasons_not_crash(loaded, digits_vqa, tmp_path):
     _, processor = loaded
     good = [json.loads(l) for l in (digits_vqa / "val.jsonl").read_text().splitlines()[:4]]
-    long_answer = dict(good[1], id="too-long")
+    long_answer = dict(good[1], id="long-answer")
     long_answer["conversations"] = [good[1]["conversations"][0],
                                     {"from": "gpt", "value": " ".join(["digit"] * 600)}]
+    long_question = dict(good[1], id="long-question")
+    long_question["conversations"] = [{"from": "human", "value": "<image>\n" + " ".join(["digit"] * 600)},
+                                      good[1]["conversations"][1]]
     lines = [json.dumps(good[0]), "{not json", json.dumps(dict(good[2], id="no-image", image="images/missing.png")),
              json.dumps({"id": "empty", "image": good[3]["image"],
                          "conversations": [{"from": "human", "value": "<image>\nWhat?"},
                                            {"from": "gpt", "value": ""}]}),
-             json.dumps(long_answer), json.dumps(good[3])]
+             json.dumps(long_question), json.dumps(good[3]), json.dumps(long_answer)]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     encoded = encode_records(path, processor, images=digits_vqa, max_length=128)
-    assert [ex.id for ex in encoded.examples] == [good[0]["id"], good[3]["id"]]
+    assert [ex.id for ex in encoded.examples] == [good[0]["id"], good[3]["id"], "long-answer"]
     reasons = {r["line"]: r["reason"] for r in encoded.rejected}
     assert set(reasons) == {2, 3, 4, 5}
     assert "invalid JSON" in reasons[2] and "missing" in reasons[3] and "empty answer" in reasons[4]
-    assert "longer than max_length 128" in reasons[5]
+    assert "beyond max_length 128" in reasons[5]
+    # A long answer is cut to max_length (counted), keeping the answer tokens inside it.
+    cut = encoded.examples[-1]
+    assert encoded.truncated == 1 and cut.truncated and len(cut.input_ids) == len(cut.labels) == 128
+    assert (cut.labels != IGNORE).sum() == 128 - len(cut.prompt_ids)
 
 
 def test_all_bad_training_file_is_a_clean_error(tiny, tmp_path):

@@ -128,12 +128,13 @@ def test_two_process_run_matches_single_process_loss(tiny, small_sets, tmp_path)
     one = _run([sys.executable, "-m", "finetune", *_cli_args(tiny, train_path, eval_path, tmp_path / "one"),
                 "--lora-dropout", "0"], tmp_path / "one")
     # accelerate starts several CPU processes through its torchrun launcher (--multi_gpu); train() joins them
-    # as one gloo group.
+    # as one gloo group. --batch-size is per process: 2 x 2 processes is the single process's global batch of 4.
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     two = _run([*launcher, "finetune", *_cli_args(tiny, train_path, eval_path, tmp_path / "two"),
-                "--lora-dropout", "0"], tmp_path / "two")
+                "--lora-dropout", "0", "--batch-size", "2"], tmp_path / "two")
     assert two["train"]["processes"] == 2 and two["train"]["steps"] == one["train"]["steps"]
+    assert two["train"]["global_batch"] == one["train"]["global_batch"] == 4
     assert [h["loss"] for h in two["history"]] == pytest.approx([h["loss"] for h in one["history"]], rel=1e-4)
     assert two["eval"]["eval_loss"] == pytest.approx(one["eval"]["eval_loss"], rel=1e-4)
 

@@ -27,6 +27,8 @@ def test_the_cli_parser_loads_no_torch():
 
 
 def test_the_library_holds_no_demo_or_test_fixture_module():
-    """The demo lives in selector.app.demo, test fixtures under tests/: none under metrics/ or finetune/."""
-    names = [p.name for d in ("metrics", "finetune") for p in (ROOT / d).rglob("*.py")]
-    assert not [n for n in names if n.startswith(("demo", "tiny", "fake"))]
+    """The demo lives in selector.app.demo, test fixtures under tests/: none under metrics/ or finetune/. The one
+    exception is public by design (issue 17, docs/architecture.md): `finetune.build_tiny_model`, offline test models
+    of the VLM families, in finetune/tiny.py."""
+    names = [str(p.relative_to(ROOT)) for d in ("metrics", "finetune") for p in (ROOT / d).rglob("*.py")]
+    assert [n for n in names if Path(n).name.startswith(("demo", "tiny", "fake"))] == ["finetune/tiny.py"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pyarrow as pa
 
 from selector.learned.labels import LabelResult
@@ -37,3 +38,22 @@ def test_report_writes_markdown_and_plots(tmp_path):
     assert "selected-200 (learned)" in text and "80.0" in text
     table_text = format_table(results)
     assert table_text.splitlines()[3].split()[-1] == "-"  # not fine-tuned: no accuracy, shown as "-"
+    # settings are a table of native values; each figure has a sentence under it; one seed: no error bars
+    assert "| seed | 0 |" in text
+    assert text.count("![") == 4 and "one seed per bar, so no error bars" in text
+    assert "scores below" not in text  # the learned bar is the best subset here
+
+
+def test_accuracy_error_bars_and_the_note_when_learned_loses(tmp_path):
+    """Rows with several seeds are drawn as mean +- std; the caption says when the learned selection loses."""
+    from selector.app.demo.report import accuracy_caption, accuracy_values, plot_accuracy, settings_table
+
+    results = [{"name": "selected-200 (learned)", "n": 200, "exact_match": 0.5, "exact_match_seeds": [0.5, 0.6, 0.4]},
+               {"name": "linear baseline 200", "n": 200, "exact_match": 0.55, "exact_match_seeds": [0.55, 0.5, 0.6]},
+               {"name": "full pool", "n": 1000, "exact_match": 0.9}]
+    assert accuracy_values(results[0], "exact_match").std(ddof=1) == pytest.approx(10.0)
+    caption = accuracy_caption(results)
+    assert "mean of 3 seeds" in caption and "learned selection (50.0) scores below linear baseline 200 (55.0)" in caption
+    assert plot_accuracy(results, tmp_path / "acc.png").stat().st_size > 1000
+    assert settings_table({"metrics": ("length", "clip"), "lr": None, "noise": 0.4}) == [
+        "| setting | value |", "|---|---|", "| metrics | length, clip |", "| lr | default |", "| noise | 0.4 |"]

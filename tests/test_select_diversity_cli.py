@@ -57,8 +57,9 @@ def test_select_diversity_and_semdedup(pool, tmp_path, capsys):
     assert report["diversity"]["skipped"] >= 19 and report["settings"]["diversity"] == 0.9
     assert "diversity (threshold 0.9): skipped" in text and "selected 20, not selected 40" in text
     assert (tmp_path / "o.jsonl.map.png").stat().st_size > 1000
-    assert sum(v["selected"] for v in report["composition"]["by_cluster"].values()) == 20
-    assert report["composition"]["by_source"] == {"(text only)": {"pool": 60, "selected": 20}}
+    assert sum(g["selected"] for g in report["composition_by_cluster"]["groups"]) == 20
+    source = report["composition_by_source"]["groups"]
+    assert [(g["group"], g["pool"], g["selected"]) for g in source] == [("(text only)", 60, 20)]
     rc, _, err = _run(capsys, "select", "--config", f"{out}.report.json", "--out", tmp_path / "again.jsonl")
     assert rc == 0, err  # the report replays the diversity run
     assert _report(tmp_path / "again.jsonl")["selected_ids"] == report["selected_ids"]
@@ -78,8 +79,8 @@ def test_select_coincide_exact_budget(pool, tmp_path, capsys):
     assert rc == 0, err
     report = _report(out)
     assert report["ranker"] == "coincide" and len(report["selected_ids"]) == 12
-    assert report["composition"]["clusters"] == "coincide groups"
-    assert all(v["selected"] >= 1 for v in report["composition"]["by_cluster"].values())
+    assert report["composition_by_cluster"]["clusters"] == "coincide groups"
+    assert all(g["selected"] >= 1 for g in report["composition_by_cluster"]["groups"])
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -20,7 +20,7 @@ import torch
 from selector.core.errors import MmselectError
 
 __all__ = ["DataError", "ImageData", "Splits", "split", "from_tensors", "load_digits_data", "load_image_folder",
-           "load_torchvision", "load_dataset", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES"]
+           "load_torchvision", "load_dataset", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES", "image_folder_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -179,6 +179,21 @@ def load_digits_data(size: int = 28, channels: int = 1) -> ImageData:
     return from_tensors(x, torch.tensor(d.target), classes=[str(i) for i in range(10)], name=f"digits{size}")
 
 
+def image_folder_files(path: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names, [(image file, label)]) of a folder with one sub-folder per class, in the order
+    `load_image_folder` loads them (classes sorted, files sorted within each class): position i of a loaded
+    folder dataset is file i here."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; expected one sub-folder per class (root/CLASS/IMG.png)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise DataError(f"image folder {root} has no class sub-folders; put images under {root}/<class>/")
+    files = [(f, label) for label, cdir in enumerate(class_dirs)
+             for f in sorted(f for f in cdir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())]
+    return [d.name for d in class_dirs], files
+
+
 def load_image_folder(path: str | Path, size: int | None = None, channels: int = 3) -> ImageData:
     """A folder with one sub-folder per class (`root/cat/001.png`), classes in sorted order.
 
@@ -188,39 +203,33 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
     from PIL import Image
 
     root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; expected one sub-folder per class (root/CLASS/IMG.png)")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not class_dirs:
-        raise DataError(f"image folder {root} has no class sub-folders; put images under {root}/<class>/")
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise DataError(f"channels must be 1 or 3, got {channels}")
+    classes, files = image_folder_files(root)
     arrays, labels = [], []
     first_shape = None
-    for label, cdir in enumerate(class_dirs):
-        files = sorted(f for f in cdir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    im = im.convert(mode)
-                    if size is not None:
-                        im = im.resize((size, size), Image.BILINEAR)
-                    arr = np.asarray(im, dtype=np.uint8)
-            except OSError as exc:
-                raise DataError(f"{f}: cannot read image ({exc}); remove or replace the file") from exc
-            if first_shape is None:
-                first_shape = arr.shape
-            elif arr.shape != first_shape:
-                raise DataError(f"{f}: image is {arr.shape[:2]}, the first image was {first_shape[:2]}; "
-                                f"pass size=N (--image-size N) to resize all images")
-            arrays.append(arr)
-            labels.append(label)
+    for f, label in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert(mode)
+                if size is not None:
+                    im = im.resize((size, size), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+        except OSError as exc:
+            raise DataError(f"{f}: cannot read image ({exc}); remove or replace the file") from exc
+        if first_shape is None:
+            first_shape = arr.shape
+        elif arr.shape != first_shape:
+            raise DataError(f"{f}: image is {arr.shape[:2]}, the first image was {first_shape[:2]}; "
+                            f"pass size=N (--image-size N) to resize all images")
+        arrays.append(arr)
+        labels.append(label)
     if not arrays:
         raise DataError(f"image folder {root} has class sub-folders but no images ({', '.join(IMAGE_SUFFIXES)})")
     x = np.stack(arrays)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    return from_tensors(x, np.asarray(labels), classes=[d.name for d in class_dirs], name=f"folder:{root}")
+    return from_tensors(x, np.asarray(labels), classes=classes, name=f"folder:{root}")
 
 
 # name -> (torchvision class name, keyword for the split: "train" bool or "split" str)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from selector.core.io import atomic_write
+from selector.core.io import atomic_dir, atomic_write
 from selector.core.stratified import Stratified
-from vision.data import load_dataset
+from vision.data import DataError, image_folder_files, load_dataset
 from vision.reduce import reduce
 
-__all__ = ["PruneConfig", "PruneResult", "run_prune"]
+__all__ = ["PruneConfig", "PruneResult", "run_prune", "write_subset_tree", "LINKS"]
+
+LINKS = ("symlink", "copy")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,22 @@ class PruneConfig:
     channels: int | None = None
     params: dict[str, Any] = field(default_factory=dict)  # ranker and proxy settings but the seed (see build_ranker)
     stratified: Stratified | None = None  # CCS coverage-centric cut instead of the best scores
+    subset_dir: Path | None = None  # folder datasets: write the kept files here as a class-folder tree
+    link: str = "symlink"  # LINKS: how subset_dir holds each kept file
+
+    def __post_init__(self):
+        if self.link not in LINKS:
+            raise DataError(f"link must be one of {', '.join(LINKS)}, got {self.link!r}")
+        if self.subset_dir is not None:
+            root = self.folder_root()
+            if root is None:
+                raise DataError(f"--subset-dir needs a folder dataset (--dataset folder:PATH); {self.dataset} has "
+                                "no files to link or copy")
+            _check_subset_dir(Path(self.subset_dir), root)
+
+    def folder_root(self) -> Path | None:
+        kind, _, arg = self.dataset.partition(":")
+        return Path(arg) if kind.lower() == "folder" and arg else None
 
 
 @dataclass(frozen=True)
@@ -73,9 +93,46 @@ def run_prune(config: PruneConfig) -> PruneResult:
         "labels": data.labels.tolist(),
         "settings": ranking.meta.get("settings", {}),
     }
+    root = config.folder_root()
+    if root is not None:  # name the files, not only their positions
+        _, listed = image_folder_files(root)
+        if len(listed) != len(data):
+            raise DataError(f"{root} changed while it was read ({len(listed)} files now, {len(data)} loaded)")
+        files = [f.relative_to(root).as_posix() for f, _ in listed]
+        doc["root"] = str(root.resolve())
+        doc["files"] = [files[i] for i in sel.indices.tolist()]
+        if config.subset_dir is not None:
+            write_subset_tree(root, doc["files"], Path(config.subset_dir), config.link)
+            doc["subset_dir"] = str(Path(config.subset_dir).resolve())
     if sel.info.get("stratified"):
         doc["stratified"] = sel.info["stratified"]
     out = Path(config.out)
     atomic_write(out, [json.dumps(doc).encode("utf-8"), b"\n"])
     return PruneResult(out=out, kept=len(sel), total=len(data), indices=sel.indices,
                        stratified=sel.info.get("stratified"))
+
+
+def _check_subset_dir(out: Path, root: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"--subset-dir {out} exists and is not an empty folder; choose a new folder")
+    real_out, real_root = os.path.realpath(out), os.path.realpath(root)
+    if real_out == real_root or real_out.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise DataError(f"--subset-dir {out} lies inside the dataset {root}: it would become part of it")
+
+
+def write_subset_tree(root: Path, files: list[str], out: Path, link: str = "symlink") -> Path:
+    """The files `files` (paths relative to `root`) as a folder tree under `out`, same relative paths, each a
+    symlink to the original (absolute) or a copy. Built in a temp folder beside `out` and renamed into place, so
+    an interrupted run leaves no half tree."""
+    if link not in LINKS:
+        raise DataError(f"link must be one of {', '.join(LINKS)}, got {link!r}")
+    _check_subset_dir(out, root)
+    with atomic_dir(out) as tmp:
+        for rel in files:
+            src, dst = (Path(root) / rel).resolve(), tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if link == "symlink":
+                os.symlink(src, dst)
+            else:
+                shutil.copy2(src, dst)
+    return out

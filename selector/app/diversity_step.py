@@ -47,8 +47,10 @@ class DiversityStep:
                          quotas=sel.quotas, ranking=full, info=sel.info)
 
     def finish(self, sel: Selection, full: Ranking, valid: pa.Table, out: Path, config) -> dict:
-        """The report's sections (diversity, semdedup, composition, map), after writing `OUT.map.png`."""
-        from selector.app.selection_map import composition, record_sources, write_map
+        """The report's sections (diversity, semdedup, composition by cluster and by source, map), after writing
+        `OUT.map.png`. Composition rows are `selector.core.composition`'s, as for `--group-by`."""
+        from selector.app.selection_map import record_sources, write_map
+        from selector.core.composition import composition
 
         report: dict = {"features": list(config.diversity_features)}
         if "diversity" in sel.info:
@@ -66,8 +68,10 @@ class DiversityStep:
         else:
             clusters, named = kmeans_labels(self.features, MAP_CLUSTERS, config.seed), "k-means clusters"
         sources = record_sources(valid.column("images").to_pylist())
-        report["composition"] = {"clusters": named, "by_cluster": composition(clusters, selected),
-                                 "by_source": composition(sources, selected)}
+        report["composition_by_cluster"] = {"clusters": named,
+                                            "groups": composition(clusters.astype(str), sel.indices)}
+        report["composition_by_source"] = {"source": "first folder of the first image path",
+                                           "groups": composition(np.array(sources, dtype=object), sel.indices)}
         map_path = Path(f"{out}.map.png")
         write_map(map_path, self.features, clusters, selected, seed=config.seed,
                   title=f"{full.source}: {len(sel)} of {len(full)} records ({named})")

@@ -27,9 +27,10 @@ from selector.core.arrow_numpy import to_arrow
 from selector.core.errors import MmselectError
 from selector.core.io import SCORES_INPUT_KEY, atomic_write, check_outputs, input_fingerprint, sha256_file
 from selector.core.ranking import Ranking, Selection, resolve_budget, select
-from selector.core.records import (RecordSet, check_rejections, read_records, reason_kind, write_rejected,
-                                   write_records)
+from selector.core.records import (OUT_FORMATS, RecordSet, check_rejections, read_records, reason_kind,
+                                   write_rejected, write_records)
 from selector.core.scores import align_scores
+from selector.core.sources import is_spec
 from selector.core.strict_json import dumps
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class Accounting:
 class SelectConfig:
     """Typed parameters of one selection run (the CLI fills this; library code never sees argv)."""
 
-    input: Path
+    input: Path | str  # a path, or an input spec (hf://datasets/..., a glob or brace pattern of shards)
     out: Path
     budget: int | float
     images: Path | None = None
@@ -95,6 +96,10 @@ class SelectConfig:
     semdedup: float | None = None  # SemDeDup cosine threshold (None: off): selector.core.semdedup
     clusters: int | None = None  # k-means clusters for semdedup / coincide (None: their defaults)
     coincide: bool = False  # ranked by the COINCIDE ranker (the CLI passes it as ranker_factory)
+    annotate: bool = False  # add "mmselect": {"score", "rank", "group"} to each kept record (annotation_members)
+    out_format: str = "same"  # records.OUT_FORMATS: the input's own format, or LLaVA JSON / JSONL
+    columns: dict = field(default_factory=dict)  # table inputs: role (id, image, conversations, texts) -> column
+    group_by: str | None = None  # a field / column whose values get proportional quotas, or "cluster[:K]"
 
     # The run's settings as `mmselect select` flags (dest -> value, plus `versions`), recorded in OUT.report.json
     # under "settings" so that `mmselect select --config OUT.report.json` replays the run. The CLI passes every
@@ -128,6 +133,10 @@ class SelectConfig:
                                      + (" or 'auto'" if name == "diversity" else "") + f", got {value!r}")
         if (self.diversity is not None or self.semdedup is not None or self.coincide) and not self.diversity_features:
             raise SelectionError("--diversity-features names no embedding column")
+        if self.out_format not in OUT_FORMATS:
+            raise SelectionError(f"unknown output format {self.out_format!r}; choose one of {', '.join(OUT_FORMATS)}")
+        if self.group_by is not None and self.group_by.startswith("cluster"):
+            _cluster_count(self.group_by)
         if not self.settings:
             object.__setattr__(self, "settings", _flag_settings(self))
 
@@ -137,7 +146,7 @@ def _flag_settings(config: SelectConfig) -> dict:
     from selector.app.recipes import versions
 
     def path(p):
-        return None if p is None else str(Path(p).resolve())
+        return None if p is None else p if isinstance(p, str) and is_spec(p) else str(Path(p).resolve())
 
     return {"input": path(config.input), "out": path(config.out), "budget": config.budget,
             "images": path(config.images), "fmt": config.fmt, "metrics": list(config.metrics),
@@ -145,9 +154,11 @@ def _flag_settings(config: SelectConfig) -> dict:
             "scores": path(config.scores), "selector": None, "seed": config.seed, "strict": config.strict,
             "workers": config.workers or None, "batch_size": config.batch_size,
             "score_cache": path(config.score_cache), "device": config.device, "missing": config.missing,
-            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "diversity": config.diversity,
-            "diversity_features": list(config.diversity_features), "semdedup": config.semdedup,
-            "clusters": config.clusters, "coincide": config.coincide, "versions": versions()}
+            "allow_rejects": config.allow_rejects, "allow_short": config.allow_short, "annotate": config.annotate,
+            "out_format": config.out_format, "columns": dict(config.columns) or None, "group_by": config.group_by,
+            "diversity": config.diversity, "diversity_features": list(config.diversity_features),
+            "semdedup": config.semdedup, "clusters": config.clusters, "coincide": config.coincide,
+            "versions": versions()}
 
 
 @dataclass
@@ -160,6 +171,9 @@ class SelectResult:
     ranking: Ranking
     records: RecordSet = field(repr=False)
     shifts: list = field(default_factory=list)  # selector.selection_summary.MetricShift per metric (metric_summary)
+    scores: pa.Table | None = field(default=None, repr=False)  # the valid records' scores, before --missing fills
+    composition: list = field(default_factory=list)  # with group_by: selector.core.composition rows
+    chart_path: Path | None = None
     diversity: dict = field(default_factory=dict)  # the report's diversity / semdedup / composition / map sections
 
     def diversity_line(self) -> str:
@@ -194,7 +208,7 @@ def _check_scores_input(stored: pa.Table, records: RecordSet, scores_path: Path)
                                             "check that it scores this input", scores_path)
         return
     want = json.loads(raw)
-    have = input_fingerprint(records.path)
+    have = input_fingerprint(records.files)
     if want.get("sha256") != have["sha256"]:
         raise SelectionError(f"--scores {scores_path} was computed from another input (sha256 "
                              f"{str(want.get('sha256'))[:12]}..., this input {have['sha256'][:12]}...); "
@@ -337,6 +351,29 @@ def _select_in_groups(ranking: Ranking, groups: np.ndarray, k: int, seed: int, d
                      budget=k, quotas=first.quotas, info=first.info)
 
 
+ANNOTATION_KEY = "mmselect"
+
+
+def annotation_members(ranking: Ranking, selection: Selection, groups: np.ndarray | None, seed: int
+                       ) -> dict[str, list]:
+    """`{"mmselect": [{"score", "rank", "group"}, ...]}`, one per selected record (in the selection's order):
+    the ranking's score (null for none), the rank in the ranking's order over every valid record (1 = best, ties
+    broken by `seed` as the selection broke them) and the group whose quota it filled (the ranking's groups, else
+    the missing-metric group; null without groups)."""
+    order = ranking.order(seed)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    labels = ranking.groups if ranking.groups is not None else groups
+
+    def plain(v):
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+
+    return {ANNOTATION_KEY: [{"score": plain(ranking.scores[i]), "rank": int(rank[i]),
+                              "group": None if labels is None else plain(labels[i])}
+                             for i in selection.indices.tolist()]}
+
+
 def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], object] | None = None) -> SelectResult:
     """Select `config.budget` records and write `out`, `out.rejected.jsonl` and `out.report.json` (last)."""
     from selector.app.diversity_step import feature_columns, prepare
@@ -349,9 +386,13 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
     if config.images is not None and not Path(config.images).is_dir():
         raise SelectionError(f"--images {config.images} is not a folder" if Path(config.images).exists()
                              else f"--images {config.images} does not exist")
+    chart_path = Path(f"{config.out}.composition.png") if config.group_by else None
+    check_outputs([], [chart_path] if chart_path else [])
+    group_field = None if config.group_by is None or config.group_by.startswith("cluster") else config.group_by
     records = read_records(config.input, images=config.images, fmt=config.fmt, strict=config.strict,
-                           workers=config.workers)
-    check_outputs([records.path], [out_path, rejected_target, report_path])  # a cc_sbu folder's filter_cap.json
+                           workers=config.workers, columns=config.columns, group_by=group_field)
+    # every file of the input (a cc_sbu folder's filter_cap.json, each shard) is never an output
+    check_outputs(records.files, [out_path, rejected_target, report_path] + ([chart_path] if chart_path else []))
     check_rejections(records, config.allow_rejects)
     valid_rows = records.valid_rows()
     k = resolve_budget(config.budget, len(valid_rows))
@@ -360,7 +401,8 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
                              f"({len(records) - len(valid_rows)} rejected); pass --allow-short to keep all "
                              f"{len(valid_rows)}")
     extra = tuple(c for c in feature_columns(config) if c not in config.metrics)  # embeddings the steps need
-    scores = score_table(records, replace(config, metrics=tuple(config.metrics) + extra) if extra else config)
+    scores = raw_scores = score_table(records, replace(config, metrics=tuple(config.metrics) + extra) if extra
+                                      else config)
     groups, lacking = None, {}
     if ranker_factory is None:
         scores, groups, lacking = apply_missing_policy(scores, tuple(config.metrics), config.missing, len(valid_rows))
@@ -374,14 +416,20 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
     step = prepare(ranking, groups, k, config, scores)
     sub = ranking if step is None else step.ranking
     sub_groups, sub_k, diversity = (groups, k, None) if step is None else (step.groups, step.k, step.diversity)
-    if sub_groups is not None and sub.groups is None:
+    labels = None
+    if config.group_by:
+        labels = _group_labels(records, valid_rows, scores, config)
+        sub_labels = labels if step is None else labels[step.keep_rows]
+        selection = select(sub.with_groups(sub_labels), sub_k, seed=config.seed, diversity=diversity)
+    elif sub_groups is not None and sub.groups is None:
         selection = _select_in_groups(sub, sub_groups, sub_k, config.seed, diversity)
     else:
         selection = select(sub, sub_k, seed=config.seed, diversity=diversity)
     if step is not None:
         selection = step.expand(selection, ranking)
     report_path.unlink(missing_ok=True)  # a run killed from here on leaves no report naming a mixed set
-    out = write_records(records, valid_rows[selection.indices], config.out)
+    members = annotation_members(ranking, selection, groups, config.seed) if config.annotate else None
+    out = write_records(records, valid_rows[selection.indices], config.out, config.out_format, members)
     rejected_path = write_rejected(records, config.out)
     n_rejected = len(records) - len(valid_rows)
     accounting = Accounting(read=len(records), rejected=n_rejected, selected=len(selection),
@@ -395,6 +443,17 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
     }
     if lacking:
         report["missing_metric"] = {"policy": config.missing, "records_lacking": lacking}
+    comp = []
+    if labels is not None:
+        from selector.core.composition import bar_chart, composition
+
+        comp = composition(labels, selection.indices, selection.quotas)
+        bar_chart(comp, chart_path, config.group_by)
+        report["composition"] = {"group_by": config.group_by, "groups": comp, "chart": str(chart_path)}
+    if records.meta.get("webdataset"):
+        report["webdataset"] = {k: v for k, v in records.meta["webdataset"].items()}
+    if records.meta.get("compression_problem"):
+        report["input_problem"] = records.meta["compression_problem"]
     shifts = []
     if config.metric_summary:
         from selector.core.selection_summary import metric_shifts, to_dicts
@@ -408,6 +467,41 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
     report["files"] = {"selection": {"path": str(out), "sha256": sha256_file(out)},
                        "rejected": {"path": str(rejected_path), "sha256": sha256_file(rejected_path)},
                        "note": "the report is written last: a set is complete when both checksums match"}
+    if chart_path is not None:
+        report["files"]["composition_chart"] = {"path": str(chart_path), "sha256": sha256_file(chart_path)}
     atomic_write(report_path, [dumps(report)])
-    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts,
-                        diversity_report)
+    return SelectResult(out, rejected_path, report_path, accounting, selection, ranking, records, shifts, raw_scores,
+                        comp, chart_path, diversity_report)
+
+
+def _cluster_count(group_by: str) -> int:
+    """`cluster` -> the learned selector's default cluster count; `cluster:K` -> K (>= 2)."""
+    from selector.learned.final import ClusterConfig
+
+    _, _, k = group_by.partition(":")
+    if group_by.split(":")[0] != "cluster" or (k and (not k.isdigit() or int(k) < 2)):
+        raise SelectionError(f"--group-by {group_by}: a metric-derived grouping is 'cluster' or 'cluster:K' (K >= 2)")
+    return int(k) if k else ClusterConfig().k
+
+
+def _group_labels(records: RecordSet, valid_rows: np.ndarray, scores: pa.Table, config: SelectConfig) -> np.ndarray:
+    """Each valid record's group: its `--group-by` value (records without one: "(none)"), or with `cluster[:K]`
+    the learned selector's spectral clusters of the records' normalised metric scores (missing ones imputed with
+    the metric's median)."""
+    from selector.core.composition import NO_GROUP
+
+    if not config.group_by.startswith("cluster"):
+        values = records.groups.take(to_arrow(valid_rows)).to_pylist()
+        return np.array([NO_GROUP if v is None else v for v in values], dtype=object)
+    from selector.core.normalize import fit_normaliser
+    from selector.learned.final import ClusterConfig, spectral_groups
+
+    x = _metric_matrix(scores, tuple(config.metrics))
+    if x is None:
+        raise SelectionError(f"--group-by {config.group_by}: clusters are drawn from scalar metric scores; "
+                             "an embedding metric cannot be clustered here")
+    z = fit_normaliser(x, config.normalise).transform(x)
+    if len(z) and np.isnan(z).any():  # a missing metric: the median record's score (a metric missing for every
+        z = np.where(np.isnan(z), np.nanmedian(z, axis=0), z)  # record was refused by apply_missing_policy)
+    labels = spectral_groups(z, ClusterConfig(k=_cluster_count(config.group_by), seed=config.seed))
+    return np.array([f"cluster {g}" for g in labels], dtype=object)

@@ -1,7 +1,8 @@
-"""What a diversity-aware selection looks like: its composition by cluster and by source, and a 2-D map of the pool
-against the selection (`OUT.map.png`, written beside the selection).
+"""What a diversity-aware selection looks like: each record's source (for the composition by source, counted by
+`selector.core.composition`), and a 2-D map of the pool against the selection (`OUT.map.png`, beside the selection).
 
-The map projects the embedding features with PCA (UMAP when `umap-learn` is installed) and colours points by
+The map projects the embedding features on their principal components (`selector.app.report.stats.project_2d`, as
+the analyze report does; UMAP when `umap-learn` is installed) and colours points by
 cluster: the pool on the left, the selection on the right, over the pool in grey. Records without a usable vector
 are left out of the map and counted in its title.
 """
@@ -15,7 +16,7 @@ import numpy as np
 from selector.core.embeddings import usable_rows
 from selector.core.io import atomic_path
 
-__all__ = ["composition", "record_sources", "write_map", "MAX_POINTS", "TOP_CLUSTERS"]
+__all__ = ["record_sources", "write_map", "MAX_POINTS", "TOP_CLUSTERS"]
 
 MAX_POINTS = 20000  # pool points drawn (a seeded sample beyond this); every selected point is drawn
 TOP_CLUSTERS = 10  # clusters with their own colour; the rest are drawn as "other"
@@ -34,25 +35,18 @@ def record_sources(images: list) -> list[str]:
     return out
 
 
-def composition(labels, selected: np.ndarray) -> dict[str, dict[str, int]]:
-    """{label: {"pool": n, "selected": m}} by pool size, largest first."""
-    labels = [str(v) for v in labels]
-    pool = Counter(labels)
-    chosen = Counter(labels[i] for i in np.flatnonzero(selected))
-    return {lab: {"pool": n, "selected": chosen.get(lab, 0)} for lab, n in pool.most_common()}
-
-
 def _project(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """2-D coordinates: UMAP when installed, else the principal components (the analyze report's projection)."""
     try:
         import umap  # optional
-
-        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), "UMAP"
     except ImportError:
-        from sklearn.decomposition import PCA
+        from selector.app.report.stats import project_2d
 
-        if x.shape[1] < 2 or len(x) < 2:
-            return np.column_stack([x[:, 0] if x.shape[1] else np.zeros(len(x)), np.zeros(len(x))]), "PCA"
-        return PCA(n_components=2, random_state=seed).fit_transform(x), "PCA"
+        if len(x) < 2:
+            return np.zeros((len(x), 2)), "PCA"
+        xy = project_2d(x)
+        return (xy if xy.shape[1] == 2 else np.column_stack([xy, np.zeros(len(xy))])), "PCA"
+    return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), "UMAP"
 
 
 def write_map(path: Path, features: np.ndarray, clusters: np.ndarray, selected: np.ndarray, *, seed: int = 0,

@@ -105,10 +105,11 @@ def _role_kinds(role: pa.Array) -> np.ndarray:
     return lut[codes]
 
 
-def _rows_of_batch(batch: pa.RecordBatch, full: bool, first_line: int, starts: np.ndarray, lengths: np.ndarray,
-                   schema: pa.Schema) -> tuple[pa.RecordBatch, np.ndarray] | None:
-    """The SCHEMA columns of one reader batch and each row's count of keys the reader saw; None when a turn lacks a
-    key the lean schema reads (or is null)."""
+def conversation_rows(batch: pa.RecordBatch, full: bool, first_line: int, starts: np.ndarray, lengths: np.ndarray,
+                      schema: pa.Schema) -> tuple[pa.RecordBatch, np.ndarray] | None:
+    """The SCHEMA columns of one batch (columns id, image, conversations: a list of {from, value}, or with `full`
+    {from, role, value, content}) and each row's count of keys the reader saw; None when a turn lacks a key the
+    lean schema reads (or is null). The Parquet / Arrow reader uses it too, so table rows get the same verdicts."""
     n = batch.num_rows
     conv = batch.column("conversations")
     offsets = to_numpy(conv.offsets).astype(np.int64)
@@ -289,7 +290,7 @@ def parse_block(data: bytes, base_offset: int, schema_columns: pa.Schema, repars
             return None
         batches, seen, row = [], [], 0
         for batch in tab.to_batches():
-            out = _rows_of_batch(batch, full, row + 1, starts[row:row + batch.num_rows] + base_offset,
+            out = conversation_rows(batch, full, row + 1, starts[row:row + batch.num_rows] + base_offset,
                                  lengths[row:row + batch.num_rows], schema_columns)
             if out is None:
                 break

@@ -9,6 +9,9 @@ Decoding runs in worker processes that report after every image. An image that t
 (a decoder stuck on a hostile file) or that crashes its worker costs that one record: the worker is killed and a
 fresh one carries on with the rest. Decoding is pixel-capped: past `MAX_PIXELS` an image is a rejection
 ("decompression bomb"), never an exception or a multi-GiB allocation.
+
+Images embedded in the input (Parquet / Arrow cells, tar members; see `selector.core.embedded`) skip the path
+checks and get the same decode in the same workers, their bytes read there, one row group at a time.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import stat
 import time
 from collections import deque
 from pathlib import Path
+
+from selector.core.embedded import describe, is_ref, read_ref
 
 MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 1 GiB of RGBA); above it: a rejection
 MAX_IMAGE_BYTES = 512 << 20
@@ -79,27 +84,16 @@ def path_problem(root: str, name: str, folders: dict[str, str] | None = None) ->
     return target, None
 
 
-def image_problem(path: str) -> str | None:
-    """Why the regular file at `path` is not a usable image, or None. Decodes every pixel (so truncation is
-    caught) under the pixel cap; opened non-blocking and re-checked as a regular file after opening."""
+def _pillow_problem(f) -> str | None:
+    """Why the open binary file `f` is not a usable image, or None: every pixel is decoded (so truncation is
+    caught) under the pixel cap."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError  # here, not at import: text-only runs never need Pillow
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        return "image file missing"
-    except PermissionError:
-        return "image file unreadable (permission denied)"
-    except OSError as exc:
-        return f"image file unreadable ({exc.strerror or exc})"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a FIFO or a device since the check
-            return "image path is not a regular file"
-        with os.fdopen(fd, "rb") as f, warnings.catch_warnings():
-            fd = -1
+        with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(f) as im:
                 im.load()
@@ -111,10 +105,47 @@ def image_problem(path: str) -> str | None:
         return "not an image"
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this image's problem, not the run's
         return f"image truncated or corrupt ({exc.__class__.__name__}: {str(exc)[:120]})"
+    return None
+
+
+def image_problem(path: str) -> str | None:
+    """Why the regular file at `path` is not a usable image, or None. Opened non-blocking and re-checked as a
+    regular file after opening (it may have been swapped for a FIFO or a device since the path check)."""
+    if is_ref(path):
+        return embedded_problem(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        return "image file missing"
+    except PermissionError:
+        return "image file unreadable (permission denied)"
+    except OSError as exc:
+        return f"image file unreadable ({exc.strerror or exc})"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "image path is not a regular file"
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            return _pillow_problem(f)
     finally:
         if fd >= 0:
             os.close(fd)
-    return None
+
+
+def embedded_problem(ref: str) -> str | None:
+    """Why the image bytes an embedded reference points at (a Parquet / Arrow cell, a tar member) are not a
+    usable image, or None; same decode and caps as a file."""
+    import io
+
+    try:
+        data = read_ref(ref, MAX_IMAGE_BYTES)
+    except (ValueError, OSError, IndexError) as exc:
+        return f"image bytes unreadable ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a broken shard is this image's problem, not the run's
+        return f"image bytes unreadable ({exc.__class__.__name__}: {str(exc)[:120]})"
+    if not data:
+        return "image bytes empty"
+    return _pillow_problem(io.BytesIO(data))
 
 
 def _decode_worker(conn, decode) -> None:
@@ -230,16 +261,21 @@ def decode_all(paths: list[str], workers: int = 1, timeout: float = DECODE_TIMEO
 
 
 def check_images(root: Path, names: list[list[str]], workers: int = 0,
-                 timeout: float = DECODE_TIMEOUT) -> list[str | None]:
+                 timeout: float = DECODE_TIMEOUT, embedded: bool = False) -> list[str | None]:
     """One rejection reason (or None) per record, given each record's image names relative to `root`.
 
-    Paths are checked here; decoding runs in `workers` killable processes (0 = one per CPU)."""
+    Paths are checked here; decoding runs in `workers` killable processes (0 = one per CPU). With `embedded`
+    (readers of Parquet, Arrow and tar shards), names may be `selector.core.embedded` references to bytes inside
+    the input; from any other reader such a name is refused by the path checks (it holds a NUL byte)."""
     real_root = os.path.realpath(root)
     reasons: list[str | None] = [None] * len(names)
     folders: dict[str, str] = {}
     todo: dict[str, list[int]] = {}  # real path -> the records naming it (each file is decoded once)
     for i, recs in enumerate(names):
         for name in recs:
+            if embedded and is_ref(name):
+                todo.setdefault(name, []).append(i)
+                continue
             target, problem = path_problem(real_root, name, folders)
             if problem:
                 reasons[i] = reasons[i] or problem
@@ -249,7 +285,7 @@ def check_images(root: Path, names: list[list[str]], workers: int = 0,
     workers = workers or (os.cpu_count() or 1)
     for path, problem in zip(paths, decode_all(paths, min(workers, max(1, len(paths) // 16)), timeout)):
         if problem:
-            rel = os.path.relpath(path, real_root)
+            rel = describe(path) if is_ref(path) else os.path.relpath(path, real_root)
             for i in todo[path]:
                 if reasons[i] is None:
                     reasons[i] = f"{problem}: {rel}" if not problem.endswith(rel) else problem

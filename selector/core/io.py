@@ -62,6 +62,25 @@ def atomic_path(out: Path | str, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_dir(out: Path | str) -> Iterator[Path]:
+    """For a folder of outputs (`prune --subset-dir`): yield an empty temp folder beside `out` (with the umask's
+    permissions) and rename it to `out`, which must be missing or empty, when the block succeeds; on any error the
+    temp folder is removed and `out` is left as it was."""
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def sha256_file(path: Path, block: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -73,9 +92,16 @@ def sha256_file(path: Path, block: int = 1 << 22) -> str:
 SCORES_INPUT_KEY = b"mmselect.input"  # score-table metadata: the fingerprint of the input it was computed from
 
 
-def input_fingerprint(path: Path) -> dict:
-    """What a score table stores about its input (checked by `select --scores`): the file's sha256 and size."""
-    return {"sha256": sha256_file(path), "size": Path(path).stat().st_size}
+def input_fingerprint(paths: Path | Iterable[Path]) -> dict:
+    """What a score table stores about its input (checked by `select --scores`): the file's sha256 and size; for
+    an input of several files (shards), the sha256 of their names and sha256s, and their total size."""
+    files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if len(files) == 1:
+        return {"sha256": sha256_file(files[0]), "size": files[0].stat().st_size}
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return {"sha256": h.hexdigest(), "size": sum(f.stat().st_size for f in files), "files": len(files)}
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -20,12 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
+from selector.core.compressed import compress, compression_for_output, open_plain
 from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
 from selector.core.errors import FormatError, MmselectError, RecordError
 from selector.core.formats import (ID_KINDS, Layout, Parsed, content_key, default_images_root, detect_layout,
                                    json_text, parse_record, resolve_input)
 from selector.core.images import check_images
 from selector.core.io import atomic_write
+from selector.core.registry import Registry
+from selector.core.sources import Source, resolve_source
 
 SCHEMA = pa.schema([
     ("line", pa.int64()),
@@ -58,6 +61,25 @@ class RecordSet:
     table: pa.Table  # SCHEMA's columns
     container: dict | None = None  # cc_sbu: the top-level object without its annotations
     meta: dict = field(default_factory=dict)
+    source: Source | None = None  # what the input spec named (kind, files in reading order)
+    data_path: Path | None = None  # where JSON records' bytes are read from (a decompressed copy), else `path`
+    groups: pa.Array | None = None  # with `group_by`: each record's value of that field as text (null: none)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The input's files (an output must never replace one; a score table fingerprints them)."""
+        return self.source.files if self.source is not None else (self.path,)
+
+    @property
+    def native_suffix(self) -> str:
+        """A file suffix for this input's own format (what `write_records` writes by default)."""
+        kind = self.layout.container
+        return {"parquet": ".parquet", "arrow": ".parquet", "webdataset": ".tar", "jsonl": ".jsonl"}.get(kind, ".json")
+
+    @property
+    def byte_path(self) -> Path:
+        """The file whose byte ranges (`offset`, `length`) JSONL records refer to."""
+        return self.data_path or self.path
 
     @cached_property
     def dataset(self):
@@ -71,7 +93,7 @@ class RecordSet:
 
     def valid_rows(self) -> np.ndarray:
         """Row positions of the records that passed validation, ascending."""
-        return _valid_positions(self.table)
+        return valid_positions(self.table)
 
     def valid_table(self) -> pa.Table:
         """The records that passed validation, as an Arrow table without `raw` (row order of the file)."""
@@ -91,7 +113,7 @@ class RecordSet:
         """Identifies this read (file, its size and mtime, format); passed to datasets so it need not hash the table."""
         import hashlib
 
-        key = f"{self.path.resolve()}|{self.meta.get('source_stat')}|{self.layout}|{self.images_root}"
+        key = f"{self.path.resolve()}|{self.meta.get('source_stat')}|{self.layout}|{self.images_root}|{len(self)}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def rejected(self, fragments: bool = False) -> list[dict]:
@@ -102,11 +124,16 @@ class RecordSet:
                 zip(t.column("line").to_pylist(), t.column("id").to_pylist(), t.column("id_kind").to_pylist(),
                     t.column("reason").to_pylist())]
 
+    def source_bytes(self, rows: np.ndarray) -> list[bytes]:
+        """The source text of the records at row positions `rows` (re-read from the file for JSONL); JSON inputs only
+        (Parquet and tar records keep no JSON text)."""
+        return record_bytes(self.byte_path, self.table)(rows)
+
     def __len__(self) -> int:
         return self.table.num_rows
 
 
-class _Columns:
+class Columns:
     """Accumulates parsed records as row tuples and flushes them to Arrow batches (transposed in C by zip)."""
 
     def __init__(self, batch_rows: int = 65536):
@@ -149,7 +176,7 @@ def _column(values: tuple, arrow_type: pa.DataType) -> pa.Array:
 
 def _parse_jsonl_range(path: str, start: int, end: int, schema: str, strict: bool) -> tuple[pa.Table, int]:
     """Parse the lines in the byte range [start, end) (line-aligned); line numbers are relative to `start`."""
-    cols = _Columns()
+    cols = Columns()
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
@@ -170,7 +197,7 @@ def _parse_jsonl_range(path: str, start: int, end: int, schema: str, strict: boo
 def _reparse_lines(data: bytes, base: int, schema: str):
     """The per-record parser for the lines of a fast-path block that the Arrow reader cannot decide exactly."""
     def reparse(line_numbers: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.Table:
-        cols = _Columns()
+        cols = Columns()
         for line_no, start, length in zip(line_numbers.tolist(), starts.tolist(), lengths.tolist()):
             cols.add(line_no, parse_record(data[start - base:start - base + length], line_no, schema), start, length)
         return cols.table()
@@ -302,8 +329,8 @@ class _JsonText:
     """Walks a JSON container's text and yields each record's exact source text (so a record's JSON values,
     numbers included, are written back unchanged, and each record gets the same verdict as a JSONL line)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, name: Path | None = None):
+        self.path = name or path  # `name`: what messages call the file (a decompressed copy's original)
         # Invalid UTF-8 inside one record should cost only that record: decoded leniently, judged per record.
         self.text = path.read_bytes().decode("utf-8", errors="surrogateescape")
         self.decoder = json.JSONDecoder()
@@ -386,7 +413,7 @@ class _JsonText:
 
 
 def _read_json_items(path: Path, items: Iterable[str], schema: str, strict: bool) -> pa.Table:
-    cols = _Columns()
+    cols = Columns()
     for n, text in enumerate(items, 1):
         data = text.encode("utf-8", errors="surrogateescape")
         parsed = parse_record(data, n, schema)
@@ -400,7 +427,7 @@ def _read_json_items(path: Path, items: Iterable[str], schema: str, strict: bool
     return cols.table()
 
 
-def _set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Table:
+def set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Table:
     if len(rows) == 0:
         return table
     mask = np.zeros(table.num_rows, dtype=bool)
@@ -411,26 +438,43 @@ def _set_reasons(table: pa.Table, rows: np.ndarray, reasons: list[str]) -> pa.Ta
     return table.set_column(SCHEMA.get_field_index("reason"), "reason", column)
 
 
-def _valid_positions(table: pa.Table) -> np.ndarray:
+def valid_positions(table: pa.Table) -> np.ndarray:
     reason = table.column("reason")
     if reason.null_count == table.num_rows:
         return np.arange(table.num_rows, dtype=np.int64)
     return np.flatnonzero(to_numpy(pc.is_null(reason)))
 
 
-def _mark_duplicates(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
+def mark_duplicate_ids(table: pa.Table, key: np.ndarray | None = None) -> pa.Table:
     """Reject every later occurrence of an id; the first occurrence in the file keeps it."""
-    valid = _valid_positions(table)
+    valid = valid_positions(table)
     rows, first = repeats([table.column("id")], valid, key)
     if len(rows) == 0:
         if len(valid) == table.num_rows:
             note_distinct(table.column("id"))
         return table
     lines = to_numpy(table.column("line"))
-    return _set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
+    return set_reasons(table, rows, [f"duplicate id (first seen at line {lines[f]})" for f in first])
 
 
-def _record_bytes(path: Path, table: pa.Table):
+def mark_repeats(table: pa.Table, rows: np.ndarray, keys) -> pa.Table:
+    """Reject each row of `rows` (ascending) whose exact content key (`keys[row]`) an earlier one of them had, as a
+    duplicate of that first row's id (the readers of tables and shards compare re-read content this way)."""
+    seen: dict[bytes, int] = {}
+    later, earlier = [], []
+    for row in np.asarray(rows, np.int64).tolist():
+        key = keys[row]
+        if key in seen:
+            later.append(row)
+            earlier.append(seen[key])
+        else:
+            seen[key] = row
+    ids = table.column("id")
+    return set_reasons(table, np.asarray(later, np.int64),
+                       [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in earlier])
+
+
+def record_bytes(path: Path, table: pa.Table):
     """rows -> each row's source bytes (re-read from the file for JSONL, from `raw` for JSON containers)."""
     def read(rows: np.ndarray) -> list[bytes]:
         take = to_arrow(np.asarray(rows, dtype=np.int64))
@@ -448,7 +492,7 @@ def _mark_duplicate_content(table: pa.Table, key: np.ndarray | None = None, read
     """Reject later records whose content repeats an earlier valid record's exactly: the whole conversation (every
     turn, system prompts included) and its images. Prefiltered on (first instruction, answers, images); the few
     candidates are then compared on their full content (`formats.content_key`), re-read from the source."""
-    rows, first = repeats([table.column(c) for c in CONTENT_COLUMNS], _valid_positions(table), key)
+    rows, first = repeats([table.column(c) for c in CONTENT_COLUMNS], valid_positions(table), key)
     if len(rows) and read is not None:
         members = np.unique(np.concatenate([rows, first]))
         full = {}
@@ -470,17 +514,18 @@ def _mark_duplicate_content(table: pa.Table, key: np.ndarray | None = None, read
                 seen[k] = row
         rows, first = np.asarray(later, dtype=np.int64), np.asarray(earlier, dtype=np.int64)
     ids = table.column("id")
-    return _set_reasons(table, rows, [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in first])
+    return set_reasons(table, rows, [f"duplicate content of id {json_text(ids[int(f)].as_py())}" for f in first])
 
 
-def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
+def check_record_images(table: pa.Table, root: Path, workers: int, embedded: bool = False) -> pa.Table:
+    """Decode every image of the valid records (see `images.check_images`); a bad one rejects its record."""
     reason_col = table.column("reason")
     has_images = pc.and_(pc.is_null(reason_col), pc.greater(pc.list_value_length(table.column("images")), scalar(0)))
     idx = np.flatnonzero(to_numpy(has_images, null=False))
     if len(idx) == 0:
         return table
     names = table.column("images").take(to_arrow(idx)).to_pylist()
-    problems = check_images(root, names, workers=workers)
+    problems = check_images(root, names, workers=workers, embedded=embedded)
     if not any(problems):
         return table
     reasons = reason_col.to_pylist()
@@ -490,68 +535,166 @@ def _check_record_images(table: pa.Table, root: Path, workers: int) -> pa.Table:
     return table.set_column(SCHEMA.get_field_index("reason"), "reason", strings(reasons))
 
 
+READERS: Registry = Registry("input kind")  # Source.kind -> reader(source, **read_records options) -> RecordSet
+READERS.add("parquet", "selector.core.parquet_records:read_table_records")
+READERS.add("arrow", "selector.core.parquet_records:read_table_records")
+READERS.add("webdataset", "selector.core.webdataset_records:read_webdataset_records")
+WRITERS: Registry = Registry("output kind")  # Layout.container -> writer(records, rows, out) for non-JSON inputs
+WRITERS.add("parquet", "selector.core.parquet_records:write_table_records")
+WRITERS.add("arrow", "selector.core.parquet_records:write_table_records")
+WRITERS.add("webdataset", "selector.core.webdataset_records:write_webdataset_records")
+WRITERS.add("llava-json", "selector.core.export:write_llava_json")  # --out-format: any input as LLaVA
+WRITERS.add("llava-jsonl", "selector.core.export:write_llava_jsonl")
+OUT_FORMATS = ("same", "llava-json", "llava-jsonl")
+
+
 def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = None, fmt: str | None = None,
                  strict: bool = False, check_image_files: bool = True, dedup: bool = True,
-                 workers: int = 0) -> RecordSet:
-    """Read, parse and validate an instruction file (format auto-detected unless `fmt` is given).
+                 workers: int = 0, columns: dict[str, str] | None = None, group_by: str | None = None) -> RecordSet:
+    """Read, parse and validate an instruction input (format auto-detected unless `fmt` is given).
 
-    Bad records are kept with a rejection reason; with `strict=True` the first one raises `RecordError`.
-    Images are resolved under `images` (default: the file's folder, or `image/` for cc_sbu_align) and fully
-    decoded in `workers` processes (0 = one per CPU). With `dedup`, a record repeating an earlier one's images,
-    instruction and answer exactly is rejected as a duplicate.
+    The input is a JSON / JSONL file (plain, `.gz` or `.zst`), a cc_sbu_align folder, Parquet shards (a file, a
+    folder or a glob), a `save_to_disk` folder, `hf://datasets/...`, or WebDataset tar shards (a file, a folder or
+    a brace pattern); see `selector.core.sources`. Bad records are kept with a rejection reason; with
+    `strict=True` the first one raises `RecordError`. Images are resolved under `images` (default: the input's
+    folder, or `image/` for cc_sbu_align) or read from the input itself, and fully decoded in `workers` processes
+    (0 = one per CPU). With `dedup`, a record repeating an earlier one's images, instruction and answer exactly is
+    rejected as a duplicate. `columns` maps the roles id / image / conversations / texts to a table's column names;
+    `group_by` names the field whose value becomes each record's group (`RecordSet.groups`).
     """
-    path = resolve_input(Path(path))
-    layout = detect_layout(path, fmt)
-    st = path.stat()
+    source = resolve_source(path)
     workers = workers or (os.cpu_count() or 1)
+    if source.kind != "json" and fmt is not None:
+        raise FormatError(f"--format {fmt} names a JSON schema; {source.spec} is {source.kind} (its columns or "
+                          "members say what they hold; tables take --columns)")
+    if source.kind != "json":
+        return READERS.get(source.kind)(source, images=images, strict=strict, check_image_files=check_image_files,
+                                        dedup=dedup, workers=workers, columns=columns or {}, group_by=group_by)
+    if columns:
+        raise FormatError("--columns maps the columns of Parquet / Arrow tables; a JSON input names its fields itself")
+    path = resolve_input(Path(path))
+    data_path, holder, problem = open_plain(path)
+    layout = detect_layout(data_path, fmt)
+    st = data_path.stat()
     container = None
     keys = {"id": None, "content": None}  # None: the duplicate checks fingerprint the columns themselves
     if layout.container == "jsonl":
-        table, keys = _read_jsonl(path, layout.schema, strict, workers)
+        table, keys = _read_jsonl(data_path, layout.schema, strict, workers)
     else:
-        doc = _JsonText(path)
+        doc = _JsonText(data_path, path)
         if layout.container == "cc_sbu":
             container, items = doc.cc_sbu()
         else:
             items = doc.list()
         del doc
         table = finalise_ids(_read_json_items(path, items, layout.schema, strict))
-    table = _mark_duplicates(table, keys["id"])
+    table = mark_duplicate_ids(table, keys["id"])
     if dedup:
-        table = _mark_duplicate_content(table, keys["content"], _record_bytes(path, table), layout.schema)
+        table = _mark_duplicate_content(table, keys["content"], record_bytes(data_path, table), layout.schema)
     root = Path(images) if images is not None else default_images_root(path, layout)
     if check_image_files:
-        table = _check_record_images(table, root, workers)
+        table = check_record_images(table, root, workers)
     if strict:
-        bad = table.filter(pc.invert(pc.is_null(table.column("reason"))))
-        if bad.num_rows:
-            first = bad.slice(0, 1).to_pylist()[0]
-            raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
-    return RecordSet(path=path, layout=layout, images_root=root, table=table, container=container,
-                     meta={"source_stat": (st.st_size, st.st_mtime_ns)})
+        raise_first_rejection(table, path)
+    meta = {"source_stat": (st.st_size, st.st_mtime_ns)}
+    if holder is not None:
+        meta.update(decompressed=holder, compression_problem=problem)
+    records = RecordSet(path=path, layout=layout, images_root=root, table=table, container=container, meta=meta,
+                        source=Source(str(path), "json", (path,), path.parent), data_path=data_path)
+    if group_by:
+        records.groups = _json_groups(records, group_by)
+    return records
 
 
-def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike) -> Path:
-    """Write the records at row positions `keep` in the input's own format, in file order, JSON values unchanged."""
+def raise_first_rejection(table: pa.Table, path) -> None:
+    """--strict: stop at the first rejected record, naming it."""
+    bad = table.filter(pc.invert(pc.is_null(table.column("reason"))))
+    if bad.num_rows:
+        first = bad.slice(0, 1).to_pylist()[0]
+        raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
+
+
+def group_text(value: Any) -> str | None:
+    """A field's value as a group label: a string as itself, anything else as its JSON text; None stays None."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json_text(value)
+
+
+def _json_groups(records: RecordSet, field_name: str) -> pa.Array:
+    """Each valid record's top-level `field_name` as text (null where absent; rejected records: null)."""
+    rows = records.valid_rows()
+    out: list[str | None] = [None] * len(records)
+    for row, data in zip(rows.tolist(), record_bytes(records.byte_path, records.table)(rows)):
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            out[row] = group_text(obj.get(field_name))
+    return strings(out)
+
+
+def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike, out_format: str = "same",
+                  members: dict[str, list] | None = None) -> Path:
+    """Write the records at row positions `keep` in the input's own format (JSON values unchanged, Parquet rows
+    and tar members byte for byte), in input order; `out_format` 'llava-json' / 'llava-jsonl' converts instead
+    (images embedded in the input are then written to a folder beside `out`). A `.gz` / `.zst` suffix on `out`
+    compresses the output.
+
+    `members` (name -> one value per entry of `keep`, in `keep`'s order) sets top-level members on the written
+    JSON records (`select --annotate`); every other byte of each record stays as it was (`selector.core.annotate`).
+    """
     out = Path(out)
-    rows = to_arrow(np.sort(np.asarray(keep, dtype=np.int64)))
-    if records.table.column("reason").take(rows).null_count != len(rows):
+    keep = np.asarray(keep, dtype=np.int64)
+    order = np.argsort(keep, kind="stable")
+    rows = keep[order]
+    take = to_arrow(rows)
+    if records.table.column("reason").take(take).null_count != len(rows):
         raise ValueError("cannot write rejected records")
+    if out_format not in OUT_FORMATS:
+        raise FormatError(f"unknown output format {out_format!r}; choose one of {', '.join(OUT_FORMATS)}")
+    writer = out_format if out_format != "same" else records.layout.container
+    if writer in WRITERS:
+        if members:
+            raise FormatError(f"--annotate edits the input's own JSON records; {writer} output is not one: drop "
+                              "--annotate, or convert the input to JSONL first and annotate that")
+        return WRITERS.get(writer)(records, rows, out)
+    kind = compression_for_output(out)
+    edit = _member_editor(members, order)
     if records.layout.container == "jsonl":
         _check_unchanged(records)
-        offsets = to_numpy(records.table.column("offset").take(rows))
-        lengths = to_numpy(records.table.column("length").take(rows))
-        atomic_write(out, _byte_ranges(records.path, offsets, lengths))
+        offsets = to_numpy(records.table.column("offset").take(take))
+        lengths = to_numpy(records.table.column("length").take(take))
+        chunks = _byte_ranges(records.byte_path, offsets, lengths)
+        if edit is not None:
+            chunks = (edit(n, chunk[:-1]) + b"\n" for n, chunk in enumerate(chunks))
+        atomic_write(out, compress(chunks, kind))
         return out
-    raws = records.table.column("raw").take(rows).to_pylist()
+    raws = records.table.column("raw").take(take).to_pylist()
+    if edit is not None:
+        raws = [edit(n, r.encode("utf-8")).decode("utf-8") for n, r in enumerate(raws)]
     if records.layout.container == "json":
-        atomic_write(out, [b"[\n", ",\n".join(raws).encode("utf-8"), b"\n]\n"])
+        atomic_write(out, compress([b"[\n", ",\n".join(raws).encode("utf-8"), b"\n]\n"], kind))
     else:  # the container's other fields re-serialised, the annotations as their exact source text
         hole = "\x00annotations\x00"
         doc = json.dumps({**(records.container or {}), "annotations": hole}, ensure_ascii=False, indent=4)
         doc = doc.replace(json.dumps(hole), "[\n" + ",\n".join(raws) + "\n    ]", 1)
-        atomic_write(out, [doc.encode("utf-8"), b"\n"])
+        atomic_write(out, compress([doc.encode("utf-8"), b"\n"], kind))
     return out
+
+
+def _member_editor(members: dict[str, list] | None, order: np.ndarray):
+    """(n, record bytes) -> the bytes with `members` set, for the n-th record written (file order); None if none."""
+    if not members:
+        return None
+    from selector.core.annotate import with_member
+
+    def edit(n: int, data: bytes) -> bytes:
+        for name, values in members.items():
+            data = with_member(data, name, values[int(order[n])])
+        return data
+    return edit
 
 
 def _byte_ranges(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterable[bytes]:
@@ -562,12 +705,12 @@ def _byte_ranges(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterab
 
 
 def _check_unchanged(records: RecordSet) -> None:
-    st = records.path.stat()
+    st = records.byte_path.stat()
     if (st.st_size, st.st_mtime_ns) != records.meta.get("source_stat"):
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
 
 
-_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
 
 
 def reason_kind(reason: str) -> str:

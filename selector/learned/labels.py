@@ -99,7 +99,7 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
         if done.exists():
             result = json.loads(done.read_text())
         else:
-            subset_file = write_records(records, keep, cache_dir / f"subset-{name:03d}.jsonl")
+            subset_file = write_records(records, keep, cache_dir / f"subset-{name:03d}{records.native_suffix}")
             result = label_fn(Path(subset_file), records.images_root, seeds[j])
             if "label" not in result or result["label"] is None or not np.isfinite(result["label"]):
                 raise RuntimeError(f"label function returned no finite label for subset {s} seed {seeds[j]}: {result}")

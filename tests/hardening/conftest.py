@@ -30,18 +30,6 @@ def verdicts(rs) -> dict[int, str | None]:
 
 
 @pytest.fixture
-def cli(capsys):
-    """Run `mmselect ARGS` in-process: (exit code, stdout, stderr)."""
-    from selector.app.cli import main
-
-    def run(*args):
-        rc = main(["-q", *map(str, args)])
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-    return run
-
-
-@pytest.fixture
 def png(tmp_path):
     from PIL import Image
 

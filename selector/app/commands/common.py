@@ -14,7 +14,7 @@ from typing import Callable
 
 __all__ = ["budget", "csv_list", "float_list", "int_list", "positive_int", "nonneg_int", "seed", "share",
            "nonneg_float", "positive_float", "input_path", "input_file", "parquet_file", "output_file", "output_dir",
-           "registry_names", "metric_list", "show_progress"]
+           "registry_names", "metric_list", "show_progress", "input_spec", "column_map"]
 
 
 def budget(text: str) -> int | float:
@@ -122,6 +122,38 @@ def input_path(text: str) -> Path:
     if not os.access(path, os.R_OK):
         raise argparse.ArgumentTypeError(f"{text}: permission denied")
     return path
+
+
+def input_spec(text: str) -> Path | str:
+    """An instruction input: a file or folder that exists, or (kept as text) `hf://datasets/...`, a glob or a
+    brace pattern of shards (`shard-{000..009}.tar`), resolved when the input is read."""
+    from selector.core.sources import is_spec
+
+    if is_spec(text) and not Path(text).exists():
+        return text
+    return input_path(text)
+
+
+def column_map(text: str) -> dict[str, str]:
+    """`role=column,...` (or a JSON object, as a recipe stores it): which table column holds the id, image,
+    conversations or texts."""
+    import json
+
+    from selector.core.parquet_records import ROLES
+
+    text = text.strip()
+    try:
+        pairs = json.loads(text) if text.startswith("{") else dict(p.split("=", 1) for p in text.split(",") if p.strip())
+    except ValueError:
+        pairs = None
+    if not isinstance(pairs, dict) or not pairs or not all(isinstance(v, str) and v.strip() for v in pairs.values()):
+        raise argparse.ArgumentTypeError(f"expected ROLE=COLUMN pairs separated by commas (roles: {', '.join(ROLES)}), "
+                                         f"got {text!r}")
+    pairs = {k.strip(): v.strip() for k, v in pairs.items()}
+    unknown = sorted(set(pairs) - set(ROLES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+    return pairs
 
 
 def input_file(text: str) -> Path:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from selector.app.commands.common import (budget, nonneg_int, output_file, positive_float, positive_int, seed,
-                                          share, show_progress)
+from selector.app.commands.common import (budget, nonneg_int, output_dir, output_file, positive_float,
+                                          positive_int, seed, share, show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Rank every example of an image dataset (forgetting, EL2N, GraNd, loss curvature, herding, k-center greedy or
-random), keep the best KEEP of them (class-balanced unless --global; --stratified: a CCS coverage-centric cut) and write OUT (JSON): the kept indices (positions
-in the loaded dataset, best first), every example's score (higher = keep), and the settings used.
+random), keep the best KEEP of them (class-balanced unless --global; --stratified: a CCS coverage-centric cut)
+and write OUT (JSON): the kept indices (positions in the loaded dataset, best first; for folder:PATH also the kept
+files), every example's score (higher = keep), and the settings used. --subset-dir writes the kept images of a folder dataset as a folder tree.
 Defaults follow the DC family (ConvNet-3 width 128, SGD 0.01, 40-epoch proxy schedule); on a CPU try
 --image-size 16 --width 32 --epochs 20."""
 
@@ -41,6 +42,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "dropped first (default: the CCS paper's CIFAR-10 choice for the kept share: 0 when keeping >= "
                    "50%%, 0.1 down to 15%%, 0.3 below)")
     p.add_argument("--strata", type=positive_int, default=50, help="--stratified: score bins (default 50)")
+    p.add_argument("--subset-dir", type=output_dir,
+                   help="folder datasets: write the kept images here as the same class-folder tree (a new or empty "
+                        "folder); OUT also names the kept files")
+    p.add_argument("--link", choices=["symlink", "copy"], default="symlink",
+                   help="how --subset-dir holds each kept image: a symlink to the original (default) or a copy")
     g = p.add_argument_group(RANKER_GROUPS[0])
     g.add_argument("--net", choices=NETS.names(), help="proxy network (default convnet)")
     g.add_argument("--width", type=positive_int, help="ConvNet width (default 128)")
@@ -94,10 +100,13 @@ def run(ns: argparse.Namespace) -> int:
         raise MmselectError("--hard-cut applies to --stratified selection; add --stratified")
     stratified = Stratified(beta=ns.hard_cut, strata=ns.strata) if ns.stratified else None
     config = PruneConfig(dataset=ns.dataset, method=ns.method, keep=ns.keep, out=ns.out, seed=ns.seed,
-                         image_size=ns.image_size, channels=ns.channels, params=_params(ns), stratified=stratified)
+                         image_size=ns.image_size, channels=ns.channels, params=_params(ns),
+                         subset_dir=ns.subset_dir, link=ns.link, stratified=stratified)
     result = run_prune(config)
     if not ns.quiet:
         print(f"wrote {result.out}")
+    if ns.subset_dir is not None and not ns.quiet:
+        print(f"wrote the kept images to {ns.subset_dir} ({ns.link}s)")
     how = f" (CCS, hard cut {result.stratified['beta']:g})" if result.stratified else ""
     print(f"{ns.method}: kept {result.kept} of {result.total} examples{how}")
     return 0

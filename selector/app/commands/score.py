@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import (input_file, input_path, metric_list, nonneg_int, output_dir, output_file,
-                                          positive_float, positive_int, show_progress)
+from selector.app.commands.common import (column_map, input_file, input_path, input_spec, metric_list, nonneg_int,
+                                          output_dir, output_file, positive_float, positive_int, show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
@@ -51,8 +51,9 @@ def add_metric_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-timeout", type=positive_float, default=60.0, help="seconds per judge request (default 60)")
     g.add_argument("--judge-retries", type=nonneg_int, default=5, help="retries on 429/5xx/timeouts (default 5)")
     g.add_argument("--text-encoder", default="st",
-                   help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, or llm:DIR|ID (last-token hidden "
-                        "state)")
+                   help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, llm:DIR|ID (last-token hidden "
+                        "state of the raw text), or chat:DIR|ID (of the record rendered through a chat LLM's or VLM's "
+                        "chat template)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that ship their own code (off by default)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -90,8 +91,11 @@ def metric_params(ns: argparse.Namespace, cache_dir: Path | None = None) -> dict
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="score records with quality metrics into a Parquet table", description=HELP)
-    p.add_argument("input", type=input_path, help="instruction file, or a cc_sbu_align folder")
+    p.add_argument("input", type=input_spec,
+                   help="instruction input: any that `mmselect select` reads (files, folders, shards, hf://)")
     p.add_argument("--out", "-o", type=output_file, required=True, help="output score table (.parquet)")
+    p.add_argument("--columns", type=column_map, default=None,
+                   help="table inputs: which column holds what, e.g. id=uid,image=img,conversations=chat")
     p.add_argument("--images", type=input_path, help="images root (default: the input's folder)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
@@ -138,7 +142,7 @@ def run(ns: argparse.Namespace) -> int:
                    params=metric_params(ns, cache), images=str(ns.images) if ns.images else None, fmt=ns.fmt,
                    batch_size=ns.batch_size, workers=ns.workers, device=ns.device, precision=ns.precision,
                    cache_dir=str(cache) if cache else None, progress=show_progress(ns),
-                   allow_rejects=ns.allow_rejects)
+                   allow_rejects=ns.allow_rejects, columns=ns.columns or {})
     if ns.num_processes > 1 and world()[1] == 1:
         rc = launch(job, ns.num_processes, Path(cache) / "job.json")
         if rc != 0:

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
-from selector.app.commands.common import (budget, csv_list, float_list, input_path, metric_list, nonneg_int,
-                                          output_file, parquet_file, positive_float, positive_int, seed, show_progress)
+from selector.app.commands.common import (budget, column_map, csv_list, float_list, input_path, input_spec,
+                                          metric_list, nonneg_int, output_dir, output_file, parquet_file,
+                                          positive_float, positive_int, seed, show_progress)
 
-HELP = """Read an instruction file (LLaVA JSON/JSONL, cc_sbu_align, ShareGPT, OpenAI messages), validate every
-record, score it, and keep the best BUDGET. Writes OUT (same format as the input), OUT.rejected.jsonl (one line per
-rejected record with its reason) and OUT.report.json, and prints `read N, rejected R, selected S, not selected U`.
-With --diversity, --semdedup or --coincide it also writes OUT.map.png (pool vs selection, coloured by cluster) and
-reports the selection's composition by cluster and by source."""
+HELP = """Read an instruction input (LLaVA JSON/JSONL, also .gz/.zst; cc_sbu_align; ShareGPT; OpenAI messages;
+Parquet shards; a datasets.save_to_disk folder; hf://datasets/ORG/NAME[@rev][/config][:split] from the HF cache;
+WebDataset .tar shards), validate every record, score it, and keep the best BUDGET. Writes OUT (in the input's
+format unless --out-format), OUT.rejected.jsonl (one line per rejected record with its reason) and OUT.report.json,
+and prints `read N, rejected R, selected S, not selected U`. With --diversity, --semdedup or --coincide it also
+writes OUT.map.png (pool vs selection, coloured by cluster) and reports the selection's composition by cluster and by
+source."""
 
 
 def cosine(text: str) -> float:
@@ -29,8 +32,22 @@ def cosine_or_auto(text: str) -> float | str:
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="select the best records of an instruction file", description=HELP)
-    p.add_argument("input", type=input_path, help="instruction file, or a cc_sbu_align folder")
-    p.add_argument("--out", "-o", type=output_file, required=True, help="output file (written in the input's format)")
+    p.add_argument("input", type=input_spec,
+                   help="instruction file (.json/.jsonl, maybe .gz/.zst), cc_sbu_align folder, Parquet file / folder / "
+                        "glob, save_to_disk folder, hf://datasets/..., or .tar shards (file, folder, {000..009} pattern)")
+    p.add_argument("--out", "-o", type=output_file, required=True,
+                   help="output file, in the input's format (Parquet and Arrow inputs: a Parquet file; tar shards: "
+                        "one .tar shard); a .gz / .zst suffix compresses JSON output")
+    p.add_argument("--out-format", choices=["same", "llava-json", "llava-jsonl"], default="same",
+                   help="same (default): the input's own format; llava-json / llava-jsonl: LLaVA records, images "
+                        "stored in the input written to OUT_STEM_images/ beside OUT")
+    p.add_argument("--columns", type=column_map, default=None,
+                   help="table inputs: which column holds what, e.g. id=uid,image=img,conversations=chat "
+                        "(roles: id, image, conversations, texts)")
+    p.add_argument("--group-by", default=None,
+                   help="a field or column (e.g. data_source; the_cauldron: source) whose values each get a "
+                        "proportional quota >= 1; or cluster[:K] for spectral clusters of the metric scores. The "
+                        "report shows the composition before and after (OUT.composition.png)")
     p.add_argument("--budget", "-b", type=budget, required=True, help="records to keep: a count (200) or a fraction (0.1, 10%%)")
     p.add_argument("--images", type=input_path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
@@ -60,6 +77,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="select even when one rejection reason covers most records (default: stop, naming it)")
     p.add_argument("--allow-short", action="store_true",
                    help="write fewer records than the budget when too few are valid (default: stop, exit 2)")
+    p.add_argument("--annotate", action="store_true",
+                   help='add "mmselect": {"score", "rank", "group"} to each kept record (every other field is '
+                        "written byte for byte as read)")
+    p.add_argument("--report", action="store_true",
+                   help="also write an HTML page of the selection beside its pool (OUT.report/index.html, or "
+                        "--report-dir): histograms and composition side by side, cards around the cut")
+    p.add_argument("--report-dir", type=output_dir, help="folder for --report's page (implies --report)")
     g = p.add_argument_group("diversity and coverage (issue 20)")
     g.add_argument("--diversity", type=cosine_or_auto, metavar="COS|auto",
                    help="DEITA-style greedy: go down the ranking and skip a record whose cosine similarity to one "
@@ -123,7 +147,8 @@ def run(ns: argparse.Namespace) -> int:
                           seed=ns.seed, strict=ns.strict, workers=0 if ns.workers is None else max(ns.workers, 1),
                           batch_size=ns.batch_size, progress=show_progress(ns), metric_summary=learned is not None,
                           settings=getattr(ns, "_settings", {}), allow_rejects=ns.allow_rejects,
-                          allow_short=ns.allow_short, missing=ns.missing, diversity=ns.diversity,
+                          allow_short=ns.allow_short, missing=ns.missing, annotate=ns.annotate,
+                          out_format=ns.out_format, columns=ns.columns or {}, group_by=ns.group_by, diversity=ns.diversity,
                           diversity_features=tuple(ns.diversity_features), semdedup=ns.semdedup, clusters=ns.clusters,
                           coincide=ns.coincide, **extra)
     result = run_select(config, ranker_factory=ranker_factory)
@@ -137,5 +162,18 @@ def run(ns: argparse.Namespace) -> int:
     summary = result.diversity_line()
     if summary:
         print(summary)
+    if result.composition:
+        from selector.core.composition import table_text
+
+        print(table_text(result.composition, ns.group_by))
+        print(f"composition chart: {result.chart_path}")
+    if ns.report or ns.report_dir:
+        from pathlib import Path
+
+        from selector.app.report.jobs import write_selection_report
+
+        page = write_selection_report(result, ns.report_dir or Path(f"{ns.out}.report"), seed=ns.seed)
+        if not ns.quiet:
+            print(f"wrote {page.path}")
     print(result.accounting.line())
     return 0

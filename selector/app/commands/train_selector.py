@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import csv_list, float_list, input_path, output_dir, parquet_file, show_progress
+from selector.app.commands.common import (csv_list, float_list, input_path, input_spec, output_dir, parquet_file,
+                                          show_progress)
 
 HELP = """Split the scored pool into K equal subsets (strata of the quality metrics, each holding every content cluster
 in proportion), LoRA-fine-tune BASE_MODEL on each with several seeds and evaluate it on EVAL_DATA: the subset's
@@ -45,7 +46,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     lab, t = d.labels, d.train
     p = sub.add_parser(name, help="train the learned selector (genuine labels from LoRA fine-tuning)",
                        description=HELP)
-    p.add_argument("--data", type=input_path, required=True, help="the pool (instruction file)")
+    p.add_argument("--data", type=input_spec, required=True,
+                   help="the pool: any input `mmselect select` reads (instruction file, Parquet, save_to_disk, hf://, "
+                        ".tar shards)")
     p.add_argument("--images", type=Path, help="images root of --data (default: its folder)")
     p.add_argument("--scores", type=parquet_file, required=True, help="score table of the pool from `mmselect score`")
     p.add_argument("--eval-data", type=input_path, required=True, help="held-out instruction file for the labels")

@@ -166,7 +166,8 @@ def finetune_and_test(name: str, subset_file: Path, ids, data: Path, base: Path,
     t0 = time.perf_counter()
     result = train(FinetuneConfig(
         model=str(base), data=str(subset_file), images=str(data), out=str(out), eval_data=str(data / "test.jsonl"),
-        epochs=epochs, lr=lr, seed=seed, progress=progress, report_to="none", max_new_tokens=4), eval_cache)
+        epochs=epochs, lr=lr, seed=seed, progress=progress, report_to="none", max_new_tokens=4,
+        overwrite=True), eval_cache)  # a stale run (other selection or settings) is replaced
     res = {"key": key, "name": name, "n": len(ids), "eval": result.metrics["eval"],
            "seconds": time.perf_counter() - t0}
     atomic_write(done, [json.dumps(res, indent=2).encode()])
