@@ -1,9 +1,8 @@
 """What a diversity-aware selection looks like: each record's source (for the composition by source, counted by
 `selector.core.composition`), and a 2-D map of the pool against the selection (`OUT.map.png`, beside the selection).
 
-The map projects the embedding features on their principal components (`selector.app.report.stats.project_2d`, as
-the analyze report does; UMAP when `umap-learn` is installed) and colours points by
-cluster: the pool on the left, the selection on the right, over the pool in grey. Records without a usable vector
+The map projects the embedding features on their first two principal components (UMAP when `umap-learn` is
+installed) and colours points by cluster: the pool on the left, the selection on the right, over the pool in grey. Records without a usable vector
 are left out of the map and counted in its title.
 """
 from __future__ import annotations
@@ -36,16 +35,16 @@ def record_sources(images: list) -> list[str]:
 
 
 def _project(x: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    """2-D coordinates: UMAP when installed, else the principal components (the analyze report's projection)."""
+    """2-D coordinates: UMAP when installed, else scikit-learn's PCA (not `selector.app.report.stats.project_2d`:
+    the report package imports the pipeline, which imports this module)."""
     try:
         import umap  # optional
     except ImportError:
-        from selector.app.report.stats import project_2d
+        from sklearn.decomposition import PCA
 
-        if len(x) < 2:
-            return np.zeros((len(x), 2)), "PCA"
-        xy = project_2d(x)
-        return (xy if xy.shape[1] == 2 else np.column_stack([xy, np.zeros(len(xy))])), "PCA"
+        if len(x) < 2 or x.shape[1] < 2:
+            return np.column_stack([x[:, :1].sum(axis=1), np.zeros(len(x))]), "PCA"
+        return PCA(n_components=2, random_state=seed).fit_transform(x), "PCA"
     return umap.UMAP(n_components=2, random_state=seed).fit_transform(x), "UMAP"
 
 
