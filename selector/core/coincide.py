@@ -6,7 +6,8 @@ density, and distribution-keeping sampling inside each cluster.
 2. Per cluster c: transferability S_c = mean cosine of its centroid to the `neighbours` nearest other centroids
    (COINCIDE's scripts use 4; None = all other centroids), density D_c = mean pairwise cosine of its members.
 3. Cluster weight w_c = exp(S_c / (tau * D_c)) (tau = 0.1 as in COINCIDE's scripts): transferable, spread-out
-   clusters get more of the budget, dense (redundant) ones less.
+   clusters get more of the budget, dense (redundant) ones less. That reading needs S_c > 0 (features with a
+   common direction, as VLM activations and CLIP embeddings have); where S_c < 0 a denser cluster gets more.
 4. Inside each cluster, records are ordered by herding (`selector.core.herding`, linear-kernel MMD: the kept
    records' mean follows the cluster's mean), scored 1 - j / size for the j-th pick.
 
