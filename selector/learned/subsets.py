@@ -5,8 +5,8 @@ content clusters), or balanced k-means on the normalised quality metrics ("metri
 of the metric space spread the subsets' mean metrics far wider than random subsets do (whose means all sit near
 the pool mean), so a label difference can be attributed to what the metrics measure.
 
-Given content groups (clusters of the image embeddings), "metrics" subsets are also content-balanced: every subset
-holds each group in proportion, and the strata are cut on the metrics centred within each group. Without that,
+Given content groups (clusters of the image embeddings; `--subset-balance content`), "metrics" subsets are also
+content-balanced: every subset holds each group in proportion, and the strata are cut on the metrics centred within each group. Without that,
 a metric that differs between contents (a CLIP score that is higher for some digits than for others) puts one
 content in one subset, and the subset's label measures its narrow content, not its quality (benchmarks/results/
 selector_variants.md: on seed 22 the all-clean strata held 73 % zeros and had the worst labels).

@@ -59,7 +59,7 @@ def pool_subsets(table: pa.Table, config: SelectorConfig) -> np.ndarray:
         x = image_matrix(table, col)
     elif lc.subset_method == "metrics":
         x = metric_design_matrix(table, config.features)
-        groups = cluster_groups(table, col, config.clusters)
+        groups = cluster_groups(table, col, config.clusters) if lc.balance_content else None
     seed = config.seed if lc.subset_seed is None else lc.subset_seed
     try:
         return make_subsets(table.num_rows, lc.n_subsets, lc.subset_method, x, seed, groups)

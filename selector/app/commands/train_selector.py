@@ -7,9 +7,8 @@ from pathlib import Path
 from selector.app.commands.common import (csv_list, float_list, input_path, input_spec, output_dir, parquet_file,
                                           show_progress)
 
-HELP = """Split the scored pool into K equal subsets (strata of the quality metrics, each holding every content cluster
-in proportion), LoRA-fine-tune BASE_MODEL on each with several seeds and evaluate it on EVAL_DATA: the subset's
-genuine quality label (cached under OUT/labels, so a re-run skips finished runs). The LoRA learning rate is derived
+HELP = """Split the scored pool into K equal subsets (strata of the quality metrics), LoRA-fine-tune BASE_MODEL on each
+with several seeds and evaluate it on EVAL_DATA: the subset's genuine quality label (cached under OUT/labels, so a re-run skips finished runs). The LoRA learning rate is derived
 from BASE_MODEL's width unless --label-lr gives one or asks for a pilot. Training refuses, exiting 2 and
 leaving no selector, when the labels do not vary across subsets beyond the seed noise (F-test), or when no model
 beats predicting the mean label. Otherwise it cross-validates the attention network, the InstructMining linear fit
@@ -59,9 +58,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--subsets", type=int, help=f"number of equal-size label subsets (default {lab.n_subsets})")
     g.add_argument("--subset-method", choices=METHODS,
                    help=f"metrics (default {lab.subset_method}): balanced k-means on the normalised quality "
-                        "metrics, centred within each image-embedding cluster, every subset holding each cluster "
-                        "in proportion, so subsets span quality and not content; random; or kmeans: balanced "
-                        "k-means on image embeddings")
+                        "metrics (see --subset-balance), so subsets span them; random; or kmeans: balanced k-means "
+                        "on image embeddings")
+    g.add_argument("--subset-balance", choices=["content", "none"],
+                   help=f"with --subset-method metrics: content (default "
+                        f"{'content' if lab.balance_content else 'none'}) centres the metrics within each "
+                        "image-embedding cluster and gives every subset each cluster in proportion, so a subset's "
+                        "label measures quality, not its content; none: strata of the raw metrics")
     g.add_argument("--label-metric", choices=["eval_loss", "exact_match", "contains"],
                    help=f"eval metric used as the label (default {lab.metric}; losses are negated so higher is "
                         f"better)")
@@ -123,7 +126,9 @@ def selector_config(ns: argparse.Namespace):
     def given(**kw):
         return {k: v for k, v in kw.items() if v is not None}
 
+    balance = None if ns.subset_balance is None else ns.subset_balance == "content"
     labels = replace(d.labels, **given(n_subsets=ns.subsets, subset_method=ns.subset_method, metric=ns.label_metric,
+                                       balance_content=balance,
                                        seeds=ns.label_seeds, aggregate=ns.label_aggregate, transform=ns.label_transform,
                                        epochs=ns.label_epochs,
                                        lr=ns.label_lr if isinstance(ns.label_lr, float) else None,
