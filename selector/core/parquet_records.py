@@ -41,8 +41,8 @@ from selector.core.errors import FormatError
 from selector.core.fastjsonl import conversation_rows
 from selector.core.formats import ID_KINDS, Layout, Parsed, parse_conversations
 from selector.core.io import atomic_path
-from selector.core.records import (SCHEMA, Columns, RecordSet, check_record_images, group_text, mark_duplicate_ids,
-                                   mark_repeats, raise_first_rejection, valid_positions)
+from selector.core.records import (SCHEMA, Columns, RecordSet, finish_source_records, group_text,
+                                   mark_duplicate_ids, mark_repeats, valid_positions)
 from selector.core.sources import Source
 
 ROLES = ("id", "image", "conversations", "texts")
@@ -566,15 +566,9 @@ def read_table_records(source: Source, *, images=None, strict: bool = False, che
     loc = _location(tables)
     if dedup:
         table = _mark_duplicate_content(table, fp, tables, layout, loc)
-    root = Path(images) if images is not None else source.root
-    if check_image_files:
-        table = check_record_images(table, root, workers, embedded=True)
-    path = source.files[0] if len(source.files) == 1 else source.root
-    if strict:
-        raise_first_rejection(table, path)
-    stats = [(f.stat().st_size, f.stat().st_mtime_ns) for f in source.files]
-    return RecordSet(path=Path(path), layout=Layout(source.kind, layout.kind), images_root=root, table=table,
-                     meta={"source_stat": tuple(stats), "loc": loc, "table_layout": layout, "tables": tables},
+    table, root, path, stats = finish_source_records(table, source, images, check_image_files, workers, strict)
+    return RecordSet(path=path, layout=Layout(source.kind, layout.kind), images_root=root, table=table,
+                     meta={"source_stat": stats, "loc": loc, "table_layout": layout, "tables": tables},
                      source=source, groups=groups)
 
 

@@ -614,6 +614,20 @@ def raise_first_rejection(table: pa.Table, path) -> None:
         raise RecordError(first["reason"], path=str(path), line=first["line"], record_id=first["id"])
 
 
+def finish_source_records(table: pa.Table, source, images, check_image_files: bool, workers: int, strict: bool
+                          ) -> tuple[pa.Table, Path, Path, tuple]:
+    """The last steps every table / shard reader shares: decode the embedded images under the pixel cap, stop at the
+    first rejection with --strict, and stat the source files. Returns (table, images root, path named, stats)."""
+    root = Path(images) if images is not None else source.root
+    if check_image_files:
+        table = check_record_images(table, root, workers, embedded=True)
+    path = Path(source.files[0] if len(source.files) == 1 else source.root)
+    if strict:
+        raise_first_rejection(table, path)
+    stats = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in source.files)
+    return table, root, path, stats
+
+
 def group_text(value: Any) -> str | None:
     """A field's value as a group label: a string as itself, anything else as its JSON text; None stays None."""
     if value is None:

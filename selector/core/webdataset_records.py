@@ -35,8 +35,8 @@ from selector.core.embedded import tar_ref
 from selector.core.errors import FormatError, RecordError
 from selector.core.formats import CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, json_text, parse_conversations
 from selector.core.io import atomic_write
-from selector.core.records import (Columns, RecordSet, check_record_images, group_text, mark_duplicate_ids,
-                                   mark_repeats, raise_first_rejection, valid_positions)
+from selector.core.records import (Columns, RecordSet, finish_source_records, group_text,
+                                   mark_duplicate_ids, mark_repeats, valid_positions)
 from selector.core.sources import IMAGE_EXTENSIONS, Source
 
 log = logging.getLogger(__name__)
@@ -209,17 +209,11 @@ def read_webdataset_records(source: Source, *, images=None, strict: bool = False
     table = mark_duplicate_ids(cols.table())
     if dedup:
         table = mark_repeats(table, valid_positions(table), content)
-    root = Path(images) if images is not None else source.root
-    if check_image_files:
-        table = check_record_images(table, root, workers, embedded=True)
-    path = source.files[0] if len(source.files) == 1 else source.root
-    if strict:
-        raise_first_rejection(table, path)
-    stats = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in source.files)
+    table, root, path, stats = finish_source_records(table, source, images, check_image_files, workers, strict)
     offsets = np.zeros(len(spans) + 1, np.int64)
     np.cumsum([len(s) for s in spans], out=offsets[1:])
     flat = np.array([x for s in spans for x in s], dtype=np.int64).reshape(-1, 3)
-    return RecordSet(path=Path(path), layout=Layout("webdataset", "webdataset"), images_root=root, table=table,
+    return RecordSet(path=path, layout=Layout("webdataset", "webdataset"), images_root=root, table=table,
                      meta={"source_stat": stats, "spans": (offsets, flat), "texts": texts,
                            "webdataset": {"shard_problems": problems, "extra_members": extras}},
                      source=source, groups=strings(groups) if group_by else None)
