@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -43,7 +44,8 @@ def clean_share(ids, truth) -> float:
     return float(np.mean([truth[str(i)]["clean"] for i in ids]))
 
 
-def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = False) -> dict:
+def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = False,
+                train_args: tuple[str, ...] = (), sel_name: str = "SEL") -> dict:
     import pyarrow.parquet as pq
 
     from selector.app.demo.data import load_truth
@@ -68,16 +70,16 @@ def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = 
                             "--text-encoder", "st", "--out", "s.parquet"], log)
     t["train-selector"], rc = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores",
                                   "s.parquet", "--eval-data", "D/val.jsonl", "--eval-images", "D", "--base-model",
-                                  "M/vlm-base", "--out", "SEL"], log, allowed=(0, 2))
+                                  "M/vlm-base", "--out", sel_name, *train_args], log, allowed=(0, 2))
     data, truth = v / "D", load_truth(v / "D" / "truth.jsonl")
     if rc == 0:
-        t["select"], _ = sh(["select", "D/train.jsonl", "--images", "D", "--selector", "SEL", "--scores",
-                             "s.parquet", "--budget", str(budget), "--out", "selected.jsonl"], log)
-        manifest = json.loads((v / "SEL" / "selector.json").read_text())
-        picks = {"learned": [json.loads(line)["id"] for line in (v / "selected.jsonl").open()]}
+        t["select"], _ = sh(["select", "D/train.jsonl", "--images", "D", "--selector", sel_name, "--scores",
+                             "s.parquet", "--budget", str(budget), "--out", f"selected-{sel_name}.jsonl"], log)
+        manifest = json.loads((v / sel_name / "selector.json").read_text())
+        picks = {"learned": [json.loads(line)["id"] for line in (v / f"selected-{sel_name}.jsonl").open()]}
     else:  # refused: the reason and the evidence are in SEL/refused.json; the baselines are still measured
-        manifest = json.loads((v / "SEL" / "refused.json").read_text())
-        manifest.update(kind="refused", label_lr=json.loads((v / "SEL" / "labels.json").read_text())["label_lr"])
+        manifest = json.loads((v / sel_name / "refused.json").read_text())
+        manifest.update(kind="refused", label_lr=json.loads((v / sel_name / "labels.json").read_text())["label_lr"])
         manifest.setdefault("choice", {"why": manifest["reason"], "table": []})
         picks = {}
     records = read_records(data / "train.jsonl", images=data)
@@ -88,7 +90,7 @@ def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = 
         picks[name] = [str(i) for i in select(ranker.rank(table), budget, seed=0).ids]
     position = {rid: k for k, rid in enumerate(ids)}
     runs, base = v / "runs", v / "M" / "vlm-base"
-    out = {"seed": seed, "noise": noise, "pool_clean": clean_share(truth.keys(), truth),
+    out = {"seed": seed, "noise": noise, "train_args": list(train_args), "pool_clean": clean_share(truth.keys(), truth),
            "model": manifest["kind"], "why": manifest["choice"]["why"],
            "cv": {c["name"]: c["cv_r2"] for c in manifest["choice"]["table"]},
            "signal": manifest["signal"], "label_lr": manifest["label_lr"], "rows": {}}
@@ -99,7 +101,7 @@ def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = 
         out["rows"][name] = {"clean": clean_share(sel, truth), "exact_match": r["eval"].get("exact_match")}
     r = finetune_and_test("full-pool", data / "train.jsonl", ids, data, base, runs, EVAL_EPOCHS, EVAL_LR, 0, False)
     out["rows"]["full pool"] = {"clean": clean_share(ids, truth), "exact_match": r["eval"].get("exact_match")}
-    out["label_clean_spearman"] = label_faithfulness(v / "SEL", truth)
+    out["label_clean_spearman"] = label_faithfulness(v / sel_name, truth)
     t["finetune+test"] = time.perf_counter() - t0
     out["seconds"] = t
     return out
@@ -130,7 +132,9 @@ def markdown(results: list[dict], command: str) -> str:
         rows = r["rows"]
         em = {k: 100 * (v["exact_match"] or float("nan")) for k, v in rows.items()}
         learned = rows.get("learned", {"clean": float("nan")})
-        lines.append(f"| seed {r['seed']}, noise {r['noise']:g} | {100 * r['pool_clean']:.1f} | {r['model']} | "
+        flags = " ".join(r.get("train_args", [])) or "defaults"
+        lines.append(f"| seed {r['seed']}, noise {r['noise']:g} ({flags}) | {100 * r['pool_clean']:.1f} | "
+                     f"{r['model']} | "
                      f"{100 * learned['clean']:.1f} | {em.get('learned', float('nan')):.1f} | {em['random']:.1f} | "
                      f"{em['clip']:.1f} | {em['full pool']:.1f} | "
                      f"{em.get('learned', float('nan')) - em['random']:+.1f} | "
@@ -154,6 +158,9 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--reuse", action="store_true", help="keep a variant's data, models and scores from an earlier "
                    "run in --work (and, through the LoRA cache, its baseline runs); the selector always retrains")
+    p.add_argument("--train-args", default="", help="extra train-selector flags for every variant, e.g. "
+                   "'--subset-balance content' (default: none, the README's commands as written)")
+    p.add_argument("--sel-name", default="SEL", help="selector folder inside each variant (one per arm)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "selector_variants")
     ns = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -161,7 +168,8 @@ def main() -> None:
     results = []
     for item in ns.variants.split(","):
         seed, noise = item.split(":")
-        res = run_variant(ns.work.resolve(), int(seed), float(noise), ns.budget, ns.reuse)
+        res = run_variant(ns.work.resolve(), int(seed), float(noise), ns.budget, ns.reuse,
+                          tuple(shlex.split(ns.train_args)), ns.sel_name)
         print(json.dumps({k: res[k] for k in ("seed", "noise", "model", "rows")}), flush=True)
         results.append(res)
     command = "python benchmarks/selector_variants.py " + " ".join(sys.argv[1:])
