@@ -62,34 +62,80 @@ def _errors(kind: str) -> tuple[type[BaseException], ...]:
     return (zstandard.ZstdError,)
 
 
+# A decompression bomb (deflate reaches ~1,000:1, zstd ~30,000:1 on runs of one byte) must not fill the disk or the
+# memory: output is produced in bounded pieces, and a file that expands past MAX_RATIO times its size (with a floor
+# for small files) is refused. Real instruction JSON compresses 5-20x. Override: MMSELECT_MAX_EXPANSION.
+MAX_RATIO = 200
+MIN_ALLOWANCE = 64 << 20
+_ZST_IN = 1 << 10  # zstd input per call: its output per call stays under ~32 MiB whatever the ratio
+
+
+def max_expansion() -> int:
+    """The allowed ratio of decompressed to compressed bytes (environment MMSELECT_MAX_EXPANSION, else MAX_RATIO)."""
+    import os
+
+    raw = os.environ.get("MMSELECT_MAX_EXPANSION", "")
+    try:
+        return max(1, int(raw)) if raw else MAX_RATIO
+    except ValueError:
+        raise FormatError(f"MMSELECT_MAX_EXPANSION must be a whole number, got {raw!r}") from None
+
+
+def _pieces(d, chunk: bytes, kind: str) -> Iterator[bytes]:
+    """Decompress `chunk` through `d` in pieces of at most about BLOCK (gzip) or 32 MiB (zstd) bytes."""
+    if kind == "gz":
+        out = d.decompress(chunk, BLOCK)
+        while out:
+            yield out
+            out = d.decompress(d.unconsumed_tail, BLOCK) if d.unconsumed_tail else b""
+        return
+    for i in range(0, len(chunk), _ZST_IN):
+        out = d.decompress(chunk[i:i + _ZST_IN])
+        if out:
+            yield out
+
+
 def decompress_to_temp(path: Path, kind: str) -> tuple[Path, tempfile.TemporaryDirectory, str | None]:
     """Decompress `path` into a file in a new temporary folder: (file, the folder's handle, problem or None).
 
     A truncated or corrupt stream keeps what decompressed cleanly (its last, cut record is then rejected as invalid
-    JSON by the reader) and says where it stopped; concatenated gzip members are all read."""
+    JSON by the reader) and says where it stopped; concatenated gzip members are all read. A file that expands past
+    `max_expansion()` times its size is refused (FormatError): that is a decompression bomb, not a dataset."""
+    limit = max(MIN_ALLOWANCE, max_expansion() * Path(path).stat().st_size)
     holder = tempfile.TemporaryDirectory(prefix="mmselect-")
     out = Path(holder.name) / plain_name(path)
     problem = None
-    done = 0
-    with open(path, "rb") as src, open(out, "wb") as dst:
-        d = _decompressor(kind)
-        try:
-            while True:
-                chunk = src.read(BLOCK)
-                if not chunk:
-                    break
-                done += len(chunk)
-                while chunk:
-                    dst.write(d.decompress(chunk))
-                    chunk = d.unused_data if kind == "gz" and d.eof else b""
-                    if chunk:  # the next gzip member
-                        d = _decompressor(kind)
-            tail = d.flush() if kind == "gz" else b""
-            dst.write(tail)
-            if not d.eof:
-                problem = f"{path}: compressed stream ends early (truncated after {done} bytes)"
-        except _errors(kind) as exc:
-            problem = f"{path}: corrupt {kind} data near byte {done} ({exc})"
+    done = written = 0
+    try:
+        with open(path, "rb") as src, open(out, "wb") as dst:
+            d = _decompressor(kind)
+            try:
+                while True:
+                    chunk = src.read(BLOCK)
+                    if not chunk:
+                        break
+                    done += len(chunk)
+                    while chunk:
+                        for piece in _pieces(d, chunk, kind):
+                            written += len(piece)
+                            if written > limit:
+                                raise FormatError(
+                                    f"{path}: expands past {limit:,} bytes ({max_expansion()}x its size): refused as "
+                                    f"a likely decompression bomb; if it is real data, decompress it yourself or "
+                                    f"raise MMSELECT_MAX_EXPANSION")
+                            dst.write(piece)
+                        chunk = d.unused_data if kind == "gz" and d.eof else b""
+                        if chunk:  # the next gzip member
+                            d = _decompressor(kind)
+                tail = d.flush() if kind == "gz" else b""
+                dst.write(tail)
+                if not d.eof:
+                    problem = f"{path}: compressed stream ends early (truncated after {done} bytes)"
+            except _errors(kind) as exc:
+                problem = f"{path}: corrupt {kind} data near byte {done} ({exc})"
+    except BaseException:
+        holder.cleanup()
+        raise
     if problem:
         log.warning("%s; records up to there are read, the cut one is rejected", problem)
     return out, holder, problem

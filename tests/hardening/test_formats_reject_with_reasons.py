@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -202,3 +203,41 @@ def test_a_truncated_gzip_keeps_the_records_before_the_cut(tmp_path, cli):
     assert rc == 0 and f"read {len(got)}, rejected 1, selected 3" in out
     report = json.loads((tmp_path / "o.jsonl.report.json").read_text())
     assert "ends early" in report["input_problem"]
+
+
+@pytest.mark.parametrize("kind", ["gz", "zst"])
+def test_a_compressed_bomb_is_refused_in_one_line_without_filling_the_disk(tmp_path, cli, kind):
+    """96 MiB of one repeated record packs into well under 1 MiB: past 200x (and the 64 MiB floor) it is refused
+    before it is written out, and what was written is removed."""
+    import tempfile
+    import zlib
+
+    import zstandard
+
+    line = (json.dumps({"id": "r", "conversations": [{"from": "human", "value": "q"},
+                                                      {"from": "gpt", "value": "a"}]}) + "\n").encode()
+    block = line * ((1 << 20) // len(line))
+    c = zlib.compressobj(9, zlib.DEFLATED, 31) if kind == "gz" else zstandard.ZstdCompressor().compressobj()
+    packed = b"".join([c.compress(block) for _ in range(96)] + [c.flush()])
+    assert len(packed) < 1 << 20
+    bomb = tmp_path / f"bomb.jsonl.{kind}"
+    bomb.write_bytes(packed)
+    before = set(Path(tempfile.gettempdir()).glob("mmselect-*"))
+    rc, out, err = cli("select", bomb, "--out", tmp_path / "o.jsonl", "--budget", "3")
+    assert rc == 2 and "decompression bomb" in err and "MMSELECT_MAX_EXPANSION" in err and "Traceback" not in err
+    assert not (tmp_path / "o.jsonl").exists()
+    assert set(Path(tempfile.gettempdir()).glob("mmselect-*")) <= before
+    assert bomb.read_bytes() == packed
+
+
+def test_a_well_compressed_real_file_is_still_read(tmp_path, monkeypatch):
+    """The bomb guard is a ratio with a floor: a small file that compresses 1,000:1 is read in full."""
+    lines = "".join(json.dumps({"id": f"r{i}", "conversations": [{"from": "human", "value": f"q{i} " + "q" * 2000},
+                                                                  {"from": "gpt", "value": f"a{i} " + "a" * 2000}]})
+                    + "\n"
+                    for i in range(300))
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(lines.encode(), 9))
+    assert len(read_records(tmp_path / "d.jsonl.gz", workers=1).valid_rows()) == 300
+    monkeypatch.setenv("MMSELECT_MAX_EXPANSION", "abc")
+    with pytest.raises(Exception, match="MMSELECT_MAX_EXPANSION must be a whole number"):
+        read_records(tmp_path / "d.jsonl.gz", workers=1)
