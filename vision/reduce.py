@@ -15,7 +15,7 @@ from __future__ import annotations
 from selector.core.ranking import Selection, select
 from vision.condense import CONDENSERS, build_condenser
 from vision.data import ImageData
-from vision.reduction import ReduceError, Reduction, as_image_data, select_per_class
+from vision.reduction import ReduceError, Reduction, select_per_class
 
 __all__ = ["reduce", "is_condenser"]
 
