@@ -81,3 +81,27 @@ def test_prune_subset_dir(tmp_path, capsys):
     assert main(["-q", "prune", "--dataset", f"folder:{root}", "--method", "random", "--keep", "0.5",
                  "--out", str(tmp_path / "x.json"), "--subset-dir", str(tmp_path / "kept-copy")]) == 2
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_annotate_on_a_table_input_stops_before_any_ranking(tmp_path, monkeypatch, capsys):
+    """Parquet output cannot carry the member: the run says so at once, before a ranker is built or scored."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from selector.app import pipeline
+    from selector.app.cli import main
+
+    rows = [{"id": f"r{i}", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a" * i}]}
+            for i in range(1, 6)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+
+    def no_ranking(*a, **k):
+        raise AssertionError("ranked before refusing --annotate")
+
+    monkeypatch.setattr(pipeline, "align_scores", no_ranking)
+    monkeypatch.setattr(pipeline, "select", no_ranking)
+    rc = main(["-q", "select", str(tmp_path / "d.parquet"), "--budget", "2", "--out", str(tmp_path / "o.parquet"),
+               "--annotate"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--annotate edits the input's own JSON records" in err and "Traceback" not in err
+    assert not (tmp_path / "o.parquet").exists()

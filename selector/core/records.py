@@ -649,6 +649,15 @@ def _json_groups(records: RecordSet, field_name: str) -> pa.Array:
     return strings(out)
 
 
+def check_annotatable(records: RecordSet, out_format: str = "same") -> None:
+    """Raise FormatError unless `write_records(..., members=...)` can annotate this output (JSON records only):
+    callers check before the expensive work, not after it."""
+    writer = out_format if out_format != "same" else records.layout.container
+    if writer in WRITERS:
+        raise FormatError(f"--annotate edits the input's own JSON records; {writer} output is not one: drop "
+                          "--annotate, or convert the input to JSONL first and annotate that")
+
+
 def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike, out_format: str = "same",
                   members: dict[str, list] | None = None) -> Path:
     """Write the records at row positions `keep` in the input's own format (JSON values unchanged, Parquet rows
@@ -669,10 +678,9 @@ def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike, 
     if out_format not in OUT_FORMATS:
         raise FormatError(f"unknown output format {out_format!r}; choose one of {', '.join(OUT_FORMATS)}")
     writer = out_format if out_format != "same" else records.layout.container
+    if members:
+        check_annotatable(records, out_format)
     if writer in WRITERS:
-        if members:
-            raise FormatError(f"--annotate edits the input's own JSON records; {writer} output is not one: drop "
-                              "--annotate, or convert the input to JSONL first and annotate that")
         return WRITERS.get(writer)(records, rows, out)
     kind = compression_for_output(out)
     edit = _member_editor(members, order)
