@@ -58,7 +58,9 @@ def ccs_pick(scores: np.ndarray, k: int, beta: float, strata: int, rng: np.rando
     if k >= len(pool):  # the cut comes back least hard first, then the unscored at random
         rest = np.concatenate([cut[::-1], rng.permutation(unscored)])
         return np.concatenate([pool, rest[:k - len(pool)]]).astype(np.int64)
-    bins = _bins(scores[pool], strata)
+    # With fewer slots than strata the smallest-first floor shares hand the sparse strata nothing and every slot
+    # goes to the densest ones, the opposite of coverage: use one stratum per slot then.
+    bins = _bins(scores[pool], min(strata, k))
     members = [pool[bins == b] for b in range(int(bins.max()) + 1)]
     members = [m for m in members if len(m)]
     members.sort(key=len)  # smallest stratum first (stable: ties keep score order)
