@@ -55,10 +55,10 @@ def test_per_class_keeps_class_proportions_and_cuts_inside_each_class():
 
 
 def test_default_beta_follows_the_kept_share_and_is_deterministic():
-    assert [ccs_beta(k) for k in (0.05, 0.1, 0.2, 0.3, 0.5, 0.9)] == [0.3, 0.3, 0.1, 0.1, 0.0, 0.0]
+    assert [ccs_beta(k) for k in (0.05, 0.1, 0.2, 0.3, 0.5, 0.9)] == [0.1, 0.1, 0.1, 0.1, 0.0, 0.0]
     ranking = Ranking(ids=np.arange(500), scores=np.random.default_rng(5).random(500))
     a = select(ranking, 0.1, stratified=Stratified(), seed=7)
-    assert a.info["stratified"]["beta"] == 0.3 and a.info["stratified"]["beta_auto"]
+    assert a.info["stratified"]["beta"] == 0.1 and a.info["stratified"]["beta_auto"]
     assert a.indices.tolist() == select(ranking, 0.1, stratified=Stratified(), seed=7).indices.tolist()
     assert a.indices.tolist() != select(ranking, 0.1, stratified=Stratified(), seed=8).indices.tolist()
 
