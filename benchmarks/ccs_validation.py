@@ -96,6 +96,30 @@ def paired(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def curve(rows: list[dict], curve_rows: list[dict]) -> str:
+    """Test accuracy (%) of the pruning curve's rows next to each CCS ranker with β picked on validation."""
+    keeps = sorted({r["keep"] for r in rows})
+    by_val = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for keep in keeps:
+            rs = [r for r in rows if r["method"] == method and r["keep"] == keep]
+            val = {b: np.mean([r["val_accuracy"] for r in rs if r["beta"] == b]) for b in {r["beta"] for r in rs}}
+            best = max(val, key=lambda b: (round(val[b], 6), -b))
+            by_val[(f"{method}-ccs, β by val", keep)] = [100 * r["test_accuracy"] for r in rs if r["beta"] == best]
+    table = {(r["method"], r["keep"]): [] for r in curve_rows}
+    for r in curve_rows:
+        table[(r["method"], r["keep"])].append(100 * r["test_accuracy"])
+    table.update(by_val)
+    names = ["random", "herding"] + [n for m in dict.fromkeys(r["method"] for r in rows)
+                                     for n in (m, f"{m}-ccs", f"{m}-ccs, β by val")]
+    lines = ["| method | " + " | ".join(f"{k:g}" for k in keeps) + " |", "|---" * (len(keeps) + 1) + "|"]
+    for name in names:
+        cells = [f"{np.mean(table[(name, k)]):.1f} ± {np.std(table[(name, k)]):.1f}" if table.get((name, k)) else "–"
+                 for k in keeps]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",")], default=[0, 1, 2, 3, 4])
@@ -104,6 +128,8 @@ def main() -> int:
     p.add_argument("--betas", type=lambda t: tuple(float(v) for v in t.split(",")), default=BETAS)
     p.add_argument("--strata", type=int, default=50)
     p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "results" / "ccs_validation.jsonl")
+    p.add_argument("--curve", type=Path, default=ROOT / "benchmarks" / "results" / "prune_curve.jsonl",
+                   help="the pruning curve's runs, shown next to the β-by-validation rows")
     p.add_argument("--summary-only", action="store_true", help="print the table from the cache, run nothing")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -111,6 +137,9 @@ def main() -> int:
     print(summarise(rows))
     print()
     print(paired(rows))
+    if args.curve.exists():
+        print()
+        print(curve(rows, [json.loads(line) for line in args.curve.read_text().splitlines()]))
     return 0
 
 
