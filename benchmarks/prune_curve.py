@@ -8,8 +8,10 @@ an interrupted benchmark resumes. Small, CPU-feasible settings (see --help); the
     .venv/bin/python benchmarks/prune_curve.py --seeds 5
     .venv/bin/python benchmarks/prune_curve.py --seeds 5 --methods el2n-ccs,forgetting-ccs   # CCS rows (issue 20)
 
-A method name ending in `-ccs` cuts that ranker's scores with CCS (`select(..., stratified=Stratified())`: hard cut
-by the CCS paper's schedule, 50 strata) instead of keeping the best scores.
+A method name ending in `-ccs` cuts that ranker's scores with CCS (`select(..., stratified=Stratified())`: the
+default hard cut for the kept share, 50 strata) instead of keeping the best scores. `benchmarks/ccs_validation.py`
+runs the same cut at a grid of hard cuts; its runs at the default cut are the same computation as this script's and
+are stored here too (marked "from").
 """
 from __future__ import annotations
 

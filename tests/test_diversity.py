@@ -125,6 +125,6 @@ def test_ccs_exact_budget_per_class_with_nan_and_big_budget():
         assert np.bincount(groups[sel.indices], minlength=3).tolist() == [sel.quotas[g] for g in range(3)]
     assert select(ranking, 30, stratified=Stratified(), seed=5).indices.tolist() == \
         select(ranking, 30, stratified=Stratified(), seed=5).indices.tolist()
-    assert (ccs_beta(0.1), ccs_beta(0.3), ccs_beta(0.5), ccs_beta(0.9)) == (0.3, 0.1, 0.0, 0.0)
+    assert (ccs_beta(0.1), ccs_beta(0.3), ccs_beta(0.5), ccs_beta(0.9)) == (0.1, 0.1, 0.0, 0.0)
     with pytest.raises(MmselectError):
         Stratified(beta=1.0)

@@ -39,8 +39,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                         "--hard-cut share, split the rest of the score range into --strata bins and sample the "
                         "budget evenly over them, smallest bin first (any method; per class unless --global)")
     p.add_argument("--hard-cut", type=share, help="--stratified: share of the highest-scored (hardest) examples "
-                   "dropped first (default: the CCS paper's CIFAR-10 choice for the kept share: 0 when keeping >= "
-                   "50%%, 0.1 down to 15%%, 0.3 below)")
+                   "dropped first (default: 0 when keeping >= 50%%, 0.1 below; "
+                   "chosen on the digits validation split, see BENCHMARKS.md)")
     p.add_argument("--strata", type=positive_int, default=50, help="--stratified: score bins (default 50)")
     p.add_argument("--subset-dir", type=output_dir,
                    help="folder datasets: write the kept images here as the same class-folder tree (a new or empty "
