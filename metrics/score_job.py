@@ -38,6 +38,8 @@ class ScoreJob:
     read_workers: int = 0
     allow_rejects: bool = False
     columns: dict = field(default_factory=dict)  # table inputs: role -> column (see --columns)
+    engine: str = "local"  # metrics.registry.ENGINES: local (this machine, accelerate) or ray
+    ray: dict = field(default_factory=dict)  # --engine ray: metrics.ray_engine.RayOptions' fields
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -56,6 +58,7 @@ class ScoreResult:
     rejected: int
     out: Path
     rejected_path: Path | None = None
+    summary: str | None = None  # the engine's closing line (throughput, shards), when it has one
 
 
 def build_metrics(names, params: dict[str, dict[str, Any]]):
