@@ -271,14 +271,15 @@ def run_ray_job(job):
     out = Path(job.out)
     if out.exists() and not out.is_dir():
         raise MmselectError(f"--out {out}: --engine ray writes a folder of shards; name a folder")
-    check_outputs([Path(job.input)], [out, out / MANIFEST])
+    outputs = [out / MANIFEST, out / "scores.rejected.jsonl"]
+    check_outputs([Path(job.input)], outputs)
     try:
         metrics = build_metrics(job.metrics, job.params)
     except (KeyError, TypeError, ValueError) as exc:
         raise MmselectError(str(exc).strip("'\"")) from None
     records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers,
                            columns=job.columns, check_image_files=False)
-    check_outputs(records.files, [out, out / MANIFEST])
+    check_outputs(records.files, outputs)
     check_rejections(records, job.allow_rejects)
     table = records.table
     root = str(records.images_root or "")

@@ -61,6 +61,12 @@ def _state():
     return PartialState()
 
 
+def barrier() -> None:
+    """Wait for every process of an `accelerate launch` run (a no-op in a single process)."""
+    if world()[1] > 1:
+        _state().wait_for_everyone()
+
+
 def choose_device(requested: str = "auto") -> str:
     if requested != "auto":
         return requested
@@ -372,7 +378,8 @@ def _iter_batches(key, group: list[_Job], todo: list[int], spans, ids, instructi
     workers = default_workers() if config.workers is None else config.workers
     loader = DataLoader(_ImageRows(images, images_root or "", preprocess),
                         batch_sampler=[list(range(*spans[k])) for k in todo], num_workers=workers,
-                        collate_fn=collate_images, pin_memory=torch.cuda.is_available() and "cuda" in str(config.device),
+                        collate_fn=collate_images,
+                        pin_memory=torch.cuda.is_available() and "cuda" in str(config.device),
                         prefetch_factor=2 if workers else None)
     for k, (rows, imgs, errors) in zip(todo, loader):
         s, e = spans[k]

@@ -74,11 +74,49 @@ def write_table(table: pa.Table, out: Path) -> None:
     atomic_write(Path(out), [sink.getvalue().to_pybytes()])
 
 
+def read_validated(job: ScoreJob):
+    """The job's records, validated once per run: under N processes rank 0 reads them and decodes every image,
+    the others only parse (no image decode) and take rank 0's verdicts from the shared cache folder."""
+    rank, size = world()
+    options = dict(images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns)
+    if size == 1:
+        return read_records(job.input, **options)
+    from metrics.runner import barrier
+
+    verdicts = Path(job.cache_dir) / "validated.parquet"
+    records = error = None
+    try:
+        if rank == 0:
+            verdicts.unlink(missing_ok=True)
+            records = read_records(job.input, **options)
+            write_table(records.table.select(["id", "reason"]), verdicts)
+        else:
+            records = read_records(job.input, check_image_files=False, **options)
+    except Exception as exc:  # noqa: BLE001 - re-raised below, once every process has passed the barrier
+        error = exc
+    finally:
+        barrier()  # every process passes here exactly once, failed or not
+    if error is not None:
+        raise error
+    if rank != 0:
+        import pyarrow.parquet as pq
+
+        try:
+            checked = pq.read_table(verdicts)
+        except (OSError, pa.ArrowException):
+            raise MmselectError("the first process could not validate the input; see its error") from None
+        if checked.column("id") != records.table.column("id"):
+            raise MmselectError(f"{job.input} changed while the processes read it; rerun")
+        records.table = records.table.set_column(records.table.schema.get_field_index("reason"), "reason",
+                                                 checked.column("reason"))
+    return records
+
+
 def run_score_job(job: ScoreJob) -> ScoreResult:
     """Read, score, and write the table (with the input's fingerprint in its metadata) and `OUT.rejected.jsonl`
     (one line per record rejected before scoring, as `select` writes)."""
     check_outputs([Path(job.input)], [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
-    records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns)
+    records = read_validated(job)
     check_outputs(records.files, [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
     check_rejections(records, job.allow_rejects)
     valid = records.valid_table()

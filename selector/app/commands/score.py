@@ -160,7 +160,9 @@ def run(ns: argparse.Namespace) -> int:
         if value < low:
             raise MmselectError(f"{flag} must be at least {low}, got {value}")
     _check_out(ns)
-    check_outputs([ns.input], [Path(ns.out), Path(f"{ns.out}.rejected.jsonl")])
+    outputs = [Path(ns.out) / "manifest.json", Path(ns.out) / "scores.rejected.jsonl"] if ns.engine == "ray" else \
+        [Path(ns.out), Path(f"{ns.out}.rejected.jsonl")]
+    check_outputs([ns.input], outputs)
     if ns.engine == "ray" and ns.num_processes > 1:
         raise MmselectError("--num-processes shards the local engine; with --engine ray size the pool with "
                             "--ray-actors")
