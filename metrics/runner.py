@@ -56,9 +56,11 @@ def world() -> tuple[int, int]:
 
 
 def _state():
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    # cpu=True is what makes accelerate join CPU processes (gloo); without it each one thinks it is alone
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def barrier() -> None:

@@ -141,18 +141,20 @@ def run_score_job(job: ScoreJob) -> ScoreResult:
 
 
 def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:
-    """Run `job` in `num_processes` processes through `accelerate launch` (CPU processes when no GPU)."""
+    """Run `job` in `num_processes` processes: `accelerate launch` on GPUs, torch's own launcher (gloo) on CPUs,
+    where `accelerate launch --cpu` would start a single process."""
     import subprocess
 
     import torch
 
     atomic_write(job_file, [job.to_json().encode()])
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
-    elif num_processes > 1:
-        cmd.append("--multi_gpu")
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        if num_processes > 1:
+            cmd.append("--multi_gpu")
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(num_processes)]
     cmd += ["-m", "metrics.score_job", str(job_file)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))
