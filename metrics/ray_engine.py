@@ -11,9 +11,9 @@ block and one call of a pool actor, which
 - writes `OUT/shards/shard-NNNNNN.parquet` atomically, with its rejections, counters and a key in its metadata.
 
 A shard whose file exists with the same key (same records, metrics and configuration) is not scored again, so a
-killed run resumes where it stopped; Ray Data restarts a dead actor and retries its call (its own defaults). The driver keeps `OUT/manifest.json` (shards
-done, the metrics' configuration, the input's fingerprint) up to date as shards finish; `mmselect select --scores
-OUT` reads it (`selector.core.scores.read_score_dir`).
+killed run resumes where it stopped; Ray Data restarts a dead actor and retries its call (its own defaults). The
+driver keeps `OUT/manifest.json` (shards done, the metrics' configuration, the input's fingerprint) up to date as
+shards finish; `mmselect select --scores OUT` reads it (`selector.core.scores.read_score_dir`).
 """
 from __future__ import annotations
 
@@ -231,7 +231,9 @@ def connect(address: str | None) -> bool:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, runtime_env=env)
+            # a local Ray listens on this machine only
+            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, runtime_env=env,
+                     _node_ip_address="127.0.0.1")
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise MmselectError(f"cannot reach a Ray cluster at {address or 'a new local Ray'} ({exc}); "
                             "start one with `ray start --head` or drop --ray-address") from None
