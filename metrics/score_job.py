@@ -83,6 +83,9 @@ def read_validated(job: ScoreJob):
         return read_records(job.input, **options)
     from metrics.runner import barrier
 
+    if job.cache_dir is None:
+        raise MmselectError("a multi-process scoring run needs the score cache (the processes share it); "
+                            "drop --no-cache")
     verdicts = Path(job.cache_dir) / "validated.parquet"
     records = error = None
     try:

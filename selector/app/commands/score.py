@@ -179,7 +179,7 @@ def run(ns: argparse.Namespace) -> int:
     if ns.num_processes > 1 and world()[1] == 1:
         rc = launch(job, ns.num_processes, Path(cache) / "job.json")
         if rc != 0:
-            raise MmselectError(f"accelerate launch with {ns.num_processes} processes failed (exit {rc})")
+            raise MmselectError(f"the {ns.num_processes}-process run failed (exit {rc}); its error is above")
         if not ns.quiet:
             print(f"wrote {ns.out} ({ns.num_processes} processes)")
         return 0
