@@ -112,6 +112,11 @@ class Metric:
         """A picklable callable for loader workers (override to avoid shipping a loaded model to workers)."""
         return self.preprocess
 
+    def image_transform(self) -> Callable[[Any], Any] | None:
+        """The preprocessing applied to an image already decoded to RGB (by the validating decode), so the image is
+        not decoded twice; None when the metric needs the file itself (after `setup`)."""
+        return None
+
     def preprocess_key(self) -> str | None:
         """Metrics with the same key share one decoding pass over the images (None: not an image metric)."""
         return f"{self.name}:{self.config_hash()}" if "image" in self.needs else None

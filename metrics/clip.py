@@ -54,6 +54,9 @@ class _ClipBase(Metric):
     def preprocess(self, image_path: str):
         return self.preprocessor()(image_path)
 
+    def image_transform(self):
+        return self.backend.image_transform
+
     def preprocess_key(self) -> str:
         return clip_image_key(self.model, self.pretrained)
 

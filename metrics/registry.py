@@ -20,6 +20,11 @@ METRICS.add("embed-text", "metrics.embed:EmbedTextMetric")
 METRICS.add("reward", "metrics.reward:RewardMetric")
 METRICS.add("judge", "metrics.judge:JudgeMetric")
 
+# Scoring engines: ScoreJob -> ScoreResult. One file plus one line each.
+ENGINES: Registry = Registry("scoring engine")
+ENGINES.add("local", "metrics.score_job:run_score_job")
+ENGINES.add("ray", "metrics.ray_engine:run_ray_job")
+
 
 def register(cls: type[Metric]) -> type[Metric]:
     """Class decorator: register `cls` under `cls.name`."""

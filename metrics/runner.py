@@ -56,9 +56,17 @@ def world() -> tuple[int, int]:
 
 
 def _state():
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    # cpu=True is what makes accelerate join CPU processes (gloo); without it each one thinks it is alone
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def barrier() -> None:
+    """Wait for every process of an `accelerate launch` run (a no-op in a single process)."""
+    if world()[1] > 1:
+        _state().wait_for_everyone()
 
 
 def choose_device(requested: str = "auto") -> str:
@@ -209,7 +217,8 @@ class _ImageRows:
             return i, None, f"cannot read image {describe(imgs[0]) if is_ref(imgs[0]) else imgs[0]}: {exc}"
 
 
-def _collate(items):
+def collate_images(items):
+    """(rows, images stacked where they can be, errors) from (row, preprocessed image, error) items."""
     import torch
 
     rows = [i for i, _, _ in items]
@@ -371,7 +380,8 @@ def _iter_batches(key, group: list[_Job], todo: list[int], spans, ids, instructi
     workers = default_workers() if config.workers is None else config.workers
     loader = DataLoader(_ImageRows(images, images_root or "", preprocess),
                         batch_sampler=[list(range(*spans[k])) for k in todo], num_workers=workers,
-                        collate_fn=_collate, pin_memory=torch.cuda.is_available() and "cuda" in str(config.device),
+                        collate_fn=collate_images,
+                        pin_memory=torch.cuda.is_available() and "cuda" in str(config.device),
                         prefetch_factor=2 if workers else None)
     for k, (rows, imgs, errors) in zip(todo, loader):
         s, e = spans[k]

@@ -38,6 +38,8 @@ class ScoreJob:
     read_workers: int = 0
     allow_rejects: bool = False
     columns: dict = field(default_factory=dict)  # table inputs: role -> column (see --columns)
+    engine: str = "local"  # metrics.registry.ENGINES: local (this machine, accelerate) or ray
+    ray: dict = field(default_factory=dict)  # --engine ray: metrics.ray_engine.RayOptions' fields
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -56,6 +58,7 @@ class ScoreResult:
     rejected: int
     out: Path
     rejected_path: Path | None = None
+    summary: str | None = None  # the engine's closing line (throughput, shards), when it has one
 
 
 def build_metrics(names, params: dict[str, dict[str, Any]]):
@@ -71,11 +74,52 @@ def write_table(table: pa.Table, out: Path) -> None:
     atomic_write(Path(out), [sink.getvalue().to_pybytes()])
 
 
+def read_validated(job: ScoreJob):
+    """The job's records, validated once per run: under N processes rank 0 reads them and decodes every image,
+    the others only parse (no image decode) and take rank 0's verdicts from the shared cache folder."""
+    rank, size = world()
+    options = dict(images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns)
+    if size == 1:
+        return read_records(job.input, **options)
+    from metrics.runner import barrier
+
+    if job.cache_dir is None:
+        raise MmselectError("a multi-process scoring run needs the score cache (the processes share it); "
+                            "drop --no-cache")
+    verdicts = Path(job.cache_dir) / "validated.parquet"
+    records = error = None
+    try:
+        if rank == 0:
+            verdicts.unlink(missing_ok=True)
+            records = read_records(job.input, **options)
+            write_table(records.table.select(["id", "reason"]), verdicts)
+        else:
+            records = read_records(job.input, check_image_files=False, **options)
+    except Exception as exc:  # noqa: BLE001 - re-raised below, once every process has passed the barrier
+        error = exc
+    finally:
+        barrier()  # every process passes here exactly once, failed or not
+    if error is not None:
+        raise error
+    if rank != 0:
+        import pyarrow.parquet as pq
+
+        try:
+            checked = pq.read_table(verdicts)
+        except (OSError, pa.ArrowException):
+            raise MmselectError("the first process could not validate the input; see its error") from None
+        if checked.column("id") != records.table.column("id"):
+            raise MmselectError(f"{job.input} changed while the processes read it; rerun")
+        records.table = records.table.set_column(records.table.schema.get_field_index("reason"), "reason",
+                                                 checked.column("reason"))
+    return records
+
+
 def run_score_job(job: ScoreJob) -> ScoreResult:
     """Read, score, and write the table (with the input's fingerprint in its metadata) and `OUT.rejected.jsonl`
     (one line per record rejected before scoring, as `select` writes)."""
     check_outputs([Path(job.input)], [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
-    records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns)
+    records = read_validated(job)
     check_outputs(records.files, [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
     check_rejections(records, job.allow_rejects)
     valid = records.valid_table()
@@ -100,18 +144,20 @@ def run_score_job(job: ScoreJob) -> ScoreResult:
 
 
 def launch(job: ScoreJob, num_processes: int, job_file: Path) -> int:
-    """Run `job` in `num_processes` processes through `accelerate launch` (CPU processes when no GPU)."""
+    """Run `job` in `num_processes` processes: `accelerate launch` on GPUs, torch's own launcher (gloo) on CPUs,
+    where `accelerate launch --cpu` would start a single process."""
     import subprocess
 
     import torch
 
     atomic_write(job_file, [job.to_json().encode()])
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
-    elif num_processes > 1:
-        cmd.append("--multi_gpu")
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        if num_processes > 1:
+            cmd.append("--multi_gpu")
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(num_processes)]
     cmd += ["-m", "metrics.score_job", str(job_file)]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // num_processes)))

@@ -184,11 +184,21 @@ class SelectResult:
 
 
 def load_scores(path: Path) -> pa.Table:
+    """A score table: one Parquet file, or the folder of a sharded run (`score --engine ray`: its manifest)."""
     import pyarrow.parquet as pq
 
+    from selector.core.scores import is_score_dir, read_score_dir
+
     path = Path(path)
+    if is_score_dir(path):
+        try:
+            return read_score_dir(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise SelectionError(f"--scores {path}: a shard of this score folder is unreadable ({exc}); rerun "
+                                 "`mmselect score` on it to rewrite it") from None
     if not path.is_file():
-        raise SelectionError(f"--scores {path} does not exist" if not path.exists() else f"--scores {path} is not a file")
+        raise SelectionError(f"--scores {path} does not exist" if not path.exists() else
+                             f"--scores {path} is neither a score table nor a score folder (no manifest.json)")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:

@@ -87,6 +87,12 @@ def path_problem(root: str, name: str, folders: dict[str, str] | None = None) ->
 def _pillow_problem(f) -> str | None:
     """Why the open binary file `f` is not a usable image, or None: every pixel is decoded (so truncation is
     caught) under the pixel cap."""
+    return pillow_decode(f, keep=False)[1]
+
+
+def pillow_decode(f, keep: bool = True):
+    """(the fully decoded image converted to RGB, or None; why it is not usable, or None) for the open binary file
+    `f`. With `keep`, the validating decode is the one a metric's preprocessing then uses: no second decode."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError  # here, not at import: text-only runs never need Pillow
@@ -97,36 +103,42 @@ def _pillow_problem(f) -> str | None:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(f) as im:
                 im.load()
+                return (im.convert("RGB") if keep else None), None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return f"image has more than {MAX_PIXELS} pixels (a decompression bomb?)"
+        return None, f"image has more than {MAX_PIXELS} pixels (a decompression bomb?)"
     except MemoryError:
-        return "image too large to decode"
+        return None, "image too large to decode"
     except UnidentifiedImageError:
-        return "not an image"
+        return None, "not an image"
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this image's problem, not the run's
-        return f"image truncated or corrupt ({exc.__class__.__name__}: {str(exc)[:120]})"
-    return None
+        return None, f"image truncated or corrupt ({exc.__class__.__name__}: {str(exc)[:120]})"
 
 
 def image_problem(path: str) -> str | None:
     """Why the regular file at `path` is not a usable image, or None. Opened non-blocking and re-checked as a
     regular file after opening (it may have been swapped for a FIFO or a device since the path check)."""
+    return decode_image(path, keep=False)[1]
+
+
+def decode_image(path: str, keep: bool = True):
+    """(RGB image or None, problem or None) for a checked path or an embedded reference: `image_problem`'s decode,
+    keeping the pixels when `keep`."""
     if is_ref(path):
-        return embedded_problem(path)
+        return embedded_decode(path, keep)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        return "image file missing"
+        return None, "image file missing"
     except PermissionError:
-        return "image file unreadable (permission denied)"
+        return None, "image file unreadable (permission denied)"
     except OSError as exc:
-        return f"image file unreadable ({exc.strerror or exc})"
+        return None, f"image file unreadable ({exc.strerror or exc})"
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "image path is not a regular file"
+            return None, "image path is not a regular file"
         with os.fdopen(fd, "rb") as f:
             fd = -1
-            return _pillow_problem(f)
+            return pillow_decode(f, keep)
     finally:
         if fd >= 0:
             os.close(fd)
@@ -135,17 +147,21 @@ def image_problem(path: str) -> str | None:
 def embedded_problem(ref: str) -> str | None:
     """Why the image bytes an embedded reference points at (a Parquet / Arrow cell, a tar member) are not a
     usable image, or None; same decode and caps as a file."""
+    return embedded_decode(ref, keep=False)[1]
+
+
+def embedded_decode(ref: str, keep: bool = True):
     import io
 
     try:
         data = read_ref(ref, MAX_IMAGE_BYTES)
     except (ValueError, OSError, IndexError) as exc:
-        return f"image bytes unreadable ({exc})"
+        return None, f"image bytes unreadable ({exc})"
     except Exception as exc:  # noqa: BLE001 - a broken shard is this image's problem, not the run's
-        return f"image bytes unreadable ({exc.__class__.__name__}: {str(exc)[:120]})"
+        return None, f"image bytes unreadable ({exc.__class__.__name__}: {str(exc)[:120]})"
     if not data:
-        return "image bytes empty"
-    return _pillow_problem(io.BytesIO(data))
+        return None, "image bytes empty"
+    return pillow_decode(io.BytesIO(data), keep)
 
 
 def _decode_worker(conn, decode) -> None:
@@ -260,17 +276,12 @@ def decode_all(paths: list[str], workers: int = 1, timeout: float = DECODE_TIMEO
     return results
 
 
-def check_images(root: Path, names: list[list[str]], workers: int = 0,
-                 timeout: float = DECODE_TIMEOUT, embedded: bool = False) -> list[str | None]:
-    """One rejection reason (or None) per record, given each record's image names relative to `root`.
-
-    Paths are checked here; decoding runs in `workers` killable processes (0 = one per CPU). With `embedded`
-    (readers of Parquet, Arrow and tar shards), names may be `selector.core.embedded` references to bytes inside
-    the input; from any other reader such a name is refused by the path checks (it holds a NUL byte)."""
-    real_root = os.path.realpath(root)
+def _plan(real_root: str, names: list[list[str]], embedded: bool
+          ) -> tuple[list[str | None], dict[str, list[int]]]:
+    """Path checks for every record: (reason per record so far, real path -> the records naming it)."""
     reasons: list[str | None] = [None] * len(names)
     folders: dict[str, str] = {}
-    todo: dict[str, list[int]] = {}  # real path -> the records naming it (each file is decoded once)
+    todo: dict[str, list[int]] = {}  # each file is decoded once, however many records name it
     for i, recs in enumerate(names):
         for name in recs:
             if embedded and is_ref(name):
@@ -281,12 +292,51 @@ def check_images(root: Path, names: list[list[str]], workers: int = 0,
                 reasons[i] = reasons[i] or problem
                 break
             todo.setdefault(target, []).append(i)
+    return reasons, todo
+
+
+def _blame(reasons: list[str | None], owners: list[int], path: str, problem: str, real_root: str) -> None:
+    rel = describe(path) if is_ref(path) else os.path.relpath(path, real_root)
+    for i in owners:
+        if reasons[i] is None:
+            reasons[i] = f"{problem}: {rel}" if not problem.endswith(rel) else problem
+
+
+def check_images(root: Path, names: list[list[str]], workers: int = 0,
+                 timeout: float = DECODE_TIMEOUT, embedded: bool = False) -> list[str | None]:
+    """One rejection reason (or None) per record, given each record's image names relative to `root`.
+
+    Paths are checked here; decoding runs in `workers` killable processes (0 = one per CPU). With `embedded`
+    (readers of Parquet, Arrow and tar shards), names may be `selector.core.embedded` references to bytes inside
+    the input; from any other reader such a name is refused by the path checks (it holds a NUL byte)."""
+    real_root = os.path.realpath(root)
+    reasons, todo = _plan(real_root, names, embedded)
     paths = [p for p, owners in todo.items() if any(reasons[i] is None for i in owners)]
     workers = workers or (os.cpu_count() or 1)
     for path, problem in zip(paths, decode_all(paths, min(workers, max(1, len(paths) // 16)), timeout)):
         if problem:
-            rel = describe(path) if is_ref(path) else os.path.relpath(path, real_root)
-            for i in todo[path]:
-                if reasons[i] is None:
-                    reasons[i] = f"{problem}: {rel}" if not problem.endswith(rel) else problem
+            _blame(reasons, todo[path], path, problem, real_root)
     return reasons
+
+
+def decode_records(root: Path | str, names: list[list[str]], embedded: bool = False) -> tuple[list, list]:
+    """`check_images`' verdicts, decoded in this process, keeping each valid record's first image (RGB) for the
+    metrics: (first image or None per record, reason or None per record). For a process that is already the
+    unit of isolation (a Ray task, retried by Ray if it dies); the per-image timeout is not enforced here."""
+    real_root = os.path.realpath(root)
+    reasons, todo = _plan(real_root, names, embedded)
+    folders: dict[str, str] = {}
+    first = [None if not recs or reasons[i] is not None else
+             recs[0] if embedded and is_ref(recs[0]) else contained_path(real_root, recs[0], folders)
+             for i, recs in enumerate(names)]
+    wanted = set(first)
+    decoded: dict[str, object] = {}
+    for path, owners in todo.items():
+        if all(reasons[i] is not None for i in owners):
+            continue
+        image, problem = decode_image(path, keep=path in wanted)
+        if problem:
+            _blame(reasons, owners, path, problem, real_root)
+        elif path in wanted:
+            decoded[path] = image
+    return [decoded.get(p) if p is not None and reasons[i] is None else None for i, p in enumerate(first)], reasons

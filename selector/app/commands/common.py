@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["budget", "csv_list", "float_list", "int_list", "positive_int", "nonneg_int", "seed", "share",
-           "nonneg_float", "positive_float", "input_path", "input_file", "parquet_file", "output_file", "output_dir",
+           "nonneg_float", "positive_float", "input_path", "input_file", "parquet_file", "score_table", "output_file",
+           "output_dir",
            "registry_names", "metric_list", "show_progress", "input_spec", "column_map"]
 
 
@@ -161,6 +162,15 @@ def input_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text}: is a folder, expected a file")
     return path
+
+
+def score_table(text: str) -> Path:
+    """A score table: a Parquet file, or a folder a sharded `mmselect score --engine ray` run wrote (its manifest)."""
+    from selector.core.scores import is_score_dir
+
+    if is_score_dir(text):
+        return Path(text)
+    return parquet_file(text)
 
 
 def parquet_file(text: str) -> Path:

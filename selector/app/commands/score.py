@@ -16,7 +16,9 @@ HELP = """Score every valid record of an instruction file. Metrics: length, clip
 embed-text. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
 Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
 run restarted after a kill only computes what is missing. --num-processes N shards the batches over N processes with
-accelerate (also works under `accelerate launch -m selector.app.cli score ...`)."""
+accelerate (also works under `accelerate launch -m selector.app.cli score ...`). --engine ray scores on a Ray
+cluster (or a local Ray) into the folder OUT: one Parquet file per input shard plus manifest.json, resumable shard
+by shard; `mmselect select --scores OUT` reads it (see README, "Running on a cluster")."""
 
 
 def add_metric_args(p: argparse.ArgumentParser) -> None:
@@ -93,7 +95,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="score records with quality metrics into a Parquet table", description=HELP)
     p.add_argument("input", type=input_spec,
                    help="instruction input: any that `mmselect select` reads (files, folders, shards, hf://)")
-    p.add_argument("--out", "-o", type=output_file, required=True, help="output score table (.parquet)")
+    p.add_argument("--out", "-o", type=Path, required=True,
+                   help="output score table (.parquet); with --engine ray, a folder of shards and a manifest")
     p.add_argument("--columns", type=column_map, default=None,
                    help="table inputs: which column holds what, e.g. id=uid,image=img,conversations=chat")
     p.add_argument("--images", type=input_path, help="images root (default: the input's folder)")
@@ -112,15 +115,38 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="shard the batches over N processes with accelerate (GPUs when present, else CPU)")
     p.add_argument("--allow-rejects", action="store_true",
                    help="score even when one rejection reason covers most records (default: stop, naming it)")
+    g = p.add_argument_group("engine (see README, 'Running on a cluster')")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this machine (default; --num-processes shards it); ray: a Ray Data actor pool")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join: auto (the one `ray start` made here) or ray://HOST:PORT "
+                        "(default: start a local Ray on this machine)")
+    g.add_argument("--ray-actors", type=positive_int, default=None,
+                   help="scoring actors (default: one per GPU when a metric runs a model and GPUs exist, else one "
+                        "per --ray-cpus-per-actor CPUs)")
+    g.add_argument("--ray-cpus-per-actor", type=positive_float, default=1.0, help="CPUs per actor (default 1)")
+    g.add_argument("--ray-gpus-per-actor", type=float, default=None,
+                   help="GPUs per actor (default 1 when the cluster has GPUs and a metric runs a model, else 0)")
+    g.add_argument("--shard-records", type=positive_int, default=1024,
+                   help="input records per shard: the unit of work, output file and resume (default 1024)")
     add_metric_args(p)
     return p
+
+
+def _check_out(ns: argparse.Namespace) -> None:
+    """--out is a table file for the local engine, a folder for --engine ray."""
+    check = output_dir if ns.engine == "ray" else output_file
+    try:
+        check(str(ns.out))
+    except argparse.ArgumentTypeError as exc:
+        raise MmselectError(f"--out {exc}" + ("; --engine ray writes a folder" if ns.engine == "ray" else ""))
 
 
 def run(ns: argparse.Namespace) -> int:
     import logging
 
     from metrics.runner import world
-    from metrics.score_job import ScoreJob, launch, run_score_job
+    from metrics.score_job import ScoreJob, launch
 
     from metrics import available
     from selector.core.io import check_outputs
@@ -133,7 +159,13 @@ def run(ns: argparse.Namespace) -> int:
                              ("--workers", ns.workers if ns.workers is not None else 0, 0)):
         if value < low:
             raise MmselectError(f"{flag} must be at least {low}, got {value}")
-    check_outputs([ns.input], [Path(ns.out), Path(f"{ns.out}.rejected.jsonl")])
+    _check_out(ns)
+    outputs = [Path(ns.out) / "manifest.json", Path(ns.out) / "scores.rejected.jsonl"] if ns.engine == "ray" else \
+        [Path(ns.out), Path(f"{ns.out}.rejected.jsonl")]
+    check_outputs([ns.input], outputs)
+    if ns.engine == "ray" and ns.num_processes > 1:
+        raise MmselectError("--num-processes shards the local engine; with --engine ray size the pool with "
+                            "--ray-actors")
     cache = None if ns.no_cache else (ns.score_cache or Path(f"{ns.out}.cache"))
     if ns.num_processes > 1 and cache is None:
         raise MmselectError("--num-processes needs the score cache (the processes merge through it); "
@@ -142,15 +174,18 @@ def run(ns: argparse.Namespace) -> int:
                    params=metric_params(ns, cache), images=str(ns.images) if ns.images else None, fmt=ns.fmt,
                    batch_size=ns.batch_size, workers=ns.workers, device=ns.device, precision=ns.precision,
                    cache_dir=str(cache) if cache else None, progress=show_progress(ns),
-                   allow_rejects=ns.allow_rejects, columns=ns.columns or {})
+                   allow_rejects=ns.allow_rejects, columns=ns.columns or {}, engine=ns.engine,
+                   ray=_ray_options(ns) if ns.engine == "ray" else {})
     if ns.num_processes > 1 and world()[1] == 1:
         rc = launch(job, ns.num_processes, Path(cache) / "job.json")
         if rc != 0:
-            raise MmselectError(f"accelerate launch with {ns.num_processes} processes failed (exit {rc})")
+            raise MmselectError(f"the {ns.num_processes}-process run failed (exit {rc}); its error is above")
         if not ns.quiet:
             print(f"wrote {ns.out} ({ns.num_processes} processes)")
         return 0
-    result = run_score_job(job)
+    from metrics.registry import ENGINES
+
+    result = ENGINES.get(job.engine)(job)
     if world()[0] != 0:
         return 0
     from metrics.runner import score_metadata
@@ -160,4 +195,11 @@ def run(ns: argparse.Namespace) -> int:
     logging.getLogger("mmselect.score").info("stats: %s", {c: m["stats"] for c, m in meta.items() if m["stats"]})
     print(f"scored {result.table.num_rows} records (read {result.read}, rejected {result.rejected}): "
           f"{', '.join(parts)} -> {result.out}" + (f"; rejected list {result.rejected_path}" if result.rejected else ""))
+    if result.summary and not ns.quiet:
+        print(f"{job.engine}: {result.summary}")
     return 0
+
+
+def _ray_options(ns: argparse.Namespace) -> dict:
+    return {"address": ns.ray_address, "actors": ns.ray_actors, "cpus_per_actor": ns.ray_cpus_per_actor,
+            "gpus_per_actor": ns.ray_gpus_per_actor, "shard_records": ns.shard_records}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 from selector.app.commands.common import (budget, column_map, csv_list, float_list, input_path, input_spec,
-                                          metric_list, nonneg_int, output_dir, output_file, parquet_file,
+                                          metric_list, nonneg_int, output_dir, output_file, score_table,
                                           positive_float, positive_int, seed, show_progress)
 
 HELP = """Read an instruction input (LLaVA JSON/JSONL, also .gz/.zst; cc_sbu_align; ShareGPT; OpenAI messages;
@@ -58,7 +58,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--weights", type=float_list, help="comma-separated weights, one per metric")
     p.add_argument("--normalise", default="robust-z", choices=["robust-z", "z", "minmax", "rank"],
                    help="per-metric normalisation when combining metrics (default: robust-z)")
-    p.add_argument("--scores", type=parquet_file, help="score table from `mmselect score` to reuse (parquet)")
+    p.add_argument("--scores", type=score_table,
+                   help="scores from `mmselect score` to reuse: its table (parquet), or its folder (--engine ray)")
     p.add_argument("--selector", type=input_path,
                    help="a trained selector folder (mmselect train-selector): rank by its predicted quality, with "
                         "per-cluster quotas; it decides which metrics are needed (pass the same model flags, or "

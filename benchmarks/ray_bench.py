@@ -1,0 +1,105 @@
+"""`mmselect score --engine ray` against the local engine, 1 vs 2 Ray actors, and the decode saved by feeding the
+validating decode to the preprocessing. End-to-end CLI runs (start-up included), alternated round by round so the
+shared machine's load swings hit every variant alike; `uptime` is recorded before each run.
+
+    python benchmarks/ray_bench.py --data D --clip CLIPDIR --rounds 2 --out benchmarks/results/ray_engine.json
+
+D: a DigitsVQA build (`mmselect demo-data`, train.jsonl scored); CLIPDIR: an open_clip local-dir (the demo CLIP).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def score(data: Path, images: Path, clip: Path, out: Path, extra: list[str]) -> float:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "selector.app.cli", "-q", "score", str(data), "--images", str(images), "--metrics",
+           "length,clip", "--clip-model", f"local-dir:{clip}", "--out", str(out), *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    return time.perf_counter() - start
+
+
+def decode_saving(images: list[str], transform) -> dict:
+    """Validate-then-preprocess as two decodes (before) vs one decode feeding the transform (now)."""
+    from metrics.clip_models import LoadImage
+    from selector.core.images import decode_image, image_problem
+
+    load = LoadImage(transform)
+    out = {}
+    for name, run in (("two decodes", lambda p: (image_problem(p), load(p))),
+                      ("one decode", lambda p: transform(decode_image(p)[0]))):
+        start = time.perf_counter()
+        for p in images:
+            run(p)
+        out[name] = time.perf_counter() - start
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--clip", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ray_engine.json")
+    ap.add_argument("--skip-engines", action="store_true")
+    args = ap.parse_args()
+    data = args.data / "train.jsonl"
+    n = sum(1 for _ in data.open())
+    results: dict = {"records": n, "runs": []}
+    tmp = Path(tempfile.mkdtemp(prefix="ray-bench-"))
+    variants = {"local (--workers 1)": ["--no-cache", "--workers", "1"],
+                "ray, 2 actors": ["--engine", "ray", "--ray-actors", "2", "--shard-records", "250"],
+                "ray, 1 actor": ["--engine", "ray", "--ray-actors", "1", "--shard-records", "250"]}
+    try:
+        for r in range(0 if args.skip_engines else args.rounds):
+            for name, extra in variants.items():
+                out = tmp / f"{r}-{len(results['runs'])}"
+                load = uptime()
+                seconds = score(data, args.data, args.clip, out if "ray" in name else out.with_suffix(".parquet"),
+                                extra)
+                results["runs"].append({"round": r, "variant": name, "seconds": round(seconds, 2),
+                                        "records_per_s": round(n / seconds, 2), "uptime": load})
+                print(json.dumps(results["runs"][-1]), flush=True)
+        from metrics.clip_models import load_clip
+
+        transform = load_clip(f"local-dir:{args.clip}", None, "cpu").image_transform
+        names = [str(args.data / json.loads(line)["image"]) for line in data.open()]
+        big = tmp / "big"
+        big.mkdir()
+        from PIL import Image
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        photos = []
+        for i in range(100):
+            path = big / f"{i}.jpg"
+            Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8)).save(path, quality=90)
+            photos.append(str(path))
+        results["decode"] = {"digits 32 px PNG (2,000)": decode_saving(names, transform),
+                             "1024x768 JPEG (100)": decode_saving(photos, transform), "uptime": uptime()}
+        print(json.dumps(results["decode"]), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
