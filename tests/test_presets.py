@@ -9,7 +9,7 @@ from vision.presets import apply, default_preset, describe, preset_settings
 
 def test_apply_fills_unset_settings_and_respects_explicit_flags():
     settings, from_preset = apply("condense", "fast", {"width": 64, "iterations": None, "dsa": None}, method="dm")
-    assert settings["width"] == 64 and settings["iterations"] == 200 and "width" not in from_preset
+    assert settings["width"] == 64 and settings["iterations"] == 100 and "width" not in from_preset
     assert "dsa" not in settings  # unset and not a preset setting: stays the method's default
     assert preset_settings("condense", "fast", "dc")["iterations"] == 20
     assert apply("prune", "paper", {"width": None, "epochs": 7}) == ({"epochs": 7}, {})
@@ -19,7 +19,7 @@ def test_apply_fills_unset_settings_and_respects_explicit_flags():
 
 def test_default_preset_follows_the_device_and_help_lists_fast_settings():
     assert default_preset("cpu") == "fast" and default_preset("cuda:1") == "paper"
-    assert "iterations 200 (dm)" in describe("condense") and "width 32" in describe("prune")
+    assert "iterations 100 (dm)" in describe("condense") and "width 32" in describe("prune")
 
 
 def test_prune_cli_uses_fast_on_cpu_and_says_so(tmp_path, capsys):

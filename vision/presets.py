@@ -19,7 +19,7 @@ PRESETS = ("paper", "fast")
 FAST: dict[str, dict[str, Any]] = {
     "prune": {"image_size": 16, "width": 32, "epochs": 10, "runs": 2, "probes": 2},
     "condense": {"image_size": 16, "width": 32, "batch_real": 64,
-                 "iterations": {"dm": 200, "idm": 200, "dc": 20, "dsa": 20, "cafe": 20},
+                 "iterations": {"dm": 100, "idm": 100, "dc": 20, "dsa": 20, "cafe": 20},
                  "eval_models": 2, "eval_epochs": 100},
     "onion": {"image_size": 16, "epochs": 5, "dim": 64, "depth": 4, "heads": 2},
 }
