@@ -27,13 +27,13 @@ def test_prune_cli_uses_fast_on_cpu_and_says_so(tmp_path, capsys):
     assert main(["prune", "--dataset", "digits", "--method", "herding", "--features", "pixels", "--keep", "0.1",
                  "--device", "cpu", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "preset fast (CPU default): image-size 16, width 32, epochs 10" in captured.err
+    assert "preset fast (CPU default): image-size 16, width 32, epochs 10" in captured.out
     assert "herding (preset fast): kept" in captured.out
     doc = json.loads(out.read_text())
     assert doc["preset"] == "fast" and doc["image_shape"] == [1, 16, 16]
     assert doc["settings"]["proxy"]["width"] == 32 and doc["settings"]["proxy"]["epochs"] == 10
     assert main(["prune", "--dataset", "digits", "--method", "herding", "--features", "pixels", "--keep", "0.1",
                  "--preset", "paper", "--image-size", "8", "--out", str(out)]) == 0
-    assert "preset paper (chosen)" in capsys.readouterr().err
+    assert "preset paper (chosen)" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["preset"] == "paper" and doc["image_shape"] == [1, 8, 8] and doc["settings"]["proxy"]["width"] == 128

@@ -33,10 +33,12 @@ def deepcore_kcenter(x, k: int, start: int):
     import torch
 
     dist = torch.full((k, x.shape[0]), float("inf"))
-    order = [start]
+    order, mins = [start], torch.full((x.shape[0],), float("inf"))
     for t in range(1, k):
         dist[t - 1] = torch.cdist(x[order[-1]][None], x)[0]
-        order.append(int(dist[:t].min(0).values.argmax()))
+        mins = torch.minimum(mins, dist[t - 1])  # the running minimum, not a min over the matrix each step
+        mins[order] = -1.0
+        order.append(int(mins.argmax()))
     return order
 
 

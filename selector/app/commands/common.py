@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -257,12 +256,13 @@ def choose_preset(ns: argparse.Namespace) -> str:
 
 
 def announce_preset(ns: argparse.Namespace, preset: str, from_preset: dict) -> str:
-    """Say at the start of a run which preset it uses and what the preset set (stderr, unless -q)."""
+    """Say at the start of a run which preset it uses and what the preset set (stdout, with the command's other
+    summary lines, unless -q; stderr stays for errors, so a user mistake is still one line there)."""
     how = "chosen" if ns.preset else ("GPU default" if preset == "paper" else "CPU default")
     what = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in from_preset.items())
     line = f"preset {preset} ({how}): " + (what or "the papers' settings")
     if not ns.preset and preset == "fast":
         line += "; --preset paper for the papers' settings"
     if not getattr(ns, "quiet", False):
-        print(line, file=sys.stderr, flush=True)
+        print(line, flush=True)
     return line
