@@ -34,8 +34,10 @@ def deepcore_kcenter(x, k: int, start: int):
 
     dist = torch.full((k, x.shape[0]), float("inf"))
     order, mins = [start], torch.full((x.shape[0],), float("inf"))
+    sq = (x * x).sum(1)
     for t in range(1, k):
-        dist[t - 1] = torch.cdist(x[order[-1]][None], x)[0]
+        c = x[order[-1]]  # Euclidean distance by the norm expansion (torch.cdist is far slower for one row)
+        dist[t - 1] = (sq + sq[order[-1]] - 2 * (x @ c)).clamp_(min=1e-12).sqrt_()
         mins = torch.minimum(mins, dist[t - 1])  # the running minimum, not a min over the matrix each step
         mins[order] = -1.0
         order.append(int(mins.argmax()))
@@ -113,7 +115,8 @@ def main() -> None:
                                      - mu))
     doc = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "deepcore_package": "PatrickZH/DeepCore" if real else ("PyPI deepcore is an unrelated statistics package"
-                                                                   if spec else "not installed"),
+                                                                   if spec else "not installed (PyPI's deepcore "
+                                                                   "is an unrelated statistics package)"),
            "n": args.n, "dim": args.dim, "budget": k, "threads": args.threads, "cpus": os.cpu_count(),
            "load_end": os.getloadavg(), "runs": runs, "median": med,
            "kcenter_same_order": orders["ours-kcenter"] == orders["deepcore-kcenter"],
