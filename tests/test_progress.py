@@ -40,6 +40,8 @@ def test_short_work_prints_nothing_and_update_counts_without_total():
     clock.t += 40
     bar.update(80)
     assert lines == ["score: 80 rec, 2 rec/s, elapsed 0:40"]
+    bar.close()
+    assert len(lines) == 1  # the last count was just reported: no repeated "done" line
 
 
 def test_progress_bar_picks_lines_off_a_tty_and_nothing_when_disabled(caplog, monkeypatch):

@@ -61,6 +61,7 @@ class LineProgress:
         self.start = self._last = clock()
         self.postfix = ""
         self.closed = False
+        self._emitted_at: float | None = None
 
     def line(self) -> str:
         elapsed = self.clock() - self.start
@@ -81,7 +82,7 @@ class LineProgress:
         self.n += n
         now = self.clock()
         if now - self._last >= self.every:
-            self._last = now
+            self._last, self._emitted_at = now, self.n
             self.emit(self.line())
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs: Any) -> None:
@@ -100,7 +101,8 @@ class LineProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.clock() - self.start >= self.every:  # short work (a nested bar) ends silently
+            # Short work (a nested bar) ends silently, and a line just given for the last count is not repeated.
+            if self.clock() - self.start >= self.every and self._emitted_at != self.n:
                 self.emit(self.line() + ", done")
 
     def __iter__(self) -> Iterator:
