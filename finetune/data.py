@@ -240,7 +240,7 @@ def encode_records(path: str | Path, processor, *, images: str | Path | None = N
     `dedup` rejects exact repeats (right for training data; evaluation sets keep repeated questions). `stop_ids` are
     the model's end-of-generation tokens (see `Encoder`; `finetune.modeling.stop_token_ids`).
     """
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     records = read_records(path, images=images, workers=1, dedup=dedup)
     rejected = records.rejected()
@@ -250,7 +250,7 @@ def encode_records(path: str | Path, processor, *, images: str | Path | None = N
     encoder = Encoder(processor, max_length, stop_ids)
     schema = records.layout.schema
     examples = []
-    for line, rid, raw, instruction, answer, names in tqdm(rows, desc=f"encode {Path(path).name}",
+    for line, rid, raw, instruction, answer, names in progress_bar(rows, desc=f"encode {Path(path).name}",
                                                             disable=not progress, leave=False):
         try:
             turns = _turns_of_raw(raw, schema, instruction, answer)

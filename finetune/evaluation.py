@@ -44,11 +44,11 @@ def _float_dtype(model):
 @torch.no_grad()
 def answer_losses(model, encoded: EncodedSet, pad_id: int, settings: EvalSettings) -> list[tuple[float, int]]:
     """Per example: (sum of answer-token NLL, answer token count). Summed per example, so batching cannot change it."""
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     device, dtype = _device_of(model), _float_dtype(model)
     out = []
-    for chunk in tqdm(list(_batches(encoded.examples, settings.batch_size)), desc="eval loss",
+    for chunk in progress_bar(list(_batches(encoded.examples, settings.batch_size)), desc="eval loss",
                       disable=not settings.progress, leave=False):
         batch = _to(collate(chunk, pad_id), device, dtype)
         labels = batch.pop("labels")
@@ -65,14 +65,14 @@ def answer_losses(model, encoded: EncodedSet, pad_id: int, settings: EvalSetting
 @torch.no_grad()
 def generate_answers(model, processor, encoded: EncodedSet, settings: EvalSettings, examples=None) -> list[str]:
     """Greedy answers to each example's prompt (the conversation up to its last answer)."""
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     tok = processor.tokenizer
     examples = encoded.examples if examples is None else examples
     device, dtype = _device_of(model), _float_dtype(model)
     eos = sorted(stop_token_ids(model, processor))
     answers = []
-    for chunk in tqdm(list(_batches(examples, settings.batch_size)), desc="generate",
+    for chunk in progress_bar(list(_batches(examples, settings.batch_size)), desc="generate",
                       disable=not settings.progress, leave=False):
         batch = _to(collate(chunk, tok.pad_token_id, prompt_only=True, padding_side="left"), device, dtype)
         seqs = model.generate(**batch, max_new_tokens=settings.max_new_tokens, do_sample=False, num_beams=1,

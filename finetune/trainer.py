@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -238,7 +237,7 @@ def _eval_key(config: FinetuneConfig) -> tuple:
 def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneResult:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
     from transformers import get_scheduler
 
     t_start = time.perf_counter()
@@ -258,7 +257,7 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     world, rank = accelerator.num_processes, accelerator.process_index
     _set_threads(config.threads, accelerator)
     set_seed(config.seed)
-    show = config.progress and accelerator.is_local_main_process and sys.stderr.isatty()
+    show = config.progress and accelerator.is_local_main_process
     _check_out(config, out, accelerator.is_main_process)
     accelerator.wait_for_everyone()
 
@@ -329,7 +328,7 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
 
     stop = total_steps if config.stop_after_steps is None else min(total_steps, config.stop_after_steps)
     model.train()
-    bar = tqdm(total=total_steps, initial=run.step, desc="finetune", disable=not show)
+    bar = progress_bar(total=total_steps, initial=run.step, desc="finetune", disable=not show)
     batches = _micro_batches(n, global_batch, config.seed, run.step * config.grad_accum, total_micro)
     t_train = time.perf_counter()
     while run.step < stop:

@@ -334,7 +334,7 @@ def _score_batched(table: pa.Table, ids: list[str], metrics: list[Metric], confi
 
 
 def _run_jobs(jobs: list[_Job], spans, ids, fps, instructions, answers, images, images_root, config, rank) -> None:
-    from tqdm.auto import tqdm  # imported here: a run of columnar metrics only needs no progress bar
+    from selector.core.progress import progress_bar
 
     pending = [j for j in jobs if j.todo]
     if not pending:
@@ -343,13 +343,13 @@ def _run_jobs(jobs: list[_Job], spans, ids, fps, instructions, answers, images, 
     groups: dict[str | None, list[_Job]] = {}
     for job in pending:
         groups.setdefault(job.metric.preprocess_key(), []).append(job)
-    show = config.progress and sys.stderr.isatty()
+    show = config.progress
     for key, group in groups.items():
         for job in group:
             job.metric.setup(device)
         todo = sorted(set().union(*(j.todo for j in group)))
         names = ",".join(j.metric.column for j in group)
-        bar = tqdm(total=sum(spans[k][1] - spans[k][0] for k in todo), desc=f"score {names}", unit="rec",
+        bar = progress_bar(total=sum(spans[k][1] - spans[k][0] for k in todo), desc=f"score {names}", unit="rec",
                    disable=not show, position=rank)
         for k, batch in _iter_batches(key, group, todo, spans, ids, instructions, answers, images, images_root,
                                       config):

@@ -37,6 +37,7 @@ class CondenseJob:
     eval_net: str = "convnet"
     tsne: bool = False
     progress: bool = False
+    preset: str | None = None  # the run preset (vision.presets) the settings came from, recorded in the report
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_condense(job: CondenseJob) -> CondenseResult:
     out = Path(job.out)
     reduction.save(out)
     grid = save_grid(reduction.as_data(), out.with_suffix(".png"), title=f"{job.method} ipc={job.ipc} on {data.name}")
-    report = {"out": str(out), "grid": str(grid), "dataset": job.dataset, "split_seed": job.split_seed,
+    report = {"out": str(out), "grid": str(grid), "dataset": job.dataset, "split_seed": job.split_seed, "preset": job.preset,
               "train_size": len(splits.train), "settings": reduction.settings,
               "final_loss": reduction.history[-1]["loss"] if reduction.history else None}
     line = None

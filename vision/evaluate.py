@@ -76,7 +76,7 @@ def _seed(seed: int, *parts: int) -> int:
 def evaluate_sets(train_sets: Sequence[ImageData], val: ImageData, test: ImageData,
                   config: EvalConfig = EvalConfig()) -> EvalResult:
     """Train `config.models` fresh networks on each training set; weights chosen on `val`, accuracy on `test`."""
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     from vision.condense.dsa import DSA, DSAConfig
     from vision.nets import build_net
@@ -88,7 +88,7 @@ def evaluate_sets(train_sets: Sequence[ImageData], val: ImageData, test: ImageDa
     val_every = config.val_every if config.val_every is not None else max(1, config.epochs // 10)
     m, n = len(train_sets), config.models
     test_acc, val_acc, best = np.zeros((m, n)), np.zeros((m, n)), np.zeros((m, n), dtype=np.int64)
-    bar = tqdm(total=m * n, desc="evaluate", unit="net", disable=not config.progress, leave=False)
+    bar = progress_bar(total=m * n, desc="evaluate", unit="net", disable=not config.progress, leave=False)
     for i, data in enumerate(train_sets):
         if data.images.shape[1:] != test.images.shape[1:]:
             raise ValueError(f"training set {i} has images {tuple(data.images.shape[1:])}, the test split "

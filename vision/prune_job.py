@@ -35,6 +35,7 @@ class PruneConfig:
     stratified: Stratified | None = None  # CCS coverage-centric cut instead of the best scores
     subset_dir: Path | None = None  # folder datasets: write the kept files here as a class-folder tree
     link: str = "symlink"  # LINKS: how subset_dir holds each kept file
+    preset: str | None = None  # the run preset (vision.presets) the settings came from, recorded in OUT
 
     def __post_init__(self):
         if self.link not in LINKS:
@@ -85,6 +86,7 @@ def run_prune(config: PruneConfig) -> PruneResult:
         "keep": config.keep,
         "budget": sel.budget,
         "seed": config.seed,
+        "preset": config.preset,
         "total": len(data),
         "indices": sel.indices.tolist(),
         "ids": [int(i) for i in sel.ids],

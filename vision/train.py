@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from selector.core.progress import progress_bar
 
 from vision.data import ImageData
 from vision.nets import default_device
@@ -193,7 +193,7 @@ def train(net: nn.Module, data: ImageData | TensorPair, config: TrainConfig = Tr
     step = 0
     epochs_run = 0
     last_val: Metrics | None = None
-    bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not config.progress, leave=False)
+    bar = progress_bar(range(config.epochs), desc="train", unit="epoch", disable=not config.progress, leave=False)
     for epoch in bar:
         net.train()
         if active is None:

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 OWN_LOGGERS = ("selector", "metrics", "vision", "finetune")
+# Libraries whose DEBUG lines are noise even under -v (PIL logs every PNG chunk: "STREAM b'IDAT'").
+NOISY_LOGGERS = ("PIL", "matplotlib", "urllib3", "filelock", "fsspec", "asyncio", "h5py", "numba", "git")
 
 
 def configure_logging(verbose: bool, quiet: bool) -> None:
@@ -85,6 +87,8 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     if verbose:
         return
     for name in OWN_LOGGERS:

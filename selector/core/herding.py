@@ -48,9 +48,9 @@ def herding_order(x: np.ndarray, budget: int | None = None, *, block: int = DEFA
     dots = np.empty(n, dtype=x.dtype)
     steps = range(k)
     if progress:
-        from tqdm.auto import tqdm
+        from selector.core.progress import progress_bar
 
-        steps = tqdm(steps, desc="herding", leave=False)
+        steps = progress_bar(steps, desc="herding", leave=False)
     for t in steps:
         w = t * mu - running  # (w - mu) with w = (t + 1) mu - S
         for s in range(0, n, block):

@@ -78,7 +78,7 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
     """Label every subset: `rows[i]` is the RecordSet row of pool sample i, `subsets[i]` its subset (-1 = none).
     `names[s]` numbers subset s in file names (default s), so a run of a subset has the same file wherever it is
     asked for."""
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     from selector.learned.subsets import subset_members
 
@@ -89,7 +89,7 @@ def genuine_labels(records: RecordSet, rows: np.ndarray, subsets: np.ndarray, la
     per_seed = np.full((len(members), len(seeds)), np.nan)
     details: list[list[dict]] = [[{} for _ in seeds] for _ in members]
     jobs = [(s, j) for s in range(len(members)) for j in range(len(seeds))]
-    bar = tqdm(jobs, desc="genuine labels", unit="run", disable=not progress)
+    bar = progress_bar(jobs, desc="genuine labels", unit="run", disable=not progress)
     for s, j in bar:
         keep = np.asarray(rows)[members[s]]
         ids = [all_ids[r] for r in keep]

@@ -181,7 +181,7 @@ def train_network(features: list[np.ndarray], labels: np.ndarray, net: NetworkCo
     Validation subsets: `val_subsets` when given, else a seeded `val_fraction` split. Returns the model holding the
     weights of the best validation epoch (the training loss when there is no validation split), and the history.
     With `keep_states` the model also carries `epoch_states`, the weights before training and after every epoch."""
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     labels = np.asarray(labels, dtype=np.float64)
     if len(features) != len(labels):
@@ -227,7 +227,7 @@ def train_network(features: list[np.ndarray], labels: np.ndarray, net: NetworkCo
         model.eval()
         hist.init_val_loss = hist.best_val_loss = validate()
 
-    bar = tqdm(range(config.epochs), desc="train selector", unit="epoch", disable=not progress)
+    bar = progress_bar(range(config.epochs), desc="train selector", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
         perm = tr[torch.randperm(len(tr), generator=gen).numpy()]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from selector.core.progress import progress_bar
 
 from selector.core.errors import MmselectError
 from vision.condense.dsa import DSA, DSAConfig
@@ -251,7 +251,7 @@ class Condenser:
         opt = self.make_optimizer(syn)
         history: list[dict] = []
         start = time.perf_counter()
-        bar = tqdm(range(cfg.iterations), desc=self.name, unit="it", disable=not cfg.progress, leave=False)
+        bar = progress_bar(range(cfg.iterations), desc=self.name, unit="it", disable=not cfg.progress, leave=False)
         for it in bar:
             loss = self.step(it, syn, opt, generator)
             history.append({"iteration": it, "loss": float(loss)})

@@ -13,7 +13,7 @@ are those of centred rows, so float32 loses far fewer digits to cancellation whe
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from selector.core.progress import progress_bar
 
 from selector.core.herding import DEFAULT_BLOCK, herding_order as core_herding_order
 
@@ -63,7 +63,7 @@ def kcenter_order(x: torch.Tensor, budget: int | None = None, *, start: int | No
     mind = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     order = torch.empty(k, dtype=torch.long, device=x.device)
     i = start
-    for t in tqdm(range(k), desc="k-center", disable=not progress, leave=False):
+    for t in progress_bar(range(k), desc="k-center", disable=not progress, leave=False):
         order[t] = i
         cm = x[i] - m
         _matvec(x, cm, dots, block)  # x.(c - m); subtract m.(c - m) to get (x - m).(c - m)

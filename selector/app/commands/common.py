@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
 __all__ = ["budget", "csv_list", "float_list", "int_list", "positive_int", "nonneg_int", "seed", "share",
            "nonneg_float", "positive_float", "input_path", "input_file", "parquet_file", "score_table", "output_file",
-           "output_dir",
-           "registry_names", "metric_list", "show_progress", "input_spec", "column_map"]
+           "output_dir", "registry_names", "metric_list", "show_progress", "input_spec", "column_map", "add_preset",
+           "choose_preset", "announce_preset"]
 
 
 def budget(text: str) -> int | float:
@@ -246,4 +245,34 @@ def metric_list(text: str) -> tuple[str, ...]:
 
 
 def show_progress(ns: argparse.Namespace) -> bool:
-    return not getattr(ns, "quiet", False) and sys.stderr.isatty()
+    """Progress unless -q: bars on a terminal, a plain line every 30 s in a log (`selector.core.progress`)."""
+    return not getattr(ns, "quiet", False)
+
+
+def add_preset(p: argparse.ArgumentParser, command: str) -> None:
+    """--preset paper|fast, with the fast settings listed in the help."""
+    from vision.presets import PRESETS, describe
+
+    p.add_argument("--preset", choices=PRESETS,
+                   help=f"paper: the papers' settings; fast: a CPU-sized run ({describe(command)}). Default: paper "
+                        "on a GPU, fast on a CPU. Flags given explicitly win over the preset")
+
+
+def choose_preset(ns: argparse.Namespace) -> str:
+    """--preset when given, else paper on a GPU (--device, or CUDA present) and fast on a CPU."""
+    from vision.presets import default_preset
+
+    return ns.preset or default_preset(getattr(ns, "device", None))
+
+
+def announce_preset(ns: argparse.Namespace, preset: str, from_preset: dict) -> str:
+    """Say at the start of a run which preset it uses and what the preset set (stdout, with the command's other
+    summary lines, unless -q; stderr stays for errors, so a user mistake is still one line there)."""
+    how = "chosen" if ns.preset else ("GPU default" if preset == "paper" else "CPU default")
+    what = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in from_preset.items())
+    line = f"preset {preset} ({how}): " + (what or "the papers' settings")
+    if not ns.preset and preset == "fast":
+        line += "; --preset paper for the papers' settings"
+    if not getattr(ns, "quiet", False):
+        print(line, flush=True)
+    return line

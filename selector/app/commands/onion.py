@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from selector.app.commands.common import nonneg_float, nonneg_int, output_dir, positive_float, positive_int, seed, share, show_progress
+from selector.app.commands.common import (add_preset, announce_preset, choose_preset, nonneg_float, nonneg_int,
+                                          output_dir, positive_float, positive_int, seed, share, show_progress)
 from selector.core.errors import MmselectError
 from selector.core.io import atomic_write
 
@@ -14,7 +15,11 @@ active examples for set-aside ones every --swap-every epochs); TOKEN level, keep
 --attn-ratio share of attention connections. --levels switches levels on and off for ablations. Training uses
 AdamW (--lr 3e-3, --weight-decay 0.05) by default, because small ViTs under plain SGD can sit at chance for many
 epochs; --optimizer sgd (momentum 0.9; try --lr 0.05 --weight-decay 5e-4) is the shared loop's CNN protocol. Writes
-OUT/report.json (settings, timing, accuracy, every swap), OUT/swaps.jsonl and OUT/training.png."""
+OUT/report.json (settings, timing, accuracy, every swap), OUT/swaps.jsonl and OUT/training.png. --preset paper
+keeps the defaults below; --preset fast (the default on a CPU) trains a smaller ViT on smaller images for fewer
+epochs."""
+
+PAPER = {"image_size": 32, "epochs": 20, "dim": 96, "depth": 6, "heads": 3}  # the defaults --preset fast shrinks
 
 LEVELS = ("example", "token", "attention")
 
@@ -42,7 +47,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits", help="digits, folder:PATH, mnist:ROOT, cifar10:ROOT, ... "
                                                        "(default: digits)")
     p.add_argument("--out", "-o", type=output_dir, required=True, help="output folder")
-    p.add_argument("--image-size", type=positive_int, default=32, help="resize images to this size (default: 32)")
+    add_preset(p, "onion")
+    p.add_argument("--image-size", type=positive_int, help="resize images to this size (default: 32)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="image channels (default: the dataset's)")
     p.add_argument("--levels", type=_levels, default=LEVELS,
                    help="levels to switch on, comma-separated subset of example,token,attention or 'none' "
@@ -58,16 +64,16 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--max-swaps", type=nonneg_int, default=5, help="example level: most swaps (default: 5)")
     p.add_argument("--swap-share", type=share, default=0.5,
                    help="example level: examples swapped per update, as a share of the set-aside pool (0.5)")
-    p.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default: 20)")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: 20)")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
                    help="adamw (default; suits ViTs) or sgd (momentum 0.9)")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate, x0.1 at half-way (default: 3e-3, for AdamW)")
     p.add_argument("--weight-decay", type=nonneg_float, default=0.05,
                    help="weight decay (default: 0.05, decoupled under AdamW; use ~5e-4 with sgd)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="batch size (default: 64)")
-    p.add_argument("--dim", type=positive_int, default=96, help="ViT width (default: 96)")
-    p.add_argument("--depth", type=positive_int, default=6, help="ViT blocks (default: 6)")
-    p.add_argument("--heads", type=positive_int, default=3, help="attention heads (default: 3)")
+    p.add_argument("--dim", type=positive_int, help="ViT width (default: 96)")
+    p.add_argument("--depth", type=positive_int, help="ViT blocks (default: 6)")
+    p.add_argument("--heads", type=positive_int, help="attention heads (default: 3)")
     p.add_argument("--patch", type=positive_int, default=4, help="patch size (default: 4)")
     p.add_argument("--split", type=share, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
                    help="train/val/test fractions (default: 0.7 0.15 0.15)")
@@ -86,6 +92,12 @@ def run(ns: argparse.Namespace) -> int:
     from vision.onion.run import OnionConfig, run_onion
     from vision.onion.vit import OnionViTConfig
 
+    from vision.presets import apply
+
+    preset = choose_preset(ns)
+    settings, from_preset = apply("onion", preset, {k: getattr(ns, k) for k in PAPER})
+    announce_preset(ns, preset, from_preset)
+    ns.__dict__.update({k: settings.get(k, v) for k, v in PAPER.items()})
     levels = set(ns.levels)
     data = load_dataset(ns.dataset, size=ns.image_size, channels=ns.channels)
     splits = split(data, tuple(ns.split), seed=ns.split_seed)
@@ -106,13 +118,13 @@ def run(ns: argparse.Namespace) -> int:
         raise MmselectError(f"--patch {ns.patch} does not divide --image-size {data.image_size}")
     result = run_onion(splits, config)
     ns.out.mkdir(parents=True, exist_ok=True)
-    summary = result.summary()
+    summary = {"preset": preset, **result.summary()}
     atomic_write(ns.out / "report.json", [json.dumps(summary, indent=1, default=str).encode()])
     atomic_write(ns.out / "swaps.jsonl", [(json.dumps(s.as_dict()) + "\n").encode() for s in result.swaps])
     plot_training(result, ns.out / "training.png")
     if not ns.quiet:
         print(f"wrote {ns.out / 'report.json'}, {ns.out / 'swaps.jsonl'}, {ns.out / 'training.png'}")
-    print(f"levels: {','.join(config.levels) or 'none (dense)'}; {result.train_seconds:.1f} s training, "
+    print(f"preset {preset}; levels: {','.join(config.levels) or 'none (dense)'}; {result.train_seconds:.1f} s training, "
           f"{result.throughput:.1f} img/s processed, {result.epoch_throughput:.1f} img/s per full epoch; "
           f"val {result.val_accuracy:.4f}, test {result.test_accuracy:.4f}; {len(result.swaps)} swaps")
     return 0

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import argparse
 
-from selector.app.commands.common import (budget, nonneg_int, output_dir, output_file, positive_float,
-                                          positive_int, seed, share, show_progress)
+from selector.app.commands.common import (add_preset, announce_preset, budget, choose_preset, nonneg_int,
+                                          output_dir, output_file, positive_float, positive_int, seed, share,
+                                          show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Rank every example of an image dataset (forgetting, EL2N, GraNd, loss curvature, herding, k-center greedy or
 random), keep the best KEEP of them (class-balanced unless --global; --stratified: a CCS coverage-centric cut)
 and write OUT (JSON): the kept indices (positions in the loaded dataset, best first; for folder:PATH also the kept
 files), every example's score (higher = keep), and the settings used. --subset-dir writes the kept images of a folder dataset as a folder tree.
-Defaults follow the DC family (ConvNet-3 width 128, SGD 0.01, 40-epoch proxy schedule); on a CPU try
---image-size 16 --width 32 --epochs 20."""
+--preset paper follows the DC family (ConvNet-3 width 128, SGD 0.01, 40-epoch proxy schedule, 28 x 28 digits);
+--preset fast (the default on a CPU) shrinks the proxy so digits finish in a minute or two."""
 
 RANKER_GROUPS = ("proxy model (all methods but random)", "method settings")  # flags that go to the ranker
 RENAMED = {"keep_curvature": "keep"}  # flag dest -> ranker field, where the flag's own name is taken (--keep)
@@ -30,7 +31,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--keep", type=budget, required=True, help="fraction (0.5, 50%%) or count (300) to keep")
     p.add_argument("--out", "-o", type=output_file, required=True, help="output JSON")
     p.add_argument("--seed", type=seed, default=0, help="seed for proxy training, probes and tie-breaking")
-    p.add_argument("--image-size", type=positive_int, help="resize images to N x N (digits: 28 by default)")
+    add_preset(p, "prune")
+    p.add_argument("--image-size", type=positive_int, help="resize images to N x N (digits: 28 under --preset paper)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grey, 3 = RGB (default: the dataset's)")
     p.add_argument("--global", dest="global_cut", action="store_true",
                    help="one cut over the whole set instead of the same fraction per class")
@@ -73,8 +75,10 @@ def _ranker_flags(parser: argparse.ArgumentParser) -> list[str]:
     return [a.dest for g in parser._action_groups if g.title in RANKER_GROUPS for a in g._group_actions]
 
 
-def _params(ns: argparse.Namespace) -> dict:
-    """The ranker's settings from the flags; a flag the method does not use is refused, not silently ignored."""
+def _params(ns: argparse.Namespace, preset: str) -> tuple[dict, dict]:
+    """(the ranker's settings, what the preset set): from the flags, with the preset filling what they leave unset.
+    A flag the method does not use is refused, not silently ignored; a preset setting it does not use is skipped."""
+    from vision.presets import apply
     from vision.prune import ranker_params
 
     accepted = ranker_params(ns.method)
@@ -84,14 +88,16 @@ def _params(ns: argparse.Namespace) -> dict:
         back = {v: k for k, v in RENAMED.items()}
         flags = ", ".join("--" + back.get(k, k).replace("_", "-") for k in refused)
         raise MmselectError(f"--method {ns.method} does not use {flags}")
+    given, from_preset = apply("prune", preset, given, accepted=accepted)
     balance = "per_class" if "per_class" in accepted else "balance"
     given[balance] = not ns.global_cut
     if "progress" in accepted:
         given["progress"] = show_progress(ns)
-    return given
+    return given, from_preset
 
 
 def run(ns: argparse.Namespace) -> int:
+    from vision.presets import apply
     from vision.prune_job import PruneConfig, run_prune
 
     from selector.core.stratified import Stratified
@@ -99,14 +105,18 @@ def run(ns: argparse.Namespace) -> int:
     if ns.hard_cut is not None and not ns.stratified:
         raise MmselectError("--hard-cut applies to --stratified selection; add --stratified")
     stratified = Stratified(beta=ns.hard_cut, strata=ns.strata) if ns.stratified else None
+    preset = choose_preset(ns)
+    params, from_preset = _params(ns, preset)
+    sizes, sized = apply("prune", preset, {"image_size": ns.image_size}, accepted={"image_size"})
+    announce_preset(ns, preset, {**sized, **from_preset})
     config = PruneConfig(dataset=ns.dataset, method=ns.method, keep=ns.keep, out=ns.out, seed=ns.seed,
-                         image_size=ns.image_size, channels=ns.channels, params=_params(ns),
-                         subset_dir=ns.subset_dir, link=ns.link, stratified=stratified)
+                         image_size=sizes.get("image_size"), channels=ns.channels, params=params,
+                         subset_dir=ns.subset_dir, link=ns.link, stratified=stratified, preset=preset)
     result = run_prune(config)
     if not ns.quiet:
         print(f"wrote {result.out}")
     if ns.subset_dir is not None and not ns.quiet:
         print(f"wrote the kept images to {ns.subset_dir} ({ns.link}s)")
     how = f" (CCS, hard cut {result.stratified['beta']:g})" if result.stratified else ""
-    print(f"{ns.method}: kept {result.kept} of {result.total} examples{how}")
+    print(f"{ns.method} (preset {preset}): kept {result.kept} of {result.total} examples{how}")
     return 0

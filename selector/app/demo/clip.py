@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,7 +100,7 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
     from open_clip import CLIP, get_tokenizer
     from open_clip.loss import ClipLoss
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
+    from selector.core.progress import progress_bar
 
     from metrics.clip import split_sentences
 
@@ -126,7 +125,7 @@ def train_demo_clip(data_dir: str | Path, out: str | Path, config: DemoClipConfi
     total = config.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.1)
     model.train()
-    bar = tqdm(total=total, desc="train demo CLIP", unit="step", disable=not progress or not sys.stderr.isatty())
+    bar = progress_bar(total=total, desc="train demo CLIP", unit="step", disable=not progress)
     last = float("nan")
     for epoch in range(config.epochs):
         if epoch % 10 == 0 and epoch:
