@@ -11,7 +11,7 @@
 
 The vote needs every pool record's group scores, so the features are computed for the whole pool in `setup` (the
 pool is the `pool` file: the records `mmselect score` reads), cached on disk in parts under
-`cache_dir/influence-<key>/` (warm-up adapter, target features, pool feature parts), and a killed run resumes from
+`cache_dir/influence-features-<key>/` (warm-up adapter, target features, pool feature parts), and a killed run resumes from
 the parts it finished. `score(batch)` then looks the batch's records up. The records are encoded with finetune's
 encoder (all images, all turns), exactly as a fine-tuning run sees them.
 """
@@ -113,7 +113,7 @@ class InfluenceMetric(Metric):
             root = Path(self._tmp.name)
         else:
             root = Path(self.cache_dir)
-        work = root / f"influence-{self.config_hash()}"
+        work = root / f"influence-features-{self.config_hash()}"
         work.mkdir(parents=True, exist_ok=True)
         return work
 

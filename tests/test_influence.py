@@ -109,8 +109,8 @@ def test_a_pool_record_repeated_in_the_target_set_ranks_first(digits, tmp_path):
     best = max(scores, key=scores.get)
     assert best in twins and scores[best] == pytest.approx(1.0, abs=1e-4)
     # Cached features: a second metric object with the same settings reads them instead of recomputing.
-    parts = sorted((tmp_path / "cache").glob("influence-*/pool/part-*.npy"))
-    assert parts and (tmp_path / "cache").glob("influence-*/warmup/adapter")
+    parts = sorted((tmp_path / "cache").glob("influence-features-*/pool/part-*.npy"))
+    assert parts and (tmp_path / "cache").glob("influence-features-*/warmup/adapter")
     again = InfluenceMetric(model=str(model), target=str(tmp_path / "target.jsonl"), pool=str(root / "train.jsonl"),
                             images=str(root), target_images=str(root), cache_dir=str(tmp_path / "cache"),
                             progress=False, adam=False, warmup_share=0.2, warmup_epochs=1, dim=256)
