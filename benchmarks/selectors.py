@@ -31,8 +31,15 @@ BUDGET = 200
 BASE_METRICS = "length,clip,embed-image,embed-text"
 
 
+CPU_SECONDS: dict[str, float] = {}  # command name -> CPU seconds of its process (user + system)
+
+
 def sh(args: list[str], log: Path, cwd: Path) -> float:
-    """Run one CLI command (output appended to `log`); returns its seconds; raises on failure."""
+    """Run one CLI command (output appended to `log`); returns its wall seconds (CPU seconds go to CPU_SECONDS,
+    the fairer figure on a shared machine); raises on failure."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with log.open("a") as fh:
         fh.write("$ mmselect " + " ".join(args) + "\n")
@@ -40,6 +47,9 @@ def sh(args: list[str], log: Path, cwd: Path) -> float:
         rc = subprocess.run(MMSELECT + args, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd).returncode
     if rc != 0:
         raise RuntimeError(f"command failed ({rc}): mmselect {' '.join(args)}; see {log}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    key = " ".join(args[:4])
+    CPU_SECONDS[key] = CPU_SECONDS.get(key, 0.0) + (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return time.perf_counter() - t
 
 
@@ -173,7 +183,7 @@ def evaluate(work: Path, name: str, seed: int, only: set[str]) -> dict:
     ids = records.table.column("id").take(rows).to_pylist()
     position = {rid: k for k, rid in enumerate(ids)}
     runs, base, data = d / f"runs-seed{seed}", d / "M" / "vlm-base", d / "D"
-    out = {"dataset": name, "seed": seed, "prep_s": t_prep, "rows": {}}
+    out = {"dataset": name, "seed": seed, "prep_s": t_prep, "prep_cpu_s": dict(CPU_SECONDS), "rows": {}}
     cache: dict = {}
     for sel_name, (sel, secs) in sorted(picks.items()):
         key = sel_name.replace(":", "-").replace("+", "-")

@@ -11,9 +11,9 @@
 
 The vote needs every pool record's group scores, so the features are computed for the whole pool in `setup` (the
 pool is the `pool` file: the records `mmselect score` reads), cached on disk in parts under
-`cache_dir/influence-features-<key>/` (warm-up adapter, target features, pool feature parts), and a killed run resumes from
-the parts it finished. `score(batch)` then looks the batch's records up. The records are encoded with finetune's
-encoder (all images, all turns), exactly as a fine-tuning run sees them.
+`cache_dir/influence-features-<key>/` (warm-up adapter, target features, pool feature parts), and a killed
+run resumes from the parts it finished. `score(batch)` then looks the batch's records up. The records are encoded
+with finetune's encoder (all images, all turns), exactly as a fine-tuning run sees them.
 """
 from __future__ import annotations
 

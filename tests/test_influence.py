@@ -105,7 +105,8 @@ def test_a_pool_record_repeated_in_the_target_set_ranks_first(digits, tmp_path):
     table = score_records(records.valid(), [metric], RunnerConfig(cache_dir=tmp_path / "scores", progress=False),
                           images_root=str(root))
     scores = dict(zip(table.column("id").to_pylist(), table.column("influence").to_pylist()))
-    twins = {r["id"] for r in pool if r["conversations"] == pool[13]["conversations"] and r["image"] == pool[13]["image"]}
+    twins = {r["id"] for r in pool
+             if r["conversations"] == pool[13]["conversations"] and r["image"] == pool[13]["image"]}
     best = max(scores, key=scores.get)
     assert best in twins and scores[best] == pytest.approx(1.0, abs=1e-4)
     # Cached features: a second metric object with the same settings reads them instead of recomputing.

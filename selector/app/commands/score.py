@@ -13,7 +13,8 @@ from selector.app.commands.common import (column_map, input_file, input_path, in
 from selector.core.errors import MmselectError
 
 HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
-embed-text, influence, ifd. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
+embed-text, influence, ifd.
+Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
 Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
 run restarted after a kill only computes what is missing. --num-processes N shards the batches over N processes with
 accelerate (also works under `accelerate launch -m selector.app.cli score ...`)."""

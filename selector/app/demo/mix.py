@@ -26,7 +26,8 @@ from selector.core.errors import SettingsError
 from selector.core.io import atomic_write
 
 TASKS = ("identify", "parity", "compare", "sum")
-COMPARE_Q = ["Which of the two images shows the larger digit?", "Look at both pictures: which one has the bigger number?",
+COMPARE_Q = ["Which of the two images shows the larger digit?",
+             "Look at both pictures: which one has the bigger number?",
              "Compare the two handwritten digits. Which image shows the larger one?"]
 SUM_Q = ["What is the sum of the digits in the two images?", "Add the two handwritten numbers. What do you get?",
          "What do the digits in these two images add up to?"]
