@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selector.app.demo.data import (IDENTIFY_A, IDENTIFY_Q, OFF_TOPIC, PARITY_Q, WORDS, _split_images,
-                                    load_digit_images)
+from selector.app.demo.data import IDENTIFY_A, IDENTIFY_Q, OFF_TOPIC, PARITY_Q, WORDS, write_split_images
 from selector.core.errors import SettingsError
 from selector.core.io import atomic_write
 
@@ -172,19 +171,10 @@ def _corrupt(rec: dict, srcs: list[int], kind: str, labels, pool, rng) -> dict:
 
 def build_digits_mix(out: str | Path, config: MixConfig = MixConfig()) -> dict:
     """Write DigitsVQA-Mix under `out` (images/, pretrain/train/val/test.jsonl, truth.jsonl, meta.json)."""
-    from PIL import Image
-
     out = Path(out)
     rng = np.random.default_rng(config.seed)
-    images, labels = load_digit_images(config.image_size)
     counts = [config.n_pretrain, config.n_train, config.n_val, config.n_test]
-    pools = _split_images(len(labels), counts, rng)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    for pool in pools:
-        for src in pool:
-            path = out / "images" / f"{src:04d}.png"
-            if not path.exists():
-                Image.fromarray(images[src]).convert("RGB").save(path)
+    _, labels, pools = write_split_images(out, config.image_size, counts, rng)
     balanced = [1.0] * len(TASKS)
     pretrain = _split("pretrain", task_counts(config.n_pretrain, balanced), pools[0], labels, rng, 0.3)
     val = _split("val", task_counts(config.n_val, balanced), pools[2], labels, rng, True)
