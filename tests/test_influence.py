@@ -119,3 +119,23 @@ def test_a_pool_record_repeated_in_the_target_set_ranks_first(digits, tmp_path):
     again.setup("cpu")
     assert [p.stat().st_mtime_ns for p in parts] == mtimes
     assert again._scores["train-00013"][0] == pytest.approx(scores["train-00013"])
+
+
+def test_missing_settings_are_a_one_line_error_naming_the_flag_and_cli_flags_reach_the_metric(tmp_path, monkeypatch):
+    import argparse
+
+    from metrics.influence import InfluenceMetric
+    from selector.app.commands.score import add_parser, metric_params
+    from selector.core.errors import MmselectError
+
+    with pytest.raises(MmselectError, match="--influence-target"):
+        InfluenceMetric(model="M", pool="pool.jsonl")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.jsonl").write_text("{}\n")
+    sub = argparse.ArgumentParser().add_subparsers()
+    ns = add_parser(sub, "score").parse_args(["pool.jsonl", "--out", "s.parquet", "--metrics", "influence,ifd",
+                                              "--influence-model", "M", "--influence-groups", "task",
+                                              "--ifd-model", "B"])
+    params = metric_params(ns, None)
+    assert params["influence"]["model"] == "M" and params["influence"]["groups"] == "task"
+    assert params["influence"]["pool"].endswith("pool.jsonl") and params["ifd"]["model"] == "B"
