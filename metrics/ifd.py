@@ -13,6 +13,7 @@ them); losses are computed per runner batch, so the score cache and progress bar
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ class IFDMetric(Metric):
         self._pad = processor.tokenizer.pad_token_id
         stops = stop_token_ids(model, processor)
         pool = encode_records(self.pool, processor, images=self.images, dedup=False, max_length=self.max_length,
-                              stop_ids=stops, progress=self.progress)
+                              stop_ids=stops, progress=self.progress and sys.stderr.isatty())
         encoder = Encoder(processor, self.max_length, stops)
         for row in pool.rejected:
             self._reasons[str(row["id"])] = f"ifd: {row['reason']}"
