@@ -51,6 +51,7 @@ class FinetuneConfig:
     target_modules: tuple[str, ...] = DEFAULT_ATTENTION_PROJECTIONS  # matched inside the language model only
     freeze_vision: bool = True
     merge: bool = False  # also save the adapter merged into a full model under OUT/merged
+    save_optimizer_state: bool = False  # also save AdamW's moments (OUT/optimizer-state.safetensors; for LESS)
     # optimisation
     epochs: float = 3.0
     batch_size: int = 8

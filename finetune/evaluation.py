@@ -50,16 +50,21 @@ def answer_losses(model, encoded: EncodedSet, pad_id: int, settings: EvalSetting
     out = []
     for chunk in progress_bar(list(_batches(encoded.examples, settings.batch_size)), desc="eval loss",
                       disable=not settings.progress, leave=False):
-        batch = _to(collate(chunk, pad_id), device, dtype)
-        labels = batch.pop("labels")
-        logits = model(**batch).logits.float()
-        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE,
-                                                reduction="none")
-        mask = shift_labels != IGNORE
-        for s, n in zip((nll * mask).sum(1).tolist(), mask.sum(1).tolist()):
-            out.append((s, n))
+        sums, counts = example_nll(model, _to(collate(chunk, pad_id), device, dtype))
+        out.extend(zip(sums.tolist(), counts.tolist()))
     return out
+
+
+def example_nll(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of a collated batch: (sum of answer-token NLL, answer-token count); differentiable (the caller picks
+    no_grad or not)."""
+    labels = batch.pop("labels")
+    logits = model(**batch).logits.float()
+    shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE,
+                                            reduction="none")
+    mask = shift_labels != IGNORE
+    return (nll * mask).sum(1), mask.sum(1)
 
 
 @torch.no_grad()

@@ -201,12 +201,13 @@ def save_outputs(model, processor, out: Path, *, method: str, merge: bool) -> tu
 
 
 def load_with_adapter(name_or_path: str, adapter: str | Path | None = None, *, flag: str = "--model",
-                      trust_remote_code: bool = False, **load_kwargs):
-    """(model, processor) of a base model with an optional LoRA adapter folder applied (for evaluation)."""
+                      trust_remote_code: bool = False, trainable: bool = False, **load_kwargs):
+    """(model, processor) of a base model with an optional LoRA adapter folder applied (for evaluation; with
+    `trainable`, the adapter's weights require gradients, for per-sample gradients)."""
     model, processor = load_model(name_or_path, flag=flag, trust_remote_code=trust_remote_code, **load_kwargs)
     if adapter is not None:
         from peft import PeftModel
 
         with _quiet_peft():
-            model = PeftModel.from_pretrained(model, str(adapter))
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     return model, processor

@@ -24,6 +24,7 @@ from finetune.modeling import (load_model, prepare_model, quantization_4bit, sav
                                trainable_summary)
 from finetune.outputs import write_json, write_predictions, write_rejected
 from selector.core.errors import MmselectError
+from selector.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
@@ -103,7 +104,7 @@ def _checkpoints(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _batch_nll(model, batch: dict, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_nll(model, batch: dict, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of answer-token NLL, answer-token count) of one batch; summed so processes can share one normaliser."""
     labels = batch.pop("labels")
     if dtype is not None:  # image inputs in the model's precision
@@ -210,6 +211,28 @@ def _load_checkpoint(accelerator, run: _Run, trainable: dict[str, tuple]) -> boo
     run.step, run.history = state["step"], state["history"]
     log.info("resumed from %s (step %d)", path, run.step)
     return True
+
+
+OPTIMIZER_STATE = "optimizer-state.safetensors"
+
+
+def save_optimizer_state(net, optimizer, path: Path) -> None:
+    """AdamW's first and second moments of every trainable parameter, by parameter name (`<name>.exp_avg`,
+    `<name>.exp_avg_sq`), with its betas and eps as metadata: what LESS's Adam-preconditioned gradients need."""
+    from safetensors.torch import save_file
+
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
+    state = inner.state
+    tensors = {}
+    for name, p in net.named_parameters():
+        if p.requires_grad and p in state and "exp_avg" in state[p]:
+            tensors[f"{name}.exp_avg"] = state[p]["exp_avg"].detach().cpu().contiguous()
+            tensors[f"{name}.exp_avg_sq"] = state[p]["exp_avg_sq"].detach().cpu().contiguous()
+    group = inner.param_groups[0]
+    meta = {"beta1": str(group["betas"][0]), "beta2": str(group["betas"][1]), "eps": str(group["eps"])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneResult:
@@ -348,7 +371,7 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
             global_tokens = sum(int((train_set.examples[i].labels[1:] != IGNORE).sum()) for i in idx)
             sync = j == len(group) - 1
             with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
-                nll, tokens = _batch_nll(model, batch, dtype)
+                nll, tokens = batch_nll(model, batch, dtype)
                 loss = nll * weight * world / max(global_tokens, 1) / len(group)
                 accelerator.backward(loss)
             step_nll += nll.detach() * weight
@@ -376,6 +399,8 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
         _save_checkpoint(accelerator, run)
 
     net = accelerator.unwrap_model(model)
+    if finished and config.save_optimizer_state and accelerator.is_main_process:
+        save_optimizer_state(net, optimizer, out / OPTIMIZER_STATE)
     eval_metrics, predictions = {}, {}
     if finished and len(eval_set):
         settings = EvalSettings(config.eval_batch_size, config.max_new_tokens, config.short_answer_words,

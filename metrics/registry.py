@@ -19,6 +19,8 @@ METRICS.add("embed-image", "metrics.embed:EmbedImageMetric")
 METRICS.add("embed-text", "metrics.embed:EmbedTextMetric")
 METRICS.add("reward", "metrics.reward:RewardMetric")
 METRICS.add("judge", "metrics.judge:JudgeMetric")
+METRICS.add("influence", "metrics.influence:InfluenceMetric")
+METRICS.add("ifd", "metrics.ifd:IFDMetric")
 
 # Scoring engines: ScoreJob -> ScoreResult. One file plus one line each.
 ENGINES: Registry = Registry("scoring engine")

@@ -13,7 +13,8 @@ from selector.app.commands.common import (column_map, input_file, input_path, in
 from selector.core.errors import MmselectError
 
 HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
-embed-text. Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
+embed-text, influence, ifd.
+Writes OUT (Parquet: id, one column per metric, `<metric>__reason` where a record could not be scored).
 Scores are cached per record id and metric configuration under --score-cache (default OUT.cache), so a re-run or a
 run restarted after a kill only computes what is missing. --num-processes N shards the batches over N processes with
 accelerate (also works under `accelerate launch -m selector.app.cli score ...`). --engine ray scores on a Ray
@@ -56,6 +57,14 @@ def add_metric_args(p: argparse.ArgumentParser) -> None:
                    help="embed-text encoder: st (bundled MiniLM), st:DIR|ID, clip, llm:DIR|ID (last-token hidden "
                         "state of the raw text), or chat:DIR|ID (of the record rendered through a chat LLM's or VLM's "
                         "chat template)")
+    g.add_argument("--influence-model", help="influence: the base VLM (folder or hub id) warmed up with LoRA and "
+                                             "differentiated (LESS; see README)")
+    g.add_argument("--influence-target", type=input_file,
+                   help="influence: the target set (e.g. val.jsonl); score = mean gradient cosine to it")
+    g.add_argument("--influence-groups", metavar="FIELD",
+                   help="influence: a field of the target records (e.g. task): per-group scores and ICONS' vote")
+    g.add_argument("--ifd-model", help="ifd: the base VLM (folder or hub id) whose answer losses give the "
+                                       "instruction-following difficulty")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that ship their own code (off by default)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -82,7 +91,13 @@ def metric_params(ns: argparse.Namespace, cache_dir: Path | None = None) -> dict
         judge["prompt"] = Path(ns.judge_prompt).read_text()
     if cache_dir is not None:
         judge["response_cache"] = str(Path(cache_dir) / "judge-responses.sqlite")
+    pool = {"pool": str(ns.input), "images": str(ns.images) if ns.images else None,
+            "trust_remote_code": ns.trust_remote_code, "progress": not getattr(ns, "quiet", False)}
+    influence = {**pool, "model": ns.influence_model, "target": ns.influence_target, "groups": ns.influence_groups,
+                 "cache_dir": str(cache_dir) if cache_dir is not None else None}
     return {
+        "influence": influence,
+        "ifd": {**pool, "model": ns.ifd_model},
         "clip": {**clip, "text_mode": ns.clip_text_mode, "max_sentences": ns.clip_max_sentences},
         "embed-image": dict(clip),
         "embed-text": {**clip, "encoder": ns.text_encoder, "trust_remote_code": ns.trust_remote_code},
@@ -103,7 +118,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
     p.add_argument("--metrics", type=metric_list, default=("length",),
-                   help="comma-separated: length, clip, reward, judge, embed-image, embed-text (default: length)")
+                   help="comma-separated: length, clip, reward, judge, embed-image, embed-text, influence, ifd "
+                        "(default: length)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="records per batch (default 64)")
     p.add_argument("--workers", type=nonneg_int, default=None,
                    help="image-decoding processes (default: half the CPUs, at most 4; 0 = none: decode in the main "

@@ -124,6 +124,22 @@ def _split_images(n_images: int, counts: list[int], rng: np.random.Generator) ->
     return [order[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
+def write_split_images(out: Path, image_size: int, counts: list[int], rng: np.random.Generator):
+    """The digits, split into disjoint image pools per split (sized by `counts`) and written to out/images/;
+    returns (images, labels, pools)."""
+    from PIL import Image
+
+    images, labels = load_digit_images(image_size)
+    pools = _split_images(len(labels), counts, rng)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for pool in pools:
+        for src in pool:
+            path = out / "images" / f"{src:04d}.png"
+            if not path.exists():
+                Image.fromarray(images[src]).convert("RGB").save(path)
+    return images, labels, pools
+
+
 KINDS = ("identify", "describe", "parity", "plus", "short")
 KIND_WEIGHTS = np.array([0.3, 0.25, 0.15, 0.1, 0.2])
 
@@ -163,19 +179,10 @@ def _corrupt(rec: dict, kind: str, src: int, labels, images, rng, pool: np.ndarr
 
 def build_digits_vqa(out: str | Path, config: DigitsVQAConfig = DigitsVQAConfig()) -> dict:
     """Write DigitsVQA under `out` (images/, pretrain/train/val/test.jsonl, truth.jsonl, meta.json); returns counts."""
-    from PIL import Image
-
     out = Path(out)
     rng = np.random.default_rng(config.seed)
-    images, labels = load_digit_images(config.image_size)
     counts = [config.n_pretrain, config.n_train, config.n_val, config.n_test]
-    pools = _split_images(len(labels), counts, rng)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    for pool in pools:
-        for src in pool:
-            path = out / "images" / f"{src:04d}.png"
-            if not path.exists():
-                Image.fromarray(images[src]).convert("RGB").save(path)
+    images, labels, pools = write_split_images(out, config.image_size, counts, rng)
 
     pretrain = _clean_split("pretrain", config.n_pretrain, pools[0], images, labels, rng, short_only=False)
     val = _clean_split("val", config.n_val, pools[2], images, labels, rng, short_only=True)
