@@ -1,5 +1,5 @@
 """mmselect's quality-metric layer: registered metrics that score record batches, and the runner that drives them."""
-from metrics.base import Batch, Metric
+from selector.core.metric_api import Batch, Metric
 from metrics.registry import METRICS, available, build, metric_class, register
 
 __all__ = ["Batch", "METRICS", "Metric", "available", "build", "metric_class", "register"]

@@ -5,8 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import Batch, Metric, Scored
-from metrics.clip_models import LoadImage, clip_image_key, load_clip, spec_fingerprint
+from selector.core.metric_api import Batch, Metric, Scored
+from metrics.clip_models import LoadImage, clip_image_key, load_clip
+from selector.core.resolve import spec_fingerprint
 from metrics.registry import register
 
 DEFAULT_CLIP = "ViT-bigG-14"

@@ -5,29 +5,12 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from selector.core.resolve import loading, resolve_hf_model, resolve_open_clip
 
 CLIP_FLAG = "--clip-model"
 PRETRAINED_FLAG = "--clip-pretrained"
-
-
-def spec_fingerprint(model: str, pretrained: str | None) -> dict[str, Any]:
-    """What identifies a CLIP for the score cache: the spec plus, for files on disk, their size and mtime, so that a
-    retrained model in the same folder is not served stale scores."""
-    out: dict[str, Any] = {"model": model, "pretrained": pretrained}
-    paths = []
-    for ref in (model, pretrained or ""):
-        for prefix in ("local-dir:", "hf:"):
-            if ref.startswith(prefix):
-                ref = ref[len(prefix):]
-        p = Path(ref).expanduser()
-        if ref and p.exists():
-            paths += sorted(p.glob("*")) if p.is_dir() else [p]
-    out["files"] = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in paths if f.is_file()]
-    return out
 
 
 class LoadImage:

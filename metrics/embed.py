@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import Batch, Metric, Scored
+from selector.core.metric_api import Batch, Metric, Scored
 from metrics.clip import DEFAULT_CLIP, DEFAULT_PRETRAINED, _ClipBase
-from metrics.clip_models import load_clip, spec_fingerprint
+from metrics.clip_models import load_clip
+from selector.core.resolve import spec_fingerprint
 from metrics.registry import register
 from selector.core.errors import MmselectError
 from selector.core.resolve import loading, resolve_hf_model

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import Batch, Metric, Scored
+from selector.core.metric_api import Batch, Metric, Scored
 from metrics.registry import register
 from selector.core.errors import MmselectError
 from selector.core.resolve import loading, resolve_hf_model

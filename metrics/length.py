@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from metrics.base import Batch, Metric
+from selector.core.metric_api import Batch, Metric
 from metrics.registry import register
 from selector.core.arrow_numpy import strings, to_numpy
 from selector.core.dedup import string_buffers

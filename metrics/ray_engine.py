@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from metrics.base import Batch, as_scored
+from selector.core.metric_api import Batch, as_scored
 from selector.core.arrow_numpy import strings
 from selector.core.errors import MmselectError
 from selector.core.io import atomic_path, atomic_write, check_outputs, input_fingerprint

@@ -4,12 +4,16 @@ them as strings.
 A new metric is one file, `metrics/<name>.py` with a `Metric` subclass, plus one line below. Entries are lazy
 ("module:Class"): a length-only run imports only `metrics.length`, and listing the names imports nothing.
 `@register` on the class (or `METRICS.add(name, cls)`) registers a metric defined elsewhere.
+
+Metrics that differentiate or evaluate the VLM being fine-tuned (`influence`, `ifd`) live in `finetune/`, next to the
+model loading, encoder and training loop they reuse, and implement `selector.core.metric_api.Metric`; they are named
+here by reference only, so `metrics` and `finetune` stay independent layers (neither imports the other).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from metrics.base import Metric
+from selector.core.metric_api import Metric
 from selector.core.registry import Registry
 
 METRICS: Registry[type[Metric]] = Registry("metric")
@@ -19,8 +23,8 @@ METRICS.add("embed-image", "metrics.embed:EmbedImageMetric")
 METRICS.add("embed-text", "metrics.embed:EmbedTextMetric")
 METRICS.add("reward", "metrics.reward:RewardMetric")
 METRICS.add("judge", "metrics.judge:JudgeMetric")
-METRICS.add("influence", "metrics.influence:InfluenceMetric")
-METRICS.add("ifd", "metrics.ifd:IFDMetric")
+METRICS.add("influence", "finetune.influence:InfluenceMetric")
+METRICS.add("ifd", "finetune.ifd:IFDMetric")
 
 # Scoring engines: ScoreJob -> ScoreResult. One file plus one line each.
 ENGINES: Registry = Registry("scoring engine")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import Batch, Metric, Scored
-from metrics.clip_models import spec_fingerprint
+from selector.core.metric_api import Batch, Metric, Scored
+from selector.core.resolve import spec_fingerprint
 from metrics.registry import register
 from selector.core.resolve import loading, resolve_hf_model
 

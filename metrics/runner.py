@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from metrics.base import Batch, Metric, Scored, as_scored
+from selector.core.metric_api import Batch, Metric, Scored, as_scored
 from selector.core.arrow_numpy import strings, to_arrow
 from selector.core.dedup import all_distinct
 from selector.core.embedded import describe, image_file, image_stamp, is_ref

@@ -18,7 +18,7 @@ def _rec(rid: str, colour: str, answer: str) -> dict:
 @pytest.mark.slow
 def test_ifd_is_higher_for_an_answer_the_instruction_does_not_predict(tmp_path):
     from finetune import FinetuneConfig, build_tiny_model, train
-    from metrics.ifd import IFDMetric
+    from finetune.ifd import IFDMetric
     from metrics.runner import RunnerConfig, score_records
     from selector.core.records import read_records
 

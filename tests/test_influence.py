@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from metrics.gradients import (AdamState, Projector, adam_direction, linear_per_sample_gradients, mean_cosine,
+from finetune.gradients import (AdamState, Projector, adam_direction, linear_per_sample_gradients, mean_cosine,
                                per_sample_gradients, vote)
 
 
@@ -90,7 +90,7 @@ def digits(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_pool_record_repeated_in_the_target_set_ranks_first(digits, tmp_path):
-    from metrics.influence import InfluenceMetric
+    from finetune.influence import InfluenceMetric
     from metrics.runner import RunnerConfig, score_records
     from selector.core.records import read_records
 
@@ -124,7 +124,7 @@ def test_a_pool_record_repeated_in_the_target_set_ranks_first(digits, tmp_path):
 def test_missing_settings_are_a_one_line_error_naming_the_flag_and_cli_flags_reach_the_metric(tmp_path, monkeypatch):
     import argparse
 
-    from metrics.influence import InfluenceMetric
+    from finetune.influence import InfluenceMetric
     from selector.app.commands.score import add_parser, metric_params
     from selector.core.errors import MmselectError
 

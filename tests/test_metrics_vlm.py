@@ -9,7 +9,7 @@ import pytest
 
 from finetune import build_tiny_model
 from metrics import build
-from metrics.base import Batch
+from selector.core.metric_api import Batch
 from metrics.runner import RunnerConfig, score_records
 from selector.core.errors import MmselectError
 

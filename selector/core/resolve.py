@@ -14,7 +14,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from selector.core.errors import MmselectError, ModelNotAvailable
@@ -204,3 +204,19 @@ def model_fingerprint(model: str | Path) -> str:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def spec_fingerprint(model: str, pretrained: str | None) -> dict[str, Any]:
+    """What identifies a CLIP for the score cache: the spec plus, for files on disk, their size and mtime, so that a
+    retrained model in the same folder is not served stale scores."""
+    out: dict[str, Any] = {"model": model, "pretrained": pretrained}
+    paths = []
+    for ref in (model, pretrained or ""):
+        for prefix in ("local-dir:", "hf:"):
+            if ref.startswith(prefix):
+                ref = ref[len(prefix):]
+        p = Path(ref).expanduser()
+        if ref and p.exists():
+            paths += sorted(p.glob("*")) if p.is_dir() else [p]
+    out["files"] = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in paths if f.is_file()]
+    return out

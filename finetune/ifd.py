@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import Batch, Metric, Scored
-from metrics.registry import register
+from selector.core.metric_api import Batch, Metric, Scored
 
 IFD_FLAG = "--ifd-model"
 
 
-@register
 class IFDMetric(Metric):
     name = "ifd"
     needs = frozenset({"text"})  # images come from the pool file, through finetune's encoder
@@ -46,7 +44,7 @@ class IFDMetric(Metric):
         self._over_one = 0
 
     def config(self) -> dict[str, Any]:
-        from metrics.clip_models import spec_fingerprint
+        from selector.core.resolve import spec_fingerprint
 
         return {**spec_fingerprint(self.model, None), "max_length": self.max_length}
 

@@ -7,7 +7,7 @@
 3. Score: mean cosine similarity of a record's feature to the target features. Higher means keep. With `groups`
    (a field of the target records, e.g. `task`), one score per group (extra columns `influence__g_<value>`) and
    ICONS' vote: each group votes for the records above its 80th percentile; the score is the vote count plus a
-   tie-break below one vote (see `metrics.gradients.vote`).
+   tie-break below one vote (see `finetune.gradients.vote`).
 
 The vote needs every pool record's group scores, so the features are computed for the whole pool in `setup` (the
 pool is the `pool` file: the records `mmselect score` reads), cached on disk in parts under
@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from metrics.base import Batch, Metric, Scored
-from metrics.registry import register
+from selector.core.metric_api import Batch, Metric, Scored
 from selector.core.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,6 @@ def _file_stamp(path: str | None) -> str | None:
     return str(path)
 
 
-@register
 class InfluenceMetric(Metric):
     name = "influence"
     needs = frozenset({"text"})  # the records are encoded from `pool` itself (all images), not from the batch
@@ -98,7 +96,7 @@ class InfluenceMetric(Metric):
         self._tmp = None
 
     def config(self) -> dict[str, Any]:
-        from metrics.clip_models import spec_fingerprint
+        from selector.core.resolve import spec_fingerprint
 
         return {**spec_fingerprint(self.model, None), "target": _file_stamp(self.target),
                 "pool": _file_stamp(self.pool), "groups": self.groups, **asdict(self.settings)}
@@ -177,7 +175,7 @@ class InfluenceMetric(Metric):
         import torch
 
         from finetune.modeling import load_with_adapter
-        from metrics.gradients import AdamState, Projector
+        from finetune.gradients import AdamState, Projector
 
         model, processor = load_with_adapter(self.model, adapter, flag=INFLUENCE_FLAG, trainable=True,
                                              trust_remote_code=self.trust_remote_code)
@@ -207,7 +205,7 @@ class InfluenceMetric(Metric):
         """Projected gradients of `examples`, in parts of PART records cached as .npy (resumable)."""
         from tqdm.auto import tqdm
 
-        from metrics.gradients import project_gradients
+        from finetune.gradients import project_gradients
 
         where.mkdir(parents=True, exist_ok=True)
         n_parts = math.ceil(len(examples) / PART)
@@ -254,7 +252,7 @@ class InfluenceMetric(Metric):
         return [str(of.get(ex.id)) for ex in target.examples]
 
     def _combine(self, pfeat: np.ndarray, tfeat: np.ndarray, ids: list[str], groups: list[str] | None) -> None:
-        from metrics.gradients import mean_cosine, vote
+        from finetune.gradients import mean_cosine, vote
 
         overall = mean_cosine(pfeat, tfeat)
         per_group: dict[str, np.ndarray] = {}
@@ -291,7 +289,7 @@ def _per_sample_grads(model, pad_id: int, device: str):
 
     from finetune.data import collate
     from finetune.evaluation import example_nll
-    from metrics.gradients import flat_grad, linear_per_sample_gradients
+    from finetune.gradients import flat_grad, linear_per_sample_gradients
 
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
 
