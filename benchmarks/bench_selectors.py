@@ -8,9 +8,8 @@ with vote; IFD; the diversity rankers; influence + diversity), each LoRA-fine-tu
 protocol (`selector.app.demo.loop.finetune_and_test`: 3 epochs, lr 3e-3, test.jsonl), and the full pool. Reported:
 test exact match overall and per task, clean share (truth.jsonl, read only here), and the selection's time.
 
-    nice -n 5 .venv/bin/python -m benchmarks.selectors --work /tmp/selectors --datasets digits,mix --seeds 0,1,2
+    nice -n 5 .venv/bin/python benchmarks/bench_selectors.py --work /tmp/selectors --datasets digits,mix --seeds 0,1,2
 
-(Run it with -m: as a script, this file would shadow the standard library's `selectors` module.)
 """
 from __future__ import annotations
 
@@ -263,7 +262,7 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             results.append(evaluate(args.work, name, seed, only))
             args.out.write_text(json.dumps(results, indent=1))
-    command = "nice -n 5 .venv/bin/python -m benchmarks.selectors " + " ".join(sys.argv[1:])
+    command = "nice -n 5 .venv/bin/python benchmarks/bench_selectors.py " + " ".join(sys.argv[1:])
     md = markdown(results, command)
     args.out.with_suffix(".md").write_text(md)
     plot(results, args.out.with_suffix(".png"))
