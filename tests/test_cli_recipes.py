@@ -131,5 +131,5 @@ def test_the_cli_choices_come_from_the_registries():
     assert choices("prune", "net") == NETS.names()
     assert choices("condense", "method") == CONDENSERS.names()
     assert choices("condense", "init") == ["noise", "real", *RANKERS.names()]
-    assert set(METRICS.names()) == {"length", "clip", "embed-image", "embed-text", "reward", "judge"}
+    assert set(METRICS.names()) == {"length", "clip", "embed-image", "embed-text", "reward", "judge", "influence", "ifd"}
     assert list(sub) == COMMANDS.names()

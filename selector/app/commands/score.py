@@ -91,7 +91,8 @@ def metric_params(ns: argparse.Namespace, cache_dir: Path | None = None) -> dict
         judge["prompt"] = Path(ns.judge_prompt).read_text()
     if cache_dir is not None:
         judge["response_cache"] = str(Path(cache_dir) / "judge-responses.sqlite")
-    pool = {"pool": str(ns.input), "images": str(ns.images) if ns.images else None,
+    source, images = getattr(ns, "input", None), getattr(ns, "images", None)  # `compare` has no single input
+    pool = {"pool": str(source) if source else None, "images": str(images) if images else None,
             "trust_remote_code": ns.trust_remote_code, "progress": not getattr(ns, "quiet", False)}
     influence = {**pool, "model": ns.influence_model, "target": ns.influence_target, "groups": ns.influence_groups,
                  "cache_dir": str(cache_dir) if cache_dir is not None else None}
