@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-families demo bench clean
+.PHONY: install test test-families test-cluster demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,15 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not benchmark and not families" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not benchmark and not families and not cluster" $(PYTEST_ARGS)
 
 # The VLM family matrix (about 2.5 minutes on 2 cores): kept out of `make test` to hold it under 10 minutes.
 test-families: $(STAMP)
 	$(BIN)/python -m pytest -q -m families $(PYTEST_ARGS)
+
+# The Ray engine's tests (a local 2-CPU Ray per module, about 1.5 minutes): kept out of `make test` for the same reason.
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/mmselect demo --cache $(CACHE)

@@ -21,7 +21,7 @@ from metrics.score_job import ScoreJob, run_score_job  # noqa: E402
 from selector.core.scores import read_manifest, read_score_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # Ray start-up alone takes seconds
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # Ray start-up alone takes seconds; make test-cluster
 
 
 @pytest.fixture(scope="module")
