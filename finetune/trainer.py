@@ -341,9 +341,11 @@ def _train(config: FinetuneConfig, eval_cache: dict | None = None) -> FinetuneRe
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_rejected(out / "rejected.jsonl", train_set.rejected)
-        log.info("batch: %d per device x %d process(es) x %d accumulation = global batch %d; lr %g (%s); "
-                 "%d records, %d truncated to max_length %d", config.batch_size, world, config.grad_accum,
-                 global_batch * config.grad_accum, lr, lr_how, n, train_set.truncated, config.max_length)
+        # A run without progress is one of many (label runs, evaluation fine-tunes): its settings line is detail.
+        (log.info if config.progress else log.debug)(
+            "batch: %d per device x %d process(es) x %d accumulation = global batch %d; lr %g (%s); "
+            "%d records, %d truncated to max_length %d", config.batch_size, world, config.grad_accum,
+            global_batch * config.grad_accum, lr, lr_how, n, train_set.truncated, config.max_length)
     trackers = _trackers(config.report_to)
     if trackers:
         accelerator.init_trackers("finetune", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
