@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -177,6 +178,25 @@ def _corrupt(rec: dict, kind: str, src: int, labels, images, rng, pool: np.ndarr
     return rec
 
 
+def insert_copies(records: list[dict], truth: dict[str, str | None], n: int, rng: np.random.Generator,
+                  edit: Callable[[int, dict], str] | None = None) -> None:
+    """Insert `n` copies of clean records (`truth[id] is None`), each at a random place after its original, ids
+    `train-<len(records) + k>`; `edit(k, copy)` may change copy k and returns its corruption kind (default
+    "duplicate"). Edits `records` and `truth` in place; shared by DigitsVQA and DigitsVQA-Mix (same draws, in the
+    same order: source, then the edit's, then the place)."""
+    first = len(records)
+    clean_pos = [i for i, r in enumerate(records) if truth[r["id"]] is None]
+    for k in range(n):
+        src_pos = int(rng.choice(clean_pos))
+        copy = json.loads(json.dumps(records[src_pos]))
+        copy["id"] = f"train-{first + k:05d}"
+        kind = edit(k, copy) if edit is not None else "duplicate"
+        at = int(rng.integers(src_pos + 1, len(records) + 1))  # always after its original
+        records.insert(at, copy)
+        clean_pos = [i if i < at else i + 1 for i in clean_pos]
+        truth[copy["id"]] = kind
+
+
 def build_digits_vqa(out: str | Path, config: DigitsVQAConfig = DigitsVQAConfig()) -> dict:
     """Write DigitsVQA under `out` (images/, pretrain/train/val/test.jsonl, truth.jsonl, meta.json); returns counts."""
     out = Path(out)
@@ -200,15 +220,7 @@ def build_digits_vqa(out: str | Path, config: DigitsVQAConfig = DigitsVQAConfig(
         rec, src = base[pos]
         records[pos] = _corrupt(rec, kind, src, labels, images, rng, pools[1])
         truth[rec["id"]] = kind
-    clean_pos = [i for i, r in enumerate(records) if truth[r["id"]] is None]
-    for k in range(n_dup):
-        src_pos = int(rng.choice(clean_pos))
-        dup = json.loads(json.dumps(records[src_pos]))
-        dup["id"] = f"train-{len(base) + k:05d}"
-        insert_at = int(rng.integers(src_pos + 1, len(records) + 1))  # always after its original
-        records.insert(insert_at, dup)
-        clean_pos = [i if i < insert_at else i + 1 for i in clean_pos]
-        truth[dup["id"]] = "duplicate"
+    insert_copies(records, truth, n_dup, rng)
 
     def dump(name: str, rows: list[dict]):
         atomic_write(out / name, (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows))

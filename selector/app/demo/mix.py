@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from selector.app.demo.data import IDENTIFY_A, IDENTIFY_Q, OFF_TOPIC, PARITY_Q, WORDS, write_split_images
+from selector.app.demo.data import (IDENTIFY_A, IDENTIFY_Q, OFF_TOPIC, PARITY_Q, WORDS, insert_copies,
+                                    write_split_images)
 from selector.core.errors import SettingsError
 from selector.core.io import atomic_write
 
@@ -192,19 +193,15 @@ def build_digits_mix(out: str | Path, config: MixConfig = MixConfig()) -> dict:
         kind = str(rng.choice(CORRUPTIONS[rec["task"]]))
         records[pos] = _corrupt(rec, srcs, kind, labels, pools[1], rng)
         truth[rec["id"]] = kind
-    clean_pos = [i for i, r in enumerate(records) if truth[r["id"]] is None]
-    for k in range(n_copies):
-        kind = "duplicate" if k < n_dup else "near_duplicate"
-        src_pos = int(rng.choice(clean_pos))
-        copy = json.loads(json.dumps(records[src_pos]))
-        copy["id"] = f"train-{len(base) + k:05d}"
-        if kind == "near_duplicate":
-            marks = "".join("<image>\n" for _ in (copy["image"] if isinstance(copy["image"], list) else [0]))
-            copy["conversations"][0]["value"] = marks + str(rng.choice(REPHRASE[copy["task"]]))
-        at = int(rng.integers(src_pos + 1, len(records) + 1))  # always after its original
-        records.insert(at, copy)
-        clean_pos = [i if i < at else i + 1 for i in clean_pos]
-        truth[copy["id"]] = kind
+
+    def rephrase(k: int, copy: dict) -> str:
+        if k < n_dup:
+            return "duplicate"
+        marks = "".join("<image>\n" for _ in (copy["image"] if isinstance(copy["image"], list) else [0]))
+        copy["conversations"][0]["value"] = marks + str(rng.choice(REPHRASE[copy["task"]]))
+        return "near_duplicate"
+
+    insert_copies(records, truth, n_copies, rng, rephrase)
 
     def dump(name: str, rows: list[dict]):
         atomic_write(out / name, (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows))
