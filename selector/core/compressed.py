@@ -8,6 +8,7 @@ to the atomic writer. gzip output carries no timestamp or name, so the same sele
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import zlib
 from pathlib import Path
@@ -72,8 +73,6 @@ _ZST_IN = 1 << 10  # zstd input per call: its output per call stays under ~32 Mi
 
 def max_expansion() -> int:
     """The allowed ratio of decompressed to compressed bytes (environment MMSELECT_MAX_EXPANSION, else MAX_RATIO)."""
-    import os
-
     raw = os.environ.get("MMSELECT_MAX_EXPANSION", "")
     try:
         return max(1, int(raw)) if raw else MAX_RATIO
@@ -101,7 +100,8 @@ def decompress_to_temp(path: Path, kind: str) -> tuple[Path, tempfile.TemporaryD
     A truncated or corrupt stream keeps what decompressed cleanly (its last, cut record is then rejected as invalid
     JSON by the reader) and says where it stopped; concatenated gzip members are all read. A file that expands past
     `max_expansion()` times its size is refused (FormatError): that is a decompression bomb, not a dataset."""
-    limit = max(MIN_ALLOWANCE, max_expansion() * Path(path).stat().st_size)
+    ratio = max_expansion()
+    limit = max(MIN_ALLOWANCE, ratio * Path(path).stat().st_size)
     holder = tempfile.TemporaryDirectory(prefix="mmselect-")
     out = Path(holder.name) / plain_name(path)
     problem = None
@@ -120,7 +120,7 @@ def decompress_to_temp(path: Path, kind: str) -> tuple[Path, tempfile.TemporaryD
                             written += len(piece)
                             if written > limit:
                                 raise FormatError(
-                                    f"{path}: expands past {limit:,} bytes ({max_expansion()}x its size): refused as "
+                                    f"{path}: expands past {limit:,} bytes ({ratio}x its size): refused as "
                                     f"a likely decompression bomb; if it is real data, decompress it yourself or "
                                     f"raise MMSELECT_MAX_EXPANSION")
                             dst.write(piece)
