@@ -649,10 +649,15 @@ def _json_groups(records: RecordSet, field_name: str) -> pa.Array:
     return strings(out)
 
 
+def _output_kind(records: RecordSet, out_format: str) -> str:
+    """The container an output is written as: `out_format`, or the input's own for 'same'."""
+    return out_format if out_format != "same" else records.layout.container
+
+
 def check_annotatable(records: RecordSet, out_format: str = "same") -> None:
     """Raise FormatError unless `write_records(..., members=...)` can annotate this output (JSON records only):
     callers check before the expensive work, not after it."""
-    writer = out_format if out_format != "same" else records.layout.container
+    writer = _output_kind(records, out_format)
     if writer in WRITERS:
         raise FormatError(f"--annotate edits the input's own JSON records; {writer} output is not one: drop "
                           "--annotate, or convert the input to JSONL first and annotate that")
@@ -677,7 +682,7 @@ def write_records(records: RecordSet, keep: np.ndarray, out: str | os.PathLike, 
         raise ValueError("cannot write rejected records")
     if out_format not in OUT_FORMATS:
         raise FormatError(f"unknown output format {out_format!r}; choose one of {', '.join(OUT_FORMATS)}")
-    writer = out_format if out_format != "same" else records.layout.container
+    writer = _output_kind(records, out_format)
     if members:
         check_annotatable(records, out_format)
     if writer in WRITERS:
