@@ -197,6 +197,19 @@ def insert_copies(records: list[dict], truth: dict[str, str | None], n: int, rng
         truth[copy["id"]] = kind
 
 
+def write_splits(out: Path, pretrain: list[tuple[dict, object]], train: list[dict], val: list[tuple[dict, object]],
+                 test: list[tuple[dict, object]], truth: list[dict]) -> None:
+    """Write the four splits (pretrain/val/test as (record, source) pairs) and truth.jsonl as JSONL under `out`."""
+    def dump(name: str, rows: list[dict]):
+        atomic_write(out / name, (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows))
+
+    dump("pretrain.jsonl", [r for r, _ in pretrain])
+    dump("train.jsonl", train)
+    dump("val.jsonl", [r for r, _ in val])
+    dump("test.jsonl", [r for r, _ in test])
+    dump("truth.jsonl", truth)
+
+
 def build_digits_vqa(out: str | Path, config: DigitsVQAConfig = DigitsVQAConfig()) -> dict:
     """Write DigitsVQA under `out` (images/, pretrain/train/val/test.jsonl, truth.jsonl, meta.json); returns counts."""
     out = Path(out)
@@ -222,15 +235,8 @@ def build_digits_vqa(out: str | Path, config: DigitsVQAConfig = DigitsVQAConfig(
         truth[rec["id"]] = kind
     insert_copies(records, truth, n_dup, rng)
 
-    def dump(name: str, rows: list[dict]):
-        atomic_write(out / name, (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows))
-
-    dump("pretrain.jsonl", [r for r, _ in pretrain])
-    dump("train.jsonl", records)
-    dump("val.jsonl", [r for r, _ in val])
-    dump("test.jsonl", [r for r, _ in test])
-    dump("truth.jsonl", [{"id": r["id"], "clean": truth[r["id"]] is None, "corruption": truth[r["id"]]}
-                         for r in records])
+    write_splits(out, pretrain, records, val, test,
+                 [{"id": r["id"], "clean": truth[r["id"]] is None, "corruption": truth[r["id"]]} for r in records])
     meta = {"config": asdict(config), "counts": {"pretrain": len(pretrain), "train": len(records), "val": len(val),
                                                  "test": len(test)},
             "corruptions": {k: sum(1 for v in truth.values() if v == k) for k in CORRUPTIONS},

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from selector.app.demo.data import (IDENTIFY_A, IDENTIFY_Q, OFF_TOPIC, PARITY_Q, WORDS, insert_copies,
-                                    write_split_images)
+                                    write_split_images, write_splits)
 from selector.core.errors import SettingsError
 from selector.core.io import atomic_write
 
@@ -203,15 +203,9 @@ def build_digits_mix(out: str | Path, config: MixConfig = MixConfig()) -> dict:
 
     insert_copies(records, truth, n_copies, rng, rephrase)
 
-    def dump(name: str, rows: list[dict]):
-        atomic_write(out / name, (json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows))
-
-    dump("pretrain.jsonl", [r for r, _ in pretrain])
-    dump("train.jsonl", records)
-    dump("val.jsonl", [r for r, _ in val])
-    dump("test.jsonl", [r for r, _ in test])
-    dump("truth.jsonl", [{"id": r["id"], "task": r["task"], "clean": truth[r["id"]] is None,
-                          "corruption": truth[r["id"]]} for r in records])
+    write_splits(out, pretrain, records, val, test,
+                 [{"id": r["id"], "task": r["task"], "clean": truth[r["id"]] is None, "corruption": truth[r["id"]]}
+                  for r in records])
     meta = {"config": asdict(config), "kind": "digitsvqa-mix",
             "counts": {"pretrain": len(pretrain), "train": len(records), "val": len(val), "test": len(test)},
             "train_tasks": {t: sum(r["task"] == t for r in records) for t in TASKS},
