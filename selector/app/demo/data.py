@@ -155,6 +155,12 @@ def _clean_split(name: str, n: int, pool: np.ndarray, images, labels, rng, short
     return out
 
 
+def truncated(answer: str, rng: np.random.Generator) -> str:
+    """An answer cut after its first one or two words ("Th" for a one-word answer): the `truncated` corruption."""
+    words = answer.split()
+    return " ".join(words[: int(rng.integers(1, 3))]) if len(words) > 1 else "Th"
+
+
 def _corrupt(rec: dict, kind: str, src: int, labels, images, rng, pool: np.ndarray) -> dict:
     rec = json.loads(json.dumps(rec))
     answer = rec["conversations"][1]["value"]
@@ -167,8 +173,7 @@ def _corrupt(rec: dict, kind: str, src: int, labels, images, rng, pool: np.ndarr
         # Same template, wrong digit: describes facts of this image but names another number.
         _, answer = _clean_pair(kind_of, wrong, images[src], rng)
     elif kind == "truncated":
-        words = answer.split()
-        answer = " ".join(words[: int(rng.integers(1, 3))]) if len(words) > 1 else "Th"
+        answer = truncated(answer, rng)
     elif kind == "off_topic":
         answer = str(rng.choice(OFF_TOPIC))
     elif kind == "other_image":

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from selector.app.demo.data import (IDENTIFY_A, IDENTIFY_Q, OFF_TOPIC, PARITY_Q, WORDS, insert_copies,
-                                    write_split_images, write_splits)
+                                    truncated, write_split_images, write_splits)
 from selector.core.errors import SettingsError
 from selector.core.io import atomic_write
 
@@ -157,8 +157,7 @@ def _corrupt(rec: dict, srcs: list[int], kind: str, labels, pool, rng) -> dict:
         wrong = a + b + int(rng.choice([-3, -2, -1, 1, 2, 3]))
         answer = str(wrong) if short else f"The digits are {a} and {b}, so the sum is {wrong}."
     elif kind == "truncated":
-        words = answer.split()
-        answer = " ".join(words[: int(rng.integers(1, 3))]) if len(words) > 1 else "Th"
+        answer = truncated(answer, rng)
     elif kind == "off_topic":
         answer = str(rng.choice(OFF_TOPIC))
     elif kind == "other_image":
