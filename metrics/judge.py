@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from selector.core.metric_api import Batch, Metric, Scored
+from selector.core.metric_api import Batch, Limiter, Metric, Scored, SharedLimit
 from metrics.registry import register
 from selector.core.errors import MmselectError
 from selector.core.resolve import loading, resolve_hf_model
@@ -145,6 +145,7 @@ class JudgeMetric(Metric):
         self._hf = None  # (tokenizer, causal LM, device)
         self._vlm = None  # (processor, image-text-to-text model, device, eos ids)
         self._failures: dict[str, int] = {}
+        self._limiter: Limiter | None = None  # set by an engine running several copies (see shared_limit)
 
     @property
     def column(self) -> str:
@@ -168,6 +169,15 @@ class JudgeMetric(Metric):
             return None
         return "image-rgb" if self.backend == "hf" else "image-data-url"
 
+    def shared_limit(self) -> SharedLimit | None:
+        """`concurrency` requests in flight across the whole run, however many copies of the judge send them. A
+        slot is taken back after twice the request timeout plus a margin (urllib's timeout bounds each socket wait,
+        not the whole request)."""
+        return SharedLimit(self.concurrency, 2 * self.timeout + 10.0) if self.backend == "openai" else None
+
+    def share_limit(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+
     def setup(self, device: str = "cpu") -> None:
         if self.backend == "openai":
             from metrics.judge_client import ChatClient, ChatConfig, ResponseCache
@@ -175,7 +185,8 @@ class JudgeMetric(Metric):
             cfg = ChatConfig(url=self.url, model=self.model, api_key_env=self.api_key_env,
                              temperature=self.temperature, max_tokens=self.max_tokens, timeout=self.timeout,
                              max_retries=self.max_retries, backoff=self.backoff, concurrency=self.concurrency)
-            self._client = ChatClient(cfg, ResponseCache(self.response_cache) if self.response_cache else None)
+            self._client = ChatClient(cfg, ResponseCache(self.response_cache) if self.response_cache else None,
+                                      self._limiter)
         elif is_vision_language(self.model, self.trust_remote_code):
             self._vlm = _load_vlm(self.model, device, self.trust_remote_code)
         elif self.send_images:

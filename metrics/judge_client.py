@@ -25,6 +25,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
+from selector.core.metric_api import Limiter
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -140,8 +142,10 @@ def _content(body: bytes) -> str:
 class ChatClient:
     """Send chat requests with bounded concurrency; every request ends as text or as a stated failure."""
 
-    def __init__(self, config: ChatConfig, cache: ResponseCache | None = None):
-        self.config, self.cache = config, cache
+    def __init__(self, config: ChatConfig, cache: ResponseCache | None = None, limiter: Limiter | None = None):
+        """`limiter`: a run-wide limit shared with other processes, held around each attempt (not during backoff);
+        the thread pool of `complete_many` still bounds this client's own requests."""
+        self.config, self.cache, self.limiter = config, cache, limiter
         self._rng = random.Random(config.seed)
         self._rng_lock = threading.Lock()
         self.counters = {"requests": 0, "retries": 0, "cache_hits": 0, "failures": 0}
@@ -190,6 +194,15 @@ class ChatClient:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise _Retryable(f"malformed response: {body[:80]!r}") from None
 
+    def _post_limited(self, payload: bytes) -> str:
+        if self.limiter is None:
+            return self._post(payload)
+        token = self.limiter.acquire()
+        try:
+            return self._post(payload)
+        finally:
+            self.limiter.release(token)
+
     def complete(self, messages: list[dict]) -> Reply:
         c = self.config
         key = self.cache_key(messages)
@@ -204,7 +217,7 @@ class ChatClient:
         for attempt in range(c.max_retries + 1):
             self._count("requests")
             try:
-                text = self._post(payload)
+                text = self._post_limited(payload)
             except _Retryable as exc:
                 last = exc.reason
                 if attempt == c.max_retries:

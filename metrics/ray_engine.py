@@ -10,6 +10,9 @@ block and one call of a pool actor, which
 - scores the shard's valid records with every metric (models loaded once per actor, on a GPU when it has one),
 - writes `OUT/shards/shard-NNNNNN.parquet` atomically, with its rejections, counters and a key in its metadata.
 
+A metric with a `shared_limit` (the judge's requests in flight) gets one limiter for the whole run
+(`metrics.ray_limiter`), so N actors do not send N times the limit.
+
 A shard whose file exists with the same key (same records, metrics and configuration) is not scored again, so a
 killed run resumes where it stopped; Ray Data restarts a dead actor and retries its call (its own defaults). The
 driver keeps `OUT/manifest.json` (shards done, the metrics' configuration, the input's fingerprint) up to date as
@@ -22,7 +25,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +63,16 @@ class RaySummary:
     seconds: float
     actors: int
     busy: dict[str, float]  # actor -> seconds spent scoring
+    limits: dict[str, dict] = field(default_factory=dict)  # metric column -> its run-wide limiter's counters
 
     def text(self) -> str:
         rate = self.scored / self.seconds if self.seconds else 0.0
         util = ", ".join(f"{b / self.seconds:.0%}" for b in self.busy.values()) if self.seconds else ""
+        limits = "".join(f"; {col}: at most {c['peak']} requests in flight (limit {c['slots']}, across all actors)"
+                         for col, c in self.limits.items())
         return (f"{self.shards} shards ({self.skipped} already done), {self.scored} records scored in "
                 f"{self.seconds:.1f} s ({rate:.1f} records/s) by {self.actors} actors"
-                + (f"; actor utilisation {util}" if util else ""))
+                + (f"; actor utilisation {util}" if util else "") + limits)
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -104,11 +110,15 @@ class ShardScorer:
     """A Ray Data actor: loads the metrics once, then validates, decodes, scores and writes one shard per call."""
 
     def __init__(self, metrics: tuple[str, ...], params: dict, images_root: str, embedded: bool, out: str,
-                 batch_size: int, device: str, precision: str):
+                 batch_size: int, device: str, precision: str, limiters: dict | None = None):
+        """`limiters`: metric column -> the run's `Limiter` for that metric's `shared_limit`."""
         from metrics import build
         from metrics.runner import choose_device
 
         self.metrics = [build(name, **params.get(name, {})) for name in metrics]
+        for m in self.metrics:
+            if m.column in (limiters or {}):
+                m.share_limit(limiters[m.column])
         self.device = choose_device(device) if any(m.uses_torch for m in self.metrics) else "cpu"
         for m in self.metrics:
             if not m.columnar:
@@ -321,10 +331,15 @@ def run_ray_job(job):
     busy: dict[str, float] = {}
     t0 = time.perf_counter()
     actors = 0
+    limiters: dict = {}
+    limits: dict[str, dict] = {}
     try:
         if todo:
             import ray.data
 
+            from metrics.ray_limiter import start_limiter
+
+            limiters = {m.column: start_limiter(m.shared_limit()) for m in metrics if m.shared_limit()}
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = job.progress
             actors, cpus, gpus = pool_size(options, any(m.uses_torch for m in metrics), len(todo))
@@ -334,7 +349,7 @@ def run_ray_job(job):
                 num_gpus=gpus or None,
                 fn_constructor_kwargs=dict(metrics=tuple(job.metrics), params=job.params, images_root=root,
                                            embedded=embedded, out=str(out.resolve()), batch_size=job.batch_size,
-                                           device=job.device, precision=job.precision))
+                                           device=job.device, precision=job.precision, limiters=limiters))
             by_key = {t["shard"]: t["key"] for t in todo}
             for row in scored.iter_rows():
                 k = int(row["shard"])
@@ -342,7 +357,10 @@ def run_ray_job(job):
                            "rejected": int(row["rejected"]), "seconds": float(row["seconds"]), "reused": False}
                 busy[str(row["actor"])] = busy.get(str(row["actor"]), 0.0) + float(row["seconds"])
                 save()
+            limits = {col: lim.counters() for col, lim in limiters.items()}
     finally:
+        for lim in limiters.values():
+            lim.close()
         if started:
             import ray
 
@@ -360,7 +378,7 @@ def run_ray_job(job):
     rejected_path = write_rejected(records, out / "scores")
     summary = RaySummary(len(spans), sum(1 for d in done.values() if d.get("reused")),
                          sum(int(d.get("rows", 0)) for d in done.values() if not d.get("reused")), seconds, actors,
-                         busy)
+                         busy, limits)
     n_valid = int(records.valid_mask().sum())
     return ScoreResult(merged, len(records), len(records) - n_valid, out, rejected_path, summary.text())
 

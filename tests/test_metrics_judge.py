@@ -113,3 +113,44 @@ def test_concurrency_overlaps_requests():
         elapsed = time.perf_counter() - t
     assert all(r.text == "50" for r in replies)
     assert elapsed < 1.2  # sequential takes >= 1.6 s; loose bound for a loaded CI machine
+
+
+class _CountingLimiter:
+    """A `Limiter` shared by several clients (as the Ray engine's actors share one), counting its calls."""
+
+    def __init__(self, slots: int):
+        import threading
+
+        self._slots = threading.Semaphore(slots)
+        self._lock = threading.Lock()
+        self.acquired = self.released = 0
+
+    def acquire(self):
+        self._slots.acquire()
+        with self._lock:
+            self.acquired += 1
+        return self.acquired
+
+    def release(self, token):
+        with self._lock:
+            self.released += 1
+        self._slots.release()
+
+
+def test_clients_sharing_a_limiter_keep_its_limit_and_release_after_failures():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from metrics.judge_client import ChatClient, ChatConfig
+
+    limiter = _CountingLimiter(2)
+    with FakeJudge(latency_s=0.05) as server:
+        config = ChatConfig(url=server.url, model="m", concurrency=4, timeout=5, max_retries=1, backoff=0.01)
+        clients = [ChatClient(config, limiter=limiter) for _ in range(2)]  # 8 threads in all
+        convs = [[{"role": "user", "content": f"q{i} case:{'500-always' if i % 4 == 0 else f'ok-{i}'}"}]
+                 for i in range(16)]
+        with ThreadPoolExecutor(2) as pool:
+            replies = [r for part in pool.map(lambda c: c[0].complete_many(c[1]), zip(clients, (convs[:8], convs[8:])))
+                       for r in part]
+    assert server.max_in_flight == 2
+    assert [r.text is None for r in replies] == [i % 4 == 0 for i in range(16)]
+    assert limiter.acquired == limiter.released == server.requests == 12 + 4 * 2  # each failed one: 2 attempts

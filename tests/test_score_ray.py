@@ -154,3 +154,26 @@ def test_select_reads_the_sharded_scores_folder(local_ray, vqa2000, tiny_clip, t
     chosen = {json.loads(line)["id"] for line in sel.read_text().splitlines()}
     assert len(chosen) == 10 and all(length[i] >= tenth for i in chosen)
     assert pq.read_schema(out / "shards" / "shard-000000.parquet").metadata[b"mmselect.shard"]
+
+
+def test_judge_concurrency_is_one_limit_across_all_ray_actors(local_ray, tmp_path, cli):
+    """2 actors with --judge-concurrency 2: the judge server never sees more than 2 requests at once. Each request
+    takes 0.3 s and each actor scores 6-record batches with 2 threads, so a limit per actor would show 4."""
+    from tests.fixtures.fake_judge_server import FakeJudge
+
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps({"id": f"r{i:02d}", "conversations": [
+        {"from": "human", "value": f"Say {i}."}, {"from": "gpt", "value": f"{i} (case:ok-{i})"}]}) + "\n"
+        for i in range(24)))
+    out = tmp_path / "ray"
+    with FakeJudge(latency_s=0.3) as judge:
+        rc, _, err = cli("score", data, "--metrics", "judge", "--judge-url", judge.url, "--judge-model", "fake",
+                         "--judge-concurrency", 2, "--engine", "ray", "--ray-actors", 2, "--shard-records", 6,
+                         "--batch-size", 6, "--no-cache", "--out", out)
+    assert rc == 0, err
+    assert judge.requests == 24 and judge.max_in_flight == 2
+    table = read_score_dir(out)
+    assert dict(zip(table.column("id").to_pylist(), table.column("judge").to_pylist())) == \
+        {f"r{i:02d}": float(i) for i in range(24)}
+    busy = {s["file"] for s in read_manifest(out)["shards"]}
+    assert len(busy) == 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -72,6 +72,24 @@ def as_scored(out: "np.ndarray | Scored", n: int, name: str) -> Scored:
     return Scored(values, reasons, scored.extra)
 
 
+@dataclass(frozen=True)
+class SharedLimit:
+    """A limit on a metric's requests in flight that holds across every copy of the metric in one run (one per Ray
+    actor, say), not per copy."""
+
+    slots: int
+    lease_s: float  # a slot still held after this long is taken back: its holder died or hung
+
+
+class Limiter(Protocol):
+    """The engine's run-wide counter of a `SharedLimit`: `acquire` blocks until a slot is free and returns a token;
+    `release(token)` frees it (call it in `finally`)."""
+
+    def acquire(self) -> Any: ...
+
+    def release(self, token: Any) -> None: ...
+
+
 class Metric:
     """Base class. Subclasses set `name`, `needs` and `kind`, and implement `score`.
 
@@ -124,6 +142,14 @@ class Metric:
     def stats(self) -> dict[str, Any]:
         """Run-level counters worth reporting (e.g. truncations); stored in the score table's metadata."""
         return {}
+
+    def shared_limit(self) -> SharedLimit | None:
+        """The limit an engine that runs several copies of this metric must enforce across all of them with one
+        `Limiter` (given to `share_limit` before `setup`); None: no such limit."""
+        return None
+
+    def share_limit(self, limiter: Limiter) -> None:
+        """Take the run-wide limiter of `shared_limit` (called before `setup`)."""
 
     columnar: ClassVar[bool] = False
 
