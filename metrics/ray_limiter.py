@@ -74,7 +74,9 @@ class RayLimiter:
         return ray.get(self.handle.acquire.remote())
 
     def release(self, token: Any) -> None:
-        self.handle.release.remote(token)
+        # not retried: a release lost to a restarting (or, at the end of the run, killed) counter frees nothing the
+        # lease would not, and a retry would only log noise
+        self.handle.release.options(max_task_retries=0).remote(token)
 
     def counters(self) -> dict[str, int]:
         import ray
@@ -89,7 +91,7 @@ class RayLimiter:
 
 def start_limiter(limit: SharedLimit) -> RayLimiter:
     """A new `Slots` actor for one run (no CPU of its own: it only counts). Ray restarts it if its process dies;
-    its calls are retried, and slots held before are free again."""
+    waiting acquires are retried, and slots held before are free again."""
     import ray
 
     actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Slots)
