@@ -1,9 +1,10 @@
 """`mmselect score --engine ray`: the same scores as the local runner, computed by a Ray Data actor pool.
 
-The driver parses the input and runs the record-level checks that need the whole input (duplicate ids and
-content), then cuts the records into shards: fixed runs of `shard_records` rows of the input in file order (JSONL
-line ranges, Parquet row groups' rows, tar members' records), stable across runs. Each shard is one Ray Data
-block and one call of a pool actor, which
+The input is cut into shards: fixed runs of `shard_records` lines (a plain JSONL file) or rows (other inputs:
+Parquet row groups' rows, tar members' records) in file order, stable across runs. A plain JSONL file is read by
+one Ray task per shard (`metrics.ray_read`): the records stay in the object store and the driver gets only what
+the checks over the whole input need (duplicate ids and content). Other inputs are parsed by the driver, which runs
+those checks and ships each shard's records. Each shard is one Ray Data block and one call of a pool actor, which
 
 - checks and decodes the shard's images once (`selector.core.images.decode_records`; a broken image is a rejection
   with the local reader's reason) and hands the decoded pixels to the metrics' preprocessing (no second decode),
@@ -64,15 +65,17 @@ class RaySummary:
     actors: int
     busy: dict[str, float]  # actor -> seconds spent scoring
     limits: dict[str, dict] = field(default_factory=dict)  # metric column -> its run-wide limiter's counters
+    read_tasks: int = 0  # Ray tasks that read the input (0: the driver read it)
 
     def text(self) -> str:
         rate = self.scored / self.seconds if self.seconds else 0.0
         util = ", ".join(f"{b / self.seconds:.0%}" for b in self.busy.values()) if self.seconds else ""
         limits = "".join(f"; {col}: at most {c['peak']} requests in flight (limit {c['slots']}, across all actors)"
                          for col, c in self.limits.items())
+        read = f"; input read by {self.read_tasks} tasks" if self.read_tasks else ""
         return (f"{self.shards} shards ({self.skipped} already done), {self.scored} records scored in "
                 f"{self.seconds:.1f} s ({rate:.1f} records/s) by {self.actors} actors"
-                + (f"; actor utilisation {util}" if util else "") + limits)
+                + (f"; actor utilisation {util}" if util else "") + read + limits)
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -110,8 +113,10 @@ class ShardScorer:
     """A Ray Data actor: loads the metrics once, then validates, decodes, scores and writes one shard per call."""
 
     def __init__(self, metrics: tuple[str, ...], params: dict, images_root: str, embedded: bool, out: str,
-                 batch_size: int, device: str, precision: str, limiters: dict | None = None):
-        """`limiters`: metric column -> the run's `Limiter` for that metric's `shared_limit`."""
+                 batch_size: int, device: str, precision: str, limiters: dict | None = None,
+                 parts: dict | None = None):
+        """`limiters`: metric column -> the run's `Limiter` for that metric's `shared_limit`; `parts`: shard ->
+        object ref of its records as read by `metrics.ray_read` (a call then names rows of it, not records)."""
         from metrics import build
         from metrics.runner import choose_device
 
@@ -126,18 +131,33 @@ class ShardScorer:
         self.root, self.embedded, self.out = images_root, embedded, Path(out)
         self.batch_size, self.precision = batch_size, precision
         self.name = f"{os.uname().nodename}:{os.getpid()}"
+        self.parts = parts or {}
 
     def __call__(self, batch: dict) -> dict:
         done = {"shard": [], "rows": [], "rejected": [], "seconds": [], "actor": []}
         for k, payload, key in zip(batch["shard"], batch["payload"], batch["key"]):
             start = time.perf_counter()
-            rows, rejected = self.score_shard(int(k), pa.ipc.open_stream(payload).read_all(), str(key))
+            rows, rejected = self.score_shard(int(k), self._records(int(k), payload), str(key))
             done["shard"].append(int(k))
             done["rows"].append(rows)
             done["rejected"].append(rejected)
             done["seconds"].append(time.perf_counter() - start)
             done["actor"].append(self.name)
         return {name: np.asarray(values) for name, values in done.items()}
+
+    def _records(self, k: int, payload: bytes) -> pa.Table:
+        """A call's records (id, instruction, answer, images, row): shipped in the call, or taken from the shard's
+        part in the object store."""
+        records = pa.ipc.open_stream(payload).read_all()
+        if "local" not in records.column_names:
+            return records
+        import ray
+
+        from metrics.ray_read import SCORED
+
+        part = ray.get(self.parts[k]).take(records.column("local"))
+        return pa.table({"id": records.column("id"), **{c: part.column(c) for c in SCORED},
+                         "row": records.column("row")})
 
     def score_shard(self, k: int, records: pa.Table, key: str) -> tuple[int, int]:
         from selector.core.images import decode_records
@@ -274,9 +294,7 @@ def _write_manifest(out: Path, manifest: dict) -> None:
 def run_ray_job(job):
     """Score `job` (a `metrics.score_job.ScoreJob`; `job.ray` holds `RayOptions`' fields) on Ray into the folder
     `job.out`; returns its `ScoreResult` (the merged table, counts, and the run's summary line)."""
-    from metrics.runner import fingerprints
-    from metrics.score_job import ScoreResult, build_metrics
-    from selector.core.records import check_rejections, read_records, set_reasons, write_rejected
+    from metrics.score_job import build_metrics
 
     options = RayOptions(**job.ray)
     out = Path(job.out)
@@ -288,8 +306,26 @@ def run_ray_job(job):
         metrics = build_metrics(job.metrics, job.params)
     except (KeyError, TypeError, ValueError) as exc:
         raise MmselectError(str(exc).strip("'\"")) from None
-    records = read_records(job.input, images=job.images, fmt=job.fmt, workers=job.read_workers,
-                           columns=job.columns, check_image_files=False)
+    started = connect(options.address)
+    try:
+        return _run(job, options, metrics, out, outputs)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run(job, options: RayOptions, metrics: list, out: Path, outputs: list[Path]):
+    from metrics.ray_read import read_sharded
+    from metrics.runner import fingerprints
+    from metrics.score_job import ScoreResult
+    from selector.core.records import check_rejections, read_records, set_reasons, write_rejected
+
+    sharded = read_sharded(job, options.shard_records)  # a plain JSONL file: read by one task per shard
+    records = sharded.records if sharded is not None else read_records(
+        job.input, images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns,
+        check_image_files=False)
     check_outputs(records.files, outputs)
     check_rejections(records, job.allow_rejects)
     table = records.table
@@ -298,9 +334,12 @@ def run_ray_job(job):
     valid = np.flatnonzero(records.valid_mask())
     ids = table.column("id").to_pylist()
     images = table.column("images").to_pylist()
-    fps = fingerprints(table.column("instruction").to_pylist(), table.column("answer").to_pylist(), images, root)
+    if sharded is None:
+        fps = fingerprints(table.column("instruction").to_pylist(), table.column("answer").to_pylist(), images, root)
+        spans = shard_spans(table.num_rows, options.shard_records)
+    else:
+        fps, spans = sharded.fingerprints, sharded.spans
     hashes = [m.config_hash() for m in metrics]
-    spans = shard_spans(table.num_rows, options.shard_records)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"format": "mmselect-scores", "version": ENGINE_VERSION, "input": input_fingerprint(records.files),
                 "metrics": {m.column: {"metric": m.name, "config": m.config(), "hash": m.config_hash(),
@@ -314,7 +353,11 @@ def run_ray_job(job):
         if finished_key(out / shard_name(k)) == key:
             done[k] = {"shard": k, "file": shard_name(k), "key": key, "reused": True}
             continue
-        part = table.take(pa.array(rows, pa.int64())).select(["id", "instruction", "answer", "images"])
+        if sharded is None:  # the records themselves
+            part = table.take(pa.array(rows, pa.int64())).select(["id", "instruction", "answer", "images"])
+        else:  # which records of the shard's part (in the object store) to score, and their final ids
+            part = pa.table({"id": table.column("id").take(pa.array(rows, pa.int64())),
+                             "local": pa.array(rows - s, pa.int64())})
         part = part.append_column("row", pa.array(rows, pa.int64()))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, part.schema) as writer:
@@ -326,8 +369,10 @@ def run_ray_job(job):
         manifest["complete"] = complete
         _write_manifest(out, manifest)
 
+    parts = {t["shard"]: sharded.parts[t["shard"]] for t in todo} if sharded is not None else {}
+    if sharded is not None:
+        sharded.parts = []  # finished shards' parts are not needed: let Ray free them
     save()
-    started = connect(options.address)
     busy: dict[str, float] = {}
     t0 = time.perf_counter()
     actors = 0
@@ -349,7 +394,8 @@ def run_ray_job(job):
                 num_gpus=gpus or None,
                 fn_constructor_kwargs=dict(metrics=tuple(job.metrics), params=job.params, images_root=root,
                                            embedded=embedded, out=str(out.resolve()), batch_size=job.batch_size,
-                                           device=job.device, precision=job.precision, limiters=limiters))
+                                           device=job.device, precision=job.precision, limiters=limiters,
+                                           parts=parts))
             by_key = {t["shard"]: t["key"] for t in todo}
             for row in scored.iter_rows():
                 k = int(row["shard"])
@@ -361,10 +407,6 @@ def run_ray_job(job):
     finally:
         for lim in limiters.values():
             lim.close()
-        if started:
-            import ray
-
-            ray.shutdown()
     seconds = time.perf_counter() - t0
     missing = [k for k in range(len(spans)) if finished_key(out / shard_name(k)) != done.get(k, {}).get("key")]
     if missing:
@@ -378,7 +420,7 @@ def run_ray_job(job):
     rejected_path = write_rejected(records, out / "scores")
     summary = RaySummary(len(spans), sum(1 for d in done.values() if d.get("reused")),
                          sum(int(d.get("rows", 0)) for d in done.values() if not d.get("reused")), seconds, actors,
-                         busy, limits)
+                         busy, limits, len(spans) if sharded is not None else 0)
     n_valid = int(records.valid_mask().sum())
     return ScoreResult(merged, len(records), len(records) - n_valid, out, rejected_path, summary.text())
 

@@ -91,6 +91,7 @@ def test_ray_engine_equals_local_engine_on_2000_records(local_ray, vqa2000, tiny
     assert meta_b["clip"]["stats"] == meta_a["clip"]["stats"] and meta_b["clip"]["hash"] == meta_a["clip"]["hash"]
     assert sharded.read == local.read and sharded.rejected == local.rejected
     assert "4 shards" in sharded.summary and "records/s" in sharded.summary
+    assert "input read by 4 tasks" in sharded.summary  # a JSONL file: each shard parsed by one task, not the driver
 
 
 def _score_cli(args, **kw):

@@ -216,6 +216,21 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a] or [(0, 0)]
 
 
+def line_ranges(path: Path, lines: int, block: int = 1 << 24) -> list[tuple[int, int]]:
+    """Byte ranges of `lines` lines each (the last one shorter), in file order: input shards that stay where they
+    are when a record elsewhere changes length."""
+    cuts, since, pos = [0], 0, 0  # since: newlines after the last cut
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+            cuts.extend((pos + newlines[lines - since - 1::lines] + 1).tolist())
+            since = (since + len(newlines)) % lines
+            pos += len(data)
+    if cuts[-1] != pos:
+        cuts.append(pos)
+    return list(zip(cuts, cuts[1:])) or [(0, 0)]
+
+
 CONTENT_COLUMNS = ("instruction", "answer", "images")  # the duplicate-content prefilter (then exact, see below)
 _AMBIGUOUS_STRING_ID = r'^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|line-[0-9]+|true|false|null|["\[{].*)$'
 
@@ -311,8 +326,25 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
+    return join_jsonl_parts(results)
+
+
+def parse_jsonl_part(path: Path, start: int, end: int, schema: str) -> tuple[pa.Table, int, np.ndarray]:
+    """One line-aligned byte range [start, end) of a JSONL file, not strict: (its records, with line numbers
+    counted from the range's first line; its line count; their content keys). What `_read_jsonl` does per range,
+    as one call: a cluster engine runs it as one task per input shard."""
+    part = _fast_range(path, start, end, schema) if schema in ("llava", "sharegpt") else None
+    if part is None:
+        table, n_lines = _parse_jsonl_range(str(path), start, end, schema, False)
+        part = (table, n_lines, dedup_keys(table)["content"])
+    return part
+
+
+def join_jsonl_parts(parts: list[tuple]) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """The parsed ranges of one JSONL file, in file order ((table, lines, [content keys])), as one table with line
+    numbers of the whole file and final ids, and its `dedup_keys`."""
     tables, content, offset = [], [], 0
-    for table, n_lines, *known in results:
+    for table, n_lines, *known in parts:
         if offset:
             table = table.set_column(0, "line", pc.add(table.column("line"), scalar(offset)))
         tables.append(table)
@@ -320,6 +352,15 @@ def _read_jsonl(path: Path, schema: str, strict: bool, workers: int) -> tuple[pa
         offset += n_lines
     table = finalise_ids(pa.concat_tables(tables))
     return table, {"id": fingerprint(table.column("id")), "content": np.concatenate(content)}
+
+
+def mark_duplicates(table: pa.Table, keys: dict, data_path: Path, schema: str, content: bool = True) -> pa.Table:
+    """Reject repeated ids and, with `content`, repeated content (see `mark_duplicate_ids`,
+    `_mark_duplicate_content`); `keys`: the reader's `dedup_keys`, None where not known."""
+    table = mark_duplicate_ids(table, keys["id"])
+    if content:
+        table = _mark_duplicate_content(table, keys["content"], record_bytes(data_path, table), schema)
+    return table
 
 
 _BLANK = re.compile(r"[ \t\n\r]*")
@@ -588,9 +629,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
             items = doc.list()
         del doc
         table = finalise_ids(_read_json_items(path, items, layout.schema, strict))
-    table = mark_duplicate_ids(table, keys["id"])
-    if dedup:
-        table = _mark_duplicate_content(table, keys["content"], record_bytes(data_path, table), layout.schema)
+    table = mark_duplicates(table, keys, data_path, layout.schema, dedup)
     root = Path(images) if images is not None else default_images_root(path, layout)
     if check_image_files:
         table = check_record_images(table, root, workers)
