@@ -1,10 +1,10 @@
 """`mmselect score --engine ray`: the same scores as the local runner, computed by a Ray Data actor pool.
 
-The input is cut into shards: fixed runs of `shard_records` lines (a plain JSONL file) or rows (other inputs:
-Parquet row groups' rows, tar members' records) in file order, stable across runs. A plain JSONL file is read by
-one Ray task per shard (`metrics.ray_read`): the records stay in the object store and the driver gets only what
-the checks over the whole input need (duplicate ids and content). Other inputs are parsed by the driver, which runs
-those checks and ships each shard's records. Each shard is one Ray Data block and one call of a pool actor, which
+The input is cut into shards: fixed runs of `shard_records` lines (a plain JSONL file), rows within a row group
+(Parquet) or records (other inputs) in file order, stable across runs. JSONL and Parquet are read by Ray tasks
+(`metrics.ray_read`): the records stay in the object store and the driver gets only what the checks over the whole
+input need (duplicate ids and content). Other inputs are parsed by the driver, which runs those checks and ships
+each shard's records. Each shard is one Ray Data block and one call of a pool actor, which
 
 - checks and decodes the shard's images once (`selector.core.images.decode_records`; a broken image is a rejection
   with the local reader's reason) and hands the decoded pixels to the metrics' preprocessing (no second decode),
@@ -420,7 +420,7 @@ def _run(job, options: RayOptions, metrics: list, out: Path, outputs: list[Path]
     rejected_path = write_rejected(records, out / "scores")
     summary = RaySummary(len(spans), sum(1 for d in done.values() if d.get("reused")),
                          sum(int(d.get("rows", 0)) for d in done.values() if not d.get("reused")), seconds, actors,
-                         busy, limits, len(spans) if sharded is not None else 0)
+                         busy, limits, sharded.tasks if sharded is not None else 0)
     n_valid = int(records.valid_mask().sum())
     return ScoreResult(merged, len(records), len(records) - n_valid, out, rejected_path, summary.text())
 

@@ -3,6 +3,7 @@ cluster), then the whole-input checks on what the driver receives, gives read_re
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -57,3 +58,31 @@ def test_line_ranges_cut_at_line_ends_every_n_lines(tmp_path):
                 assert b"".join(pieces) == data
                 assert all(p.count(b"\n") == n and p.endswith(b"\n") for p in pieces[:-1])
                 assert pieces[-1].count(b"\n") <= n
+
+
+def test_sharded_parquet_read_gives_read_records_verdicts(tmp_path):
+    from metrics.ray_read import read_row_group
+    from selector.core.parquet_records import Tables, chunk_starts, detect_layout, table_records
+    from selector.core.sources import resolve_source
+    from tests.fixtures.formats import onevision_rows, truncated_png, write_onevision
+
+    rows = onevision_rows(30)
+    rows[4]["image"] = {"bytes": truncated_png(), "path": "bad.png"}  # left to the actors' decode
+    rows[11] = {**rows[2], "id": "copy-of-ov-2"}  # another row group: same content, another id
+    rows[20] = {**rows[21], "id": "ov-3"}  # ov-3's id again, other content
+    rows[25]["id"] = None  # an automatic id
+    path = write_onevision(tmp_path / "ov.parquet", rows, row_group_size=7)
+    local = read_records(path, check_image_files=False).table
+    source = resolve_source(path)
+    tables = Tables(source)
+    layout = detect_layout(tables.schema, {}, None, str(path))
+    sent = pickle.loads(pickle.dumps(tables))  # as a Ray task receives it: no open file handles
+    found = [read_row_group(sent, layout, *start, str(source.root), 3) for start in chunk_starts(tables)]
+    records = table_records(source, tables, layout, [f[0] for f in found], check_image_files=False)
+    for col in ("line", "id", "id_kind", "reason", "images"):
+        assert records.table.column(col).to_pylist() == local.column(col).to_pylist(), col
+    reasons = [r for r in local.column("reason").to_pylist() if r]
+    assert len(reasons) == 2 and "duplicate content" in reasons[0] and "duplicate id" in reasons[1]
+    parts = [part for f in found for part in f[1:]]
+    assert [p.num_rows for p in parts] == [3, 3, 1] * 4 + [2]  # row groups of 7 (and 2) in shards of 3
+    assert [v for p in parts for v in p.column("answer").to_pylist()] == local.column("answer").to_pylist()

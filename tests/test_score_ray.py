@@ -178,3 +178,28 @@ def test_judge_concurrency_is_one_limit_across_all_ray_actors(local_ray, tmp_pat
         {f"r{i:02d}": float(i) for i in range(24)}
     busy = {s["file"] for s in read_manifest(out)["shards"]}
     assert len(busy) == 4
+
+
+def test_ray_engine_reads_parquet_row_groups_in_tasks_and_equals_local(local_ray, tiny_clip, tmp_path):
+    """Parquet with embedded images (one truncated, one repeated row): read by one task per row group, in shards
+    of 5 rows; the same table and rejections as the local engine."""
+    from metrics.ray_engine import run_ray_job
+    from tests.fixtures.formats import onevision_rows, truncated_png, write_onevision
+
+    rows = onevision_rows(40)
+    rows[6]["image"] = {"bytes": truncated_png(), "path": "bad.png"}
+    rows[30] = {**rows[3], "id": "copy-of-ov-3"}
+    data = write_onevision(tmp_path / "ov.parquet", rows, row_group_size=16)
+    # batch size 1: this tiny CLIP's scores (up to about 35) move by a few float32 steps with the batch's shape
+    job = dict(metrics=("length", "clip"), params={"clip": {"model": f"local-dir:{tiny_clip}"}}, batch_size=1,
+               workers=0, progress=False)
+    local = run_score_job(ScoreJob(input=str(data), out=str(tmp_path / "local.parquet"), **job))
+    sharded = run_ray_job(ScoreJob(input=str(data), out=str(tmp_path / "ray"), engine="ray",
+                                   ray={"shard_records": 5}, **job))
+    a, b = local.table, read_score_dir(tmp_path / "ray")
+    assert b.column("id").to_pylist() == a.column("id").to_pylist() and a.num_rows == 38
+    np.testing.assert_allclose(b.column("clip").to_numpy(), a.column("clip").to_numpy(), rtol=0, atol=1e-5)
+    rejected = (tmp_path / "ray" / "scores.rejected.jsonl").read_text()
+    assert rejected == (tmp_path / "local.parquet.rejected.jsonl").read_text()
+    assert "duplicate content" in rejected and "ov-6" in rejected
+    assert "10 shards" in sharded.summary and "input read by 3 tasks" in sharded.summary  # 16 + 16 + 8 rows by 5

@@ -165,6 +165,16 @@ class Tables:
                 raise FormatError(f"{source.files[i]}: its columns differ from {source.files[0]}'s; pass shards of "
                                   "one dataset")
 
+    def __getstate__(self) -> dict:
+        """A Parquet source's tables travel to other processes (a cluster engine's read tasks) without their open
+        handles; each process opens the files it reads (`_parquet`)."""
+        if self.kind != "parquet":
+            raise TypeError("only a Parquet source's tables can be sent to another process")
+        return {k: v for k, v in self.__dict__.items() if k not in ("_local", "handles")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _local=threading.local(), handles=[])
+
     def schema_of(self, i: int) -> pa.Schema:
         h = self.handles[i]
         return h.schema_arrow if self.kind == "parquet" else (h[0].schema if h else pa.schema([]))
@@ -453,7 +463,8 @@ def _group_values(batch: pa.RecordBatch, layout: TableLayout) -> pa.Array | None
         strings([None] * len(col))
 
 
-def _read_chunk(tables: Tables, layout: TableLayout, fi: int, ci: int, start: int, first_line: int) -> _Chunk:
+def read_chunk(tables: Tables, layout: TableLayout, fi: int, ci: int, start: int, first_line: int) -> _Chunk:
+    """One chunk's records (SCHEMA columns), their content fingerprints and group values."""
     source = tables.source
     batch = tables.read(fi, ci, layout.read_columns())
     n = batch.num_rows
@@ -549,13 +560,27 @@ def read_table_records(source: Source, *, images=None, strict: bool = False, che
     """Read, parse and validate a Parquet / Arrow source (see the module docstring) into a `RecordSet`."""
     tables = Tables(source)
     layout = detect_layout(tables.schema, columns or {}, group_by, str(source.files[0]))
+    # Two chunks in flight: Arrow's readers and kernels release the GIL, so both cores work; results keep the order.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        chunks = list(pool.map(lambda a: read_chunk(tables, layout, *a), chunk_starts(tables)))
+    return table_records(source, tables, layout, chunks, images=images, strict=strict,
+                         check_image_files=check_image_files, dedup=dedup, workers=workers)
+
+
+def chunk_starts(tables: Tables) -> list[tuple[int, int, int, int]]:
+    """(file, chunk, first row of the chunk in its file, line number of that row in the input) for every chunk."""
     starts, line = [], 1
     for fi, ci, start in tables.chunks():
         starts.append((fi, ci, start, line))
         line += tables.chunk_rows[fi][ci]
-    # Two chunks in flight: Arrow's readers and kernels release the GIL, so both cores work; results keep the order.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        chunks = list(pool.map(lambda a: _read_chunk(tables, layout, *a), starts))
+    return starts
+
+
+def table_records(source: Source, tables: Tables, layout: TableLayout, chunks: list[_Chunk], *, images=None,
+                  strict: bool = False, check_image_files: bool = True, dedup: bool = True, workers: int = 1
+                  ) -> RecordSet:
+    """The source's `RecordSet` from its chunks (`read_chunk`, in order): the checks over the whole input
+    (duplicate ids, duplicate content re-read from the files, images), which use no chunk's text."""
     table = pa.Table.from_batches([c.batch for c in chunks], schema=SCHEMA)
     fp = np.concatenate([c.fp for c in chunks]) if chunks else np.empty(0, np.uint64)
     groups = None
