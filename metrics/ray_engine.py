@@ -322,7 +322,7 @@ def _run(job, options: RayOptions, metrics: list, out: Path, outputs: list[Path]
     from metrics.score_job import ScoreResult
     from selector.core.records import check_rejections, read_records, set_reasons, write_rejected
 
-    sharded = read_sharded(job, options.shard_records)  # a plain JSONL file: read by one task per shard
+    sharded = read_sharded(job, options.shard_records)  # JSONL or Parquet: read by Ray tasks, shard by shard
     records = sharded.records if sharded is not None else read_records(
         job.input, images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns,
         check_image_files=False)
@@ -333,9 +333,9 @@ def _run(job, options: RayOptions, metrics: list, out: Path, outputs: list[Path]
     embedded = records.source is not None and records.source.kind != "json"
     valid = np.flatnonzero(records.valid_mask())
     ids = table.column("id").to_pylist()
-    images = table.column("images").to_pylist()
     if sharded is None:
-        fps = fingerprints(table.column("instruction").to_pylist(), table.column("answer").to_pylist(), images, root)
+        fps = fingerprints(table.column("instruction").to_pylist(), table.column("answer").to_pylist(),
+                           table.column("images").to_pylist(), root)
         spans = shard_spans(table.num_rows, options.shard_records)
     else:
         fps, spans = sharded.fingerprints, sharded.spans

@@ -62,14 +62,14 @@ def read_row_group(tables, layout, fi: int, ci: int, start: int, first_line: int
 
     chunk = read_chunk(tables, layout, fi, ci, start, first_line)
     table = pa.Table.from_batches([chunk.batch])
-    chunk.batch = _skeleton(table, images_root).to_batches()[0] if table.num_rows else chunk.batch
+    chunk.batch = _skeleton(table, images_root).combine_chunks().to_batches()[0]  # the caller skips empty groups
     scored = table.select(SCORED)
     return (chunk, *(scored.slice(s, shard_records) for s in range(0, table.num_rows, shard_records)))
 
 
 def read_sharded(job, shard_records: int) -> ShardedInput | None:
-    """The job's input read by one Ray task per shard, with the whole-input checks done here; None when the input
-    is not a plain JSONL file (the caller reads it itself). Ray must be initialised."""
+    """The job's input read by Ray tasks, with the whole-input checks done here; None when the input is neither a
+    plain JSONL file nor Parquet (the caller reads it itself). Ray must be initialised."""
     import ray
 
     from selector.core.compressed import compression_of
