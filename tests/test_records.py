@@ -334,3 +334,17 @@ def test_duplicate_keys_from_the_parse_threads_match_the_final_table(tmp_path, m
     reasons = read_records(src, workers=2).table.column("reason").to_pylist()
     assert reasons[250] == "duplicate id (first seen at line 4)"
     assert reasons[60] == 'duplicate content of id "r10"' and reasons[10] is None
+
+
+@pytest.mark.parametrize("lines", [
+    ['{"id": "a", "instruction": "hi", "answer": "x"}', '{"id": "b", "instruction": "yo", "answer": "y"}'],
+    ['{}', '{}'],
+    ['{"id": "a", "conversations": []}', '{"id": "b", "conversations": null}'],
+])
+def test_a_file_where_no_record_has_a_conversation_rejects_each_record(tmp_path, lines):
+    """Not one turn in the whole block: every record is a rejection with its reason, not a reader crash."""
+    path = tmp_path / "noconv.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rs = read_records(path)
+    assert rs.valid_mask().sum() == 0
+    assert [r["reason"] for r in rs.rejected()] == ["no conversation", "no conversation"]

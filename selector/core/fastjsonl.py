@@ -105,6 +105,14 @@ def _role_kinds(role: pa.Array) -> np.ndarray:
     return lut[codes]
 
 
+def _take_turns(value: pa.Array, index: np.ndarray) -> pa.Array:
+    """`value[index]` per row, "" where a row has no such turn (index -1), and for every row when the batch holds no
+    turn at all (a batch of records without conversations: take on an empty array would be out of bounds)."""
+    if len(value) == 0:
+        return pa.array([""] * len(index), value.type)
+    return pc.take(value, to_arrow(np.maximum(index, 0)))
+
+
 def conversation_rows(batch: pa.RecordBatch, full: bool, first_line: int, starts: np.ndarray, lengths: np.ndarray,
                       schema: pa.Schema) -> tuple[pa.RecordBatch, np.ndarray] | None:
     """The SCHEMA columns of one batch (columns id, image, conversations: a list of {from, value}, or with `full`
@@ -169,7 +177,7 @@ def conversation_rows(batch: pa.RecordBatch, full: bool, first_line: int, starts
         first_user = heads  # the usual layout: every conversation opens with the user's turn
     else:
         first_user = _first_per_row(parent, np.flatnonzero(kind == USER), n)
-    instruction = pc.take(value, to_arrow(np.maximum(first_user, 0)))
+    instruction = _take_turns(value, first_user)
     if instruction.null_count:
         instruction = pc.fill_null(instruction, _EMPTY)
     if _may_contain(instruction, b"<image>"):
@@ -181,7 +189,7 @@ def conversation_rows(batch: pa.RecordBatch, full: bool, first_line: int, starts
     if (n_answers == 1).all():  # one answer per row: the answers in order are the column
         answer = answers
     elif n_answers.max(initial=0) <= 1:
-        answer = pc.take(value, to_arrow(np.maximum(_first_per_row(parent, asst_idx, n), 0)))
+        answer = _take_turns(value, _first_per_row(parent, asst_idx, n))
     else:
         answer = pa.ListArray.from_arrays(to_arrow(np.concatenate(([0], np.cumsum(n_answers))).astype(np.int32)),
                                           answers)
