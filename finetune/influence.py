@@ -77,7 +77,7 @@ class InfluenceMetric(Metric):
     def __init__(self, model: str | None = None, target: str | None = None, pool: str | None = None,
                  images: str | None = None, target_images: str | None = None, groups: str | None = None,
                  cache_dir: str | None = None, progress: bool = True, trust_remote_code: bool = False,
-                 **settings: Any):
+                 gradient_dims: int = 0, **settings: Any):
         if not model or not target or not pool:
             from selector.core.errors import SettingsError
 
@@ -89,17 +89,27 @@ class InfluenceMetric(Metric):
         self.images, self.target_images, self.groups = images, target_images, groups
         self.cache_dir, self.progress, self.trust_remote_code = cache_dir, progress, trust_remote_code
         self.settings = InfluenceSettings(**settings)
+        self.gradient_dims = int(gradient_dims)
+        if self.gradient_dims < 0:
+            from selector.core.errors import SettingsError
+
+            raise SettingsError(f"--influence-gradient-dims must be 0 or more, not {gradient_dims}")
+        self._grads: dict[str, list[float]] = {}
         self._scores: dict[str, tuple[float, dict[str, float]]] = {}
         self._reasons: dict[str, str] = {}
         self._group_names: list[str] = []
         self._stats: dict[str, Any] = {}
         self._tmp = None
 
-    def config(self) -> dict[str, Any]:
+    def _feature_config(self) -> dict[str, Any]:
+        """What the cached gradient features depend on."""
         from selector.core.resolve import spec_fingerprint
 
         return {**spec_fingerprint(self.model, None), "target": _file_stamp(self.target),
                 "pool": _file_stamp(self.pool), "groups": self.groups, **asdict(self.settings)}
+
+    def config(self) -> dict[str, Any]:
+        return {**self._feature_config(), **({"gradient_dims": self.gradient_dims} if self.gradient_dims else {})}
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
@@ -111,7 +121,9 @@ class InfluenceMetric(Metric):
             root = Path(self._tmp.name)
         else:
             root = Path(self.cache_dir)
-        work = root / f"influence-features-{self.config_hash()}"
+        key = hashlib.sha256(json.dumps({"metric": self.name, **self._feature_config()}, sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
+        work = root / f"influence-features-{key}"
         work.mkdir(parents=True, exist_ok=True)
         return work
 
@@ -141,6 +153,9 @@ class InfluenceMetric(Metric):
         tfeat = self._features(work / "target", target.examples, grads_of, params, projector, None, "target")
         pfeat = self._features(work / "pool", pool.examples, grads_of, params, projector, adam, "pool")
         self._combine(pfeat, tfeat, [ex.id for ex in pool.examples], self._target_groups(target))
+        if self.gradient_dims:
+            self._grads = dict(zip((str(ex.id) for ex in pool.examples),
+                                   gradient_pca(pfeat, self.gradient_dims, self.settings.seed).tolist()))
         self._stats = {"pool": len(pool), "target": len(target), "lora_weights": projector.n_in,
                        "dims": projector.dim, "warmup_s": round(t_warm - t0, 1),
                        "features_s": round(time.perf_counter() - t_warm, 1), "groups": self._group_names}
@@ -271,6 +286,8 @@ class InfluenceMetric(Metric):
         values = np.full(len(batch), np.nan)
         reasons: list[str | None] = [None] * len(batch)
         extra: dict[str, list] = {f"g_{g}": [None] * len(batch) for g in self._group_names}
+        if self.gradient_dims:
+            extra["grad"] = [self._grads.get(str(rid)) for rid in batch.ids]
         for i, rid in enumerate(batch.ids):
             hit = self._scores.get(str(rid))
             if hit is None:
@@ -280,6 +297,19 @@ class InfluenceMetric(Metric):
             for g, s in hit[1].items():
                 extra[f"g_{g}"][i] = s
         return Scored(values, reasons, extra)
+
+
+def gradient_pca(features: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
+    """The pool's projected gradients reduced to their first `dims` principal components (sklearn's seeded
+    randomized PCA; fewer when the pool is smaller), float32: a compact gradient description the learned selector
+    can take as features (`train-selector --extra-embedding influence__grad`)."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(features, dtype=np.float32)
+    k = max(0, min(dims, x.shape[0] - 1, x.shape[1]))
+    if k == 0:
+        return np.zeros((len(x), 0), np.float32)
+    return PCA(n_components=k, svd_solver="randomized", random_state=seed).fit_transform(x).astype(np.float32)
 
 
 def _per_sample_grads(model, pad_id: int, device: str):

@@ -119,6 +119,21 @@ def test_a_pool_record_repeated_in_the_target_set_ranks_first(digits, tmp_path):
     again.setup("cpu")
     assert [p.stat().st_mtime_ns for p in parts] == mtimes
     assert again._scores["train-00013"][0] == pytest.approx(scores["train-00013"])
+    # The gradient PCA column reuses the same cached features, and identical records get identical rows.
+    with_grad = InfluenceMetric(model=str(model), target=str(tmp_path / "target.jsonl"),
+                                pool=str(root / "train.jsonl"), images=str(root), target_images=str(root),
+                                cache_dir=str(tmp_path / "cache"), progress=False, adam=False, warmup_share=0.2,
+                                warmup_epochs=1, dim=256, gradient_dims=3)
+    table = score_records(records.valid(), [with_grad], RunnerConfig(cache_dir=tmp_path / "scores", progress=False),
+                          images_root=str(root))
+    assert [p.stat().st_mtime_ns for p in parts] == mtimes
+    grads = dict(zip(table.column("id").to_pylist(), table.column("influence__grad").to_pylist()))
+    assert all(len(g) == 3 for g in grads.values())
+    rows = np.array([grads[r] for r in scores])
+    assert np.allclose(rows.mean(axis=0), 0, atol=1e-3) and (rows.std(axis=0) > 1e-3).all()  # centred components
+    key = {r["id"]: json.dumps([r["conversations"], r["image"]]) for r in pool}
+    same = [(a, b) for a in scores for b in scores if a < b and key[a] == key[b]]
+    assert same and all(np.allclose(grads[a], grads[b], atol=1e-4) for a, b in same)
 
 
 def test_missing_settings_are_a_one_line_error_naming_the_flag_and_cli_flags_reach_the_metric(tmp_path, monkeypatch):
@@ -139,3 +154,64 @@ def test_missing_settings_are_a_one_line_error_naming_the_flag_and_cli_flags_rea
     params = metric_params(ns, None)
     assert params["influence"]["model"] == "M" and params["influence"]["groups"] == "task"
     assert params["influence"]["pool"].endswith("pool.jsonl") and params["ifd"]["model"] == "B"
+
+
+def test_gradient_pca_keeps_the_direction_the_gradients_vary_along():
+    """Gradients spread along one direction (plus small noise) in 64 dims: the first component recovers the
+    position along it; asking for more components than the pool allows gives what it allows."""
+    from finetune.influence import gradient_pca
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=50)
+    axis = rng.normal(size=64)
+    x = np.outer(t, axis) + 0.01 * rng.normal(size=(50, 64))
+    pcs = gradient_pca(x, 4, seed=0)
+    assert pcs.shape == (50, 4) and pcs.dtype == np.float32
+    assert abs(np.corrcoef(pcs[:, 0], t)[0, 1]) > 0.999
+    assert np.array_equal(pcs, gradient_pca(x, 4, seed=0))
+    assert gradient_pca(x[:3], 8).shape == (3, 2)
+
+
+def test_an_extra_embedding_column_becomes_selector_features_and_survives_save_and_load(tmp_path):
+    import pyarrow as pa
+
+    from selector.learned.features import FeatureConfig, FeatureTransform
+
+    rng = np.random.default_rng(1)
+    grad = rng.normal(size=(30, 5))
+    table = pa.table({"id": [f"r{i}" for i in range(30)], "length": rng.normal(size=30),
+                      "influence__grad": pa.array(grad.tolist())})
+    cfg = FeatureConfig(image_embedding=None, text_embedding=None, extra_embeddings=("influence__grad",),
+                        extra_dims=2)
+    ft = FeatureTransform(cfg).fit(table)
+    assert ft.metric_names == ["length"]  # a vector column is never a scalar metric
+    assert ft.feature_names == ["length", "influence__grad:pc0", "influence__grad:pc1"]
+    assert "influence__grad" in ft.required_columns()
+    ft.save(tmp_path / "f.json")
+    again = FeatureTransform.load(tmp_path / "f.json")
+    assert again.config.extra_embeddings == ("influence__grad",)
+    assert np.allclose(again.transform(table), ft.transform(table))
+
+
+def test_train_selector_flag_names_the_extra_embedding_and_score_flag_reaches_the_metric(tmp_path, monkeypatch):
+    import argparse
+
+    from selector.app.commands.score import add_parser as score_parser, metric_params
+    from selector.app.commands.train_selector import add_parser, selector_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.jsonl").write_text("{}\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "s.parquet")
+    sub = argparse.ArgumentParser().add_subparsers()
+    ns = add_parser(sub, "train-selector").parse_args(
+        ["--data", "pool.jsonl", "--scores", "s.parquet", "--out", "SEL", "--eval-data", "pool.jsonl",
+         "--base-model", "M", "--extra-embedding", "influence__grad",
+         "--pca-dims", "4"])
+    features = selector_config(ns).features
+    assert features.extra_embeddings == ("influence__grad",) and features.extra_dims == 4
+    ns = score_parser(sub, "score").parse_args(["pool.jsonl", "--out", "s.parquet", "--metrics", "influence",
+                                                "--influence-gradient-dims", "16"])
+    assert metric_params(ns, None)["influence"]["gradient_dims"] == 16

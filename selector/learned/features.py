@@ -40,6 +40,10 @@ class FeatureConfig:
     text_embedding: str | None = "embed-text"
     image_dims: int = 6
     text_dims: int = 6
+    # Any other vector columns, each reduced by PCA to `extra_dims` (e.g. `influence__grad`, the PCA of LESS's
+    # projected gradients that `score --metrics influence --influence-gradient-dims N` writes).
+    extra_embeddings: tuple[str, ...] = ()
+    extra_dims: int = 6
     normalise: str = "robust-z"
     missing: str = "impute-flag"
     seed: int = 0
@@ -148,6 +152,8 @@ class FeatureTransform:
             out["image"] = (self.config.image_embedding, self.config.image_dims)
         if self.config.text_embedding:
             out["text"] = (self.config.text_embedding, self.config.text_dims)
+        for col in self.config.extra_embeddings:
+            out[col] = (col, self.config.extra_dims)
         return {k: v for k, v in out.items() if v[1] > 0}
 
     def fit(self, table: pa.Table) -> "FeatureTransform":
@@ -233,6 +239,7 @@ class FeatureTransform:
         c = dict(d["config"])
         if c.get("metrics") is not None:
             c["metrics"] = tuple(c["metrics"])
+        c["extra_embeddings"] = tuple(c.get("extra_embeddings", ()))
         n = d["normaliser"]
         ref = [np.asarray(r, dtype=np.float64) for r in n["reference"]] if n["reference"] is not None else None
         return cls(config=FeatureConfig(**c), metric_names=list(d["metric_names"]),

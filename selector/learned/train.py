@@ -233,7 +233,7 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     rows = records.valid_rows()
     ids = [records.table.column("id")[int(r)].as_py() for r in rows]
     sc, lc = config.selector, config.selector.labels
-    needed = [c for c in (sc.features.image_embedding, sc.features.text_embedding) if c]
+    needed = [c for c in (sc.features.image_embedding, sc.features.text_embedding, *sc.features.extra_embeddings) if c]
     needed += list(sc.features.metrics or [])
     table = aligned_scores(pq.read_table(config.scores), ids, needed)
     subsets = pool_subsets(table, sc)

@@ -63,6 +63,10 @@ def add_metric_args(p: argparse.ArgumentParser) -> None:
                    help="influence: the target set (e.g. val.jsonl); score = mean gradient cosine to it")
     g.add_argument("--influence-groups", metavar="FIELD",
                    help="influence: a field of the target records (e.g. task): per-group scores and ICONS' vote")
+    g.add_argument("--influence-gradient-dims", type=nonneg_int, default=0, metavar="N",
+                   help="influence: also write influence__grad, the first N principal components of each record's "
+                        "projected gradient, for `train-selector --extra-embedding influence__grad` (default 0: not "
+                        "written)")
     g.add_argument("--ifd-model", help="ifd: the base VLM (folder or hub id) whose answer losses give the "
                                        "instruction-following difficulty")
     g.add_argument("--trust-remote-code", action="store_true",
@@ -95,6 +99,7 @@ def metric_params(ns: argparse.Namespace, cache_dir: Path | None = None) -> dict
     pool = {"pool": str(source) if source else None, "images": str(images) if images else None,
             "trust_remote_code": ns.trust_remote_code, "progress": not getattr(ns, "quiet", False)}
     influence = {**pool, "model": ns.influence_model, "target": ns.influence_target, "groups": ns.influence_groups,
+                 "gradient_dims": getattr(ns, "influence_gradient_dims", 0),
                  "cache_dir": str(cache_dir) if cache_dir is not None else None}
     return {
         "influence": influence,

@@ -92,6 +92,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--metrics", type=csv_list, help="scalar metric columns to use (default: all in the table)")
     g.add_argument("--image-embedding", default="embed-image", help="image embedding column ('' for none)")
     g.add_argument("--text-embedding", default="embed-text", help="text embedding column ('' for none)")
+    g.add_argument("--extra-embedding", action="append", default=[], metavar="COLUMN",
+                   help="another vector column of the score table as features, reduced like the embeddings; "
+                        "repeatable. E.g. influence__grad, the PCA of the influence gradients that `mmselect score "
+                        "--metrics influence --influence-gradient-dims 32` writes")
     g.add_argument("--pca-dims", type=int, default=6, help="PCA dims per embedding (default 6)")
     g.add_argument("--normalise", default="robust-z", choices=["robust-z", "z", "minmax", "rank", "none"])
     g.add_argument("--missing", default="impute-flag", choices=["impute-flag", "error"],
@@ -136,7 +140,8 @@ def selector_config(ns: argparse.Namespace):
                                        lr_grid=ns.label_lr_grid, signal_alpha=ns.signal_alpha))
     features = FeatureConfig(metrics=ns.metrics, image_embedding=ns.image_embedding or None,
                              text_embedding=ns.text_embedding or None, image_dims=ns.pca_dims,
-                             text_dims=ns.pca_dims, normalise=ns.normalise, missing=ns.missing, seed=ns.seed)
+                             text_dims=ns.pca_dims, extra_embeddings=tuple(ns.extra_embedding),
+                             extra_dims=ns.pca_dims, normalise=ns.normalise, missing=ns.missing, seed=ns.seed)
     train = replace(d.train, seed=ns.seed, **given(epochs=ns.epochs, lr=ns.lr, ensemble=ns.ensemble,
                                                    weight_decay=ns.weight_decay, warm_start=ns.warm_start))
     return replace(d, features=features, labels=labels, choice=replace(d.choice, seed=ns.seed, **given(model=ns.model)),
