@@ -50,6 +50,33 @@ def test_forgetting_counts_flips_and_never_learned_is_most_forgotten():
     ranking = make_ranking(data, counts, "forgetting", balance=False)
     assert select(ranking, 1).indices.tolist() == [1]  # the never-learned example is kept first
     assert set(select(ranking, 2).indices.tolist()) == {0, 1}
+    # Equal counts (2 and 3: never forgotten) are ordered by when they were first learned: 3 (second presentation)
+    # is harder than 2 (first); the tie-break stays below one count.
+    late = tracker.lateness()
+    assert late[3] > late[2] == 0 and late[1] == late.max() and float(late.max()) < 1
+
+
+def test_forgetting_ranker_keeps_count_order_and_breaks_ties_by_lateness(monkeypatch):
+    """Mean counts over runs decide; lateness only orders equal means (a late-learned unforgettable example is
+    kept before an early one, never before a more-forgotten one)."""
+    import vision.prune.forgetting as fg
+    from vision.data import from_tensors
+
+    # per run: (events, first presentation correct); example 0 forgotten once per run, 1 and 2 never, 2 learned late
+    plan = {0: ([1, 0, 0], [1, 1, 3]), 1: ([1, 0, 0], [1, 1, 4])}
+
+    def fake_train(data, proxy, seed, hooks):
+        events, first = plan[seed % 1000]
+        t = hooks[0]
+        t.events = torch.tensor(events)
+        t.learned[:] = True
+        t.first_learned = torch.tensor(first)
+        t.presentations[:] = 5
+
+    monkeypatch.setattr(fg, "train_proxy", fake_train)
+    data = from_tensors(torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 2]), mean=[0.0], std=[1.0])
+    s = fg.ForgettingRanker(runs=2).scores(data)
+    assert s[0] > s[2] > s[1] and s[0] - s[1] > 0.9 and s[2] - s[1] < 0.5
 
 
 def test_el2n_equals_formula(splits8):

@@ -5,7 +5,10 @@ training. Examples never classified correctly count as MOST forgotten: they get 
 stand-in for Toneva's "infinite" so scores stay JSON-safe (DeepCore gives them 0, which prunes them first: a bug).
 
 Score direction: score = forgetting count, higher = keep. Pruning drops the least-forgotten ("unforgettable":
-learned and never forgotten) examples first; ties are broken by `select`'s seed.
+learned and never forgotten) examples first. Equal counts are ordered by when the example was first learned (later =
+harder = kept first), a tie-break of ours (Toneva et al. leave ties unordered): on an easy set such as digits 92-94%
+of examples are never forgotten, and without it the count cannot rank them at all (BENCHMARKS.md, issue 20).
+The tie-break stays below one count, so it never reorders different counts.
 """
 from __future__ import annotations
 
@@ -31,15 +34,18 @@ class ForgettingTracker(Hook):
         self.events = torch.zeros(n, dtype=torch.long)
         self.learned = torch.zeros(n, dtype=torch.bool)  # correct at least once
         self.presentations = torch.zeros(n, dtype=torch.long)
+        self.first_learned = torch.zeros(n, dtype=torch.long)  # presentation (1-based) first correct; 0: not yet
 
     def on_batch(self, batch: BatchInfo) -> None:
         idx = batch.indices.cpu()
         labels = batch.labels.argmax(1) if batch.labels.ndim == 2 else batch.labels
         correct = (batch.logits.argmax(1) == labels).cpu()
         self.events[idx] += (self.previous[idx] & ~correct).long()
+        self.presentations[idx] += 1
+        newly = correct & ~self.learned[idx]
+        self.first_learned[idx[newly]] = self.presentations[idx[newly]]
         self.learned[idx] |= correct
         self.previous[idx] = correct
-        self.presentations[idx] += 1
 
     def counts(self) -> torch.Tensor:
         """Forgetting events per example; never-learned examples get max(count) + 1 (most forgotten)."""
@@ -47,6 +53,13 @@ class ForgettingTracker(Hook):
         top = int(counts.max()) if self.n else 0
         counts[~self.learned] = top + 1
         return counts
+
+    def lateness(self) -> torch.Tensor:
+        """When each example was first learned, as a share of the schedule in [0, 1): 0 = at its first
+        presentation; never-learned examples get the largest value."""
+        span = float(self.presentations.max()) + 1 if self.n else 1.0
+        first = torch.where(self.learned, self.first_learned, self.presentations + 1).double()
+        return (first - 1).clamp(min=0) / span
 
 
 @dataclass(frozen=True)
@@ -59,12 +72,15 @@ class ForgettingRanker:
     balance: bool = True
 
     def scores(self, data: ImageData) -> np.ndarray:
-        total = torch.zeros(len(data), dtype=torch.float64)
+        counts = torch.zeros(len(data), dtype=torch.float64)
+        late = torch.zeros(len(data), dtype=torch.float64)
         for r in range(self.runs):
             tracker = ForgettingTracker(len(data))
             train_proxy(data, self.proxy, seed=self.seed * 1000 + r, hooks=[tracker])
-            total += tracker.counts().double()
-        return (total / self.runs).numpy()
+            counts += tracker.counts().double()
+            late += tracker.lateness()
+        # Mean counts differ by at least 1/runs; the mean lateness (< 1) is scaled below that, so it only breaks ties.
+        return (counts / self.runs + late / self.runs / (self.runs + 1)).numpy()
 
     def rank(self, data: ImageData) -> Ranking:
         return make_ranking(data, self.scores(data), "forgetting", self.balance, self)
