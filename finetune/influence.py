@@ -102,14 +102,16 @@ class InfluenceMetric(Metric):
         self._tmp = None
 
     def _feature_config(self) -> dict[str, Any]:
-        """What the cached gradient features depend on."""
+        """What the cached gradient features depend on. Not the groups (only the scores' combination does), so the
+        per-task vote reuses the plain run's features; "groups": None keeps the key of caches written before."""
         from selector.core.resolve import spec_fingerprint
 
         return {**spec_fingerprint(self.model, None), "target": _file_stamp(self.target),
-                "pool": _file_stamp(self.pool), "groups": self.groups, **asdict(self.settings)}
+                "pool": _file_stamp(self.pool), "groups": None, **asdict(self.settings)}
 
     def config(self) -> dict[str, Any]:
-        return {**self._feature_config(), **({"gradient_dims": self.gradient_dims} if self.gradient_dims else {})}
+        return {**self._feature_config(), "groups": self.groups,
+                **({"gradient_dims": self.gradient_dims} if self.gradient_dims else {})}
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)

@@ -215,3 +215,17 @@ def test_train_selector_flag_names_the_extra_embedding_and_score_flag_reaches_th
     ns = score_parser(sub, "score").parse_args(["pool.jsonl", "--out", "s.parquet", "--metrics", "influence",
                                                 "--influence-gradient-dims", "16"])
     assert metric_params(ns, None)["influence"]["gradient_dims"] == 16
+
+
+def test_the_per_task_vote_reuses_the_plain_runs_gradient_features(tmp_path):
+    """Groups change the scores (their column) but not the gradients: both runs share one feature cache."""
+    from finetune.influence import InfluenceMetric
+
+    for name in ("pool.jsonl", "val.jsonl"):
+        (tmp_path / name).write_text("{}\n")
+    kw = dict(model="M", target=str(tmp_path / "val.jsonl"), pool=str(tmp_path / "pool.jsonl"),
+              cache_dir=str(tmp_path / "cache"), progress=False)
+    plain, vote = InfluenceMetric(**kw), InfluenceMetric(**kw, groups="task")
+    assert plain.config_hash() != vote.config_hash()
+    assert plain._work_dir() == vote._work_dir()
+    assert InfluenceMetric(**kw, dim=512)._work_dir() != plain._work_dir()
