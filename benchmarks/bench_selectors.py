@@ -78,11 +78,21 @@ def prepare(work: Path, name: str, seed: int, only: set[str]) -> dict:
     if "ifd" in only and not (d / "ifd.parquet").exists():
         t["ifd"] = sh(["score", "D/train.jsonl", "--images", "D", "--metrics", "ifd", "--ifd-model", "M/vlm-base",
                        "--out", "ifd.parquet"], log, d)
-    if "learned" in only and not (d / "SEL" / "selector.json").exists():
-        t["train-selector"] = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores",
-                                  "s.parquet", "--eval-data", "D/val.jsonl", "--eval-images", "D", "--base-model",
-                                  "M/vlm-base", "--out", "SEL"], log, d)
+    if "learned" in only and not any((d / "SEL" / f).exists() for f in ("selector.json", "refused.json")):
+        try:
+            t["train-selector"] = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores",
+                                      "s.parquet", "--eval-data", "D/val.jsonl", "--eval-images", "D",
+                                      "--base-model", "M/vlm-base", "--out", "SEL"], log, d)
+        except RuntimeError:
+            if not (d / "SEL" / "refused.json").exists():  # a refusal is a result (no learned row); else a failure
+                raise
     return t
+
+
+def refusal(d: Path) -> str | None:
+    """Why train-selector refused on this dataset (its refused.json), or None."""
+    f = d / "SEL" / "refused.json"
+    return json.loads(f.read_text()).get("reason") if f.exists() else None
 
 
 def combined_scores(d: Path, seed: int) -> Path:
@@ -182,7 +192,8 @@ def evaluate(work: Path, name: str, seed: int, only: set[str]) -> dict:
     ids = records.table.column("id").take(rows).to_pylist()
     position = {rid: k for k, rid in enumerate(ids)}
     runs, base, data = d / f"runs-seed{seed}", d / "M" / "vlm-base", d / "D"
-    out = {"dataset": name, "seed": seed, "prep_s": t_prep, "prep_cpu_s": dict(CPU_SECONDS), "rows": {}}
+    out = {"dataset": name, "seed": seed, "prep_s": t_prep, "prep_cpu_s": dict(CPU_SECONDS), "rows": {},
+           "learned_refused": refusal(d)}
     cache: dict = {}
     for sel_name, (sel, secs) in sorted(picks.items()):
         key = sel_name.replace(":", "-").replace("+", "-")
@@ -221,6 +232,9 @@ def markdown(results: list[dict], command: str) -> str:
             lines.append(f"| {k} | {fmt(em)} | " + " | ".join(fmt(a) for a in pt)
                          + f" | {np.mean([g['clean'] for g in got]):.3f} | "
                          + f"{np.mean([g['select_s'] for g in got]):.0f} |")
+        why = next((r.get("learned_refused") for r in rs if r.get("learned_refused")), None)
+        if why:
+            lines += ["", f"No learned or linear row: `train-selector` refused (exit 2, no selector saved): {why}"]
         lines.append("")
     return "\n".join(lines)
 
