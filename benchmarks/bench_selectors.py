@@ -125,17 +125,16 @@ def selections(d: Path, seed: int, only: set[str], log: Path) -> dict[str, tuple
 
     cols = set(pq.read_schema(scores).names)
     out = {}
-    common = ["D/train.jsonl", "--images", "D", "--scores", scores.name, "--budget", str(BUDGET),
-              "--seed", str(seed)]
+    common = ["D/train.jsonl", "--images", "D", "--budget", str(BUDGET), "--seed", str(seed)]
 
-    def run(name: str, extra: list[str]):
+    def run(name: str, extra: list[str], table: str = scores.name):
         path = d / "sel" / f"{name}-seed{seed}.jsonl"
         path.parent.mkdir(exist_ok=True)
         if path.exists():
             path.unlink()
         for side in (Path(f"{path}.rejected.jsonl"), Path(f"{path}.report.json")):
             side.unlink(missing_ok=True)
-        secs = sh(["select", *common, *extra, "--out", str(path.relative_to(d))], log, d)
+        secs = sh(["select", *common, "--scores", table, *extra, "--out", str(path.relative_to(d))], log, d)
         out[name] = ([json.loads(line)["id"] for line in path.open()], secs)
 
     for metric in ("length", "clip"):
@@ -143,9 +142,11 @@ def selections(d: Path, seed: int, only: set[str], log: Path) -> dict[str, tuple
     if "learned" in only and (d / "SEL" / "selector.json").exists():
         run("learned", ["--selector", "SEL"])
         run("linear", ["--selector", "SEL/linear"])
-    for col, name in (("influence", "influence"), ("influence_vote", "influence+vote"), ("ifd", "ifd")):
+    for col, name in (("influence", "influence"), ("ifd", "ifd")):
         if col in cols:
             run(name, ["--metrics", col])
+    if (d / "influence-vote.parquet").exists():  # its `influence` column is the vote: select reads it from there
+        run("influence+vote", ["--metrics", "influence"], "influence-vote.parquet")
     if "diversity" in only:
         run("clip+diversity", ["--metrics", "clip", "--diversity", "auto", "--diversity-features",
                                "embed-image,embed-text"])
