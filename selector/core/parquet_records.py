@@ -77,13 +77,22 @@ def _list_like(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
+def _bytes_like(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or _string_like(t)
+
+
 def _image_type_ok(t: pa.DataType) -> bool:
+    """An image column's type: bytes, a path, or an HF Image struct whose `bytes` are bytes and `path` a string
+    (either may be all-null), or a list of these. A struct holding numbers there is a wrong column, not a row's
+    problem."""
     if _list_like(t):
         t = t.value_type
     if pa.types.is_struct(t):
-        names = {f.name for f in t}
-        return bool(names & {"bytes", "path"})
-    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or _string_like(t)
+        fields = {f.name: f.type for f in t}
+        return bool({"bytes", "path"} & set(fields)) and \
+            all(pa.types.is_null(ft) or (_bytes_like(ft) if name == "bytes" else _string_like(ft))
+                for name, ft in fields.items() if name in ("bytes", "path"))
+    return _bytes_like(t)
 
 
 def detect_layout(schema: pa.Schema, columns: dict[str, str], group_by: str | None, where: str) -> TableLayout:
