@@ -187,12 +187,12 @@ def load_scores(path: Path) -> pa.Table:
     """A score table: one Parquet file, or the folder of a sharded run (`score --engine ray`: its manifest)."""
     import pyarrow.parquet as pq
 
-    from selector.core.scores import is_score_dir, read_score_dir
+    from selector.core.scores import check_score_table, is_score_dir, read_score_dir
 
     path = Path(path)
     if is_score_dir(path):
         try:
-            return read_score_dir(path)
+            return check_score_table(read_score_dir(path), f"--scores {path}")
         except (pa.ArrowException, OSError) as exc:
             raise SelectionError(f"--scores {path}: a shard of this score folder is unreadable ({exc}); rerun "
                                  "`mmselect score` on it to rewrite it") from None
@@ -203,9 +203,7 @@ def load_scores(path: Path) -> pa.Table:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise SelectionError(f"--scores {path} is not a Parquet score table from `mmselect score` ({exc})") from None
-    if "id" not in table.column_names:
-        raise SelectionError(f"--scores {path} has no id column: not a score table from `mmselect score`")
-    return table
+    return check_score_table(table, f"--scores {path}")
 
 
 def _check_scores_input(stored: pa.Table, records: RecordSet, scores_path: Path) -> None:
