@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,19 @@ def test_out_that_is_a_folder_or_under_a_file_is_one_line(src, tmp_path, cli):
     for out in (tmp_path / "afolder", src / "x.jsonl"):
         rc, _, err = cli("select", src, "--out", out, "--budget", "3")
         assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["select", "score"])
+def test_an_output_that_is_a_device_or_pipe_is_refused_not_replaced(src, tmp_path, cli, command):
+    """`--out /dev/null` used to rename a temp file over the device (as root, /dev/null became a file)."""
+    import stat
+
+    from selector.core.io import _special
+
+    assert _special(Path("/dev/null")) == "a device"  # the check itself, without touching /dev/null
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    extra = ("--budget", "2") if command == "select" else ("--metrics", "length")
+    rc, _, err = cli(command, src, "--out", fifo, *extra)
+    assert rc == 2 and "is a pipe, not a file" in err and len(err.strip().splitlines()) == 1, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not list(tmp_path.glob("fifo.*"))
