@@ -73,3 +73,24 @@ def test_an_output_that_is_a_device_or_pipe_is_refused_not_replaced(src, tmp_pat
     rc, _, err = cli(command, src, "--out", fifo, *extra)
     assert rc == 2 and "is a pipe, not a file" in err and len(err.strip().splitlines()) == 1, err
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not list(tmp_path.glob("fifo.*"))
+
+
+@pytest.mark.parametrize("command", ["select", "score", "analyze"])
+def test_an_output_that_is_a_records_image_is_refused(tmp_path, png, cli, command):
+    """Images are inputs too: `--out img/0.png` used to replace the image record r0 is made of."""
+    for i in range(3):
+        png(tmp_path / "img" / f"{i}.png", size=(8 + i, 8))
+    src = write_jsonl(tmp_path / "d.jsonl", [rec(i, image=f"img/{i}.png") for i in range(3)])
+    target = tmp_path / "img" / "1.png"
+    before = target.read_bytes()
+    out = {"select": ("--out", target, "--budget", "1"), "score": ("--out", target),
+           "analyze": ("--out", tmp_path / "img")}[command]
+    if command == "analyze":  # its page is OUT/index.html: make that name a record's image
+        target = tmp_path / "img" / "index.html"
+        target.write_bytes(before)
+        src = write_jsonl(tmp_path / "d.jsonl", [rec(i, image=f"img/{i}.png") for i in range(3)] +
+                          [rec(9, image="img/index.html")])
+        before = target.read_bytes()
+    rc, _, err = cli(command, src, *out, "--workers", "0")
+    assert rc == 2 and "an image of the input's records" in err and len(err.strip().splitlines()) == 1, err
+    assert target.read_bytes() == before
