@@ -1,0 +1,16 @@
+"""Promise: an input spec that names too much or nothing at all is one line, at once: a brace pattern of a hundred
+billion shards is refused before it is expanded (braceexpand builds every range whole: 10 million names took 16 s
+and gigabytes), found by the hostile-input sweep."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+
+@pytest.mark.timeout(60)
+def test_a_brace_pattern_of_too_many_shards_is_one_line_at_once(tmp_path, cli):
+    start = time.monotonic()
+    rc, _, err = cli("select", str(tmp_path / "s-{0..99999999999}.tar"), "--out", tmp_path / "o.tar", "--budget", "1")
+    assert rc == 2 and "expands to 100,000,000,000 names" in err and len(err.strip().splitlines()) == 1, err
+    assert time.monotonic() - start < 10
