@@ -117,6 +117,8 @@ def _folder(path: Path) -> Source:
         for f in files:
             if not f.is_file() or Path(os.path.realpath(f)).parent != Path(os.path.realpath(path)):
                 raise FormatError(f"{path}: state.json names {f.name}, which is not a file of this folder")
+        if not files:  # `datasets` saves a dataset of zero rows without any Arrow file
+            raise FormatError(f"{path}: this save_to_disk dataset has no rows (its state.json lists no Arrow file)")
         return Source(str(path), "arrow", tuple(files), path)
     if (path / "dataset_dict.json").is_file():
         splits = sorted(p.name for p in path.iterdir() if (p / "state.json").is_file())

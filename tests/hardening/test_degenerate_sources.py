@@ -14,3 +14,14 @@ def test_a_brace_pattern_of_too_many_shards_is_one_line_at_once(tmp_path, cli):
     rc, _, err = cli("select", str(tmp_path / "s-{0..99999999999}.tar"), "--out", tmp_path / "o.tar", "--budget", "1")
     assert rc == 2 and "expands to 100,000,000,000 names" in err and len(err.strip().splitlines()) == 1, err
     assert time.monotonic() - start < 10
+
+
+def test_a_saved_dataset_of_zero_rows_is_one_line(tmp_path, cli, capsys):
+    """`datasets` saves an empty dataset without any Arrow file; the reader used to index the missing first file."""
+    import datasets
+
+    datasets.Dataset.from_dict({"id": [], "conversations": []}).save_to_disk(str(tmp_path / "ds"))
+    capsys.readouterr()  # the saving progress bar
+    for command, extra in (("select", ("--budget", "1")), ("score", ())):
+        rc, _, err = cli(command, tmp_path / "ds", "--out", tmp_path / "o.parquet", *extra)
+        assert rc == 2 and "has no rows" in err and len(err.strip().splitlines()) == 1, err
