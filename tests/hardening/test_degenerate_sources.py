@@ -25,3 +25,15 @@ def test_a_saved_dataset_of_zero_rows_is_one_line(tmp_path, cli, capsys):
     for command, extra in (("select", ("--budget", "1")), ("score", ())):
         rc, _, err = cli(command, tmp_path / "ds", "--out", tmp_path / "o.parquet", *extra)
         assert rc == 2 and "has no rows" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_more_clusters_than_records_still_selects(tmp_path, cli, n):
+    """`--group-by cluster:50` on a handful of records: SpectralClustering with as many clusters as rows raised a
+    scipy TypeError; fewer clusters (or one group) is the answer."""
+    from tests.hardening.conftest import rec, write_jsonl
+
+    src = write_jsonl(tmp_path / "d.jsonl", [rec(i) for i in range(n)])
+    rc, out, err = cli("select", src, "--out", tmp_path / "o.jsonl", "--budget", "1", "--group-by", "cluster:50",
+                       "--workers", "0")
+    assert rc == 0 and f"read {n}, rejected 0, selected 1" in out, err
