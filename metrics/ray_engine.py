@@ -320,13 +320,13 @@ def _run(job, options: RayOptions, metrics: list, out: Path, outputs: list[Path]
     from metrics.ray_read import read_sharded
     from metrics.runner import fingerprints
     from metrics.score_job import ScoreResult
-    from selector.core.records import check_rejections, read_records, set_reasons, write_rejected
+    from selector.core.records import check_record_outputs, check_rejections, read_records, set_reasons, write_rejected
 
     sharded = read_sharded(job, options.shard_records)  # JSONL or Parquet: read by Ray tasks, shard by shard
     records = sharded.records if sharded is not None else read_records(
         job.input, images=job.images, fmt=job.fmt, workers=job.read_workers, columns=job.columns,
         check_image_files=False)
-    check_outputs(records.files, outputs)
+    check_record_outputs(records, outputs)
     check_rejections(records, job.allow_rejects)
     table = records.table
     root = str(records.images_root or "")

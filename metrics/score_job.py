@@ -18,7 +18,7 @@ from metrics import build
 from metrics.runner import RunnerConfig, score_records, world
 from selector.core.errors import MmselectError
 from selector.core.io import SCORES_INPUT_KEY, atomic_write, check_outputs, input_fingerprint
-from selector.core.records import check_rejections, read_records, write_rejected
+from selector.core.records import check_record_outputs, check_rejections, read_records, write_rejected
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def run_score_job(job: ScoreJob) -> ScoreResult:
     (one line per record rejected before scoring, as `select` writes)."""
     check_outputs([Path(job.input)], [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
     records = read_validated(job)
-    check_outputs(records.files, [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
+    check_record_outputs(records, [Path(job.out), Path(f"{job.out}.rejected.jsonl")])
     check_rejections(records, job.allow_rejects)
     valid = records.valid_table()
     config = RunnerConfig(batch_size=job.batch_size, device=job.device, workers=job.workers,

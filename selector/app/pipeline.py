@@ -27,8 +27,8 @@ from selector.core.arrow_numpy import to_arrow
 from selector.core.errors import MmselectError
 from selector.core.io import SCORES_INPUT_KEY, atomic_write, check_outputs, input_fingerprint, sha256_file
 from selector.core.ranking import Ranking, Selection, resolve_budget, select
-from selector.core.records import (OUT_FORMATS, RecordSet, check_annotatable, check_rejections, read_records,
-                                   reason_kind, write_rejected, write_records)
+from selector.core.records import (OUT_FORMATS, RecordSet, check_annotatable, check_record_outputs, check_rejections,
+                                   read_records, reason_kind, write_rejected, write_records)
 from selector.core.scores import align_scores
 from selector.core.sources import is_spec
 from selector.core.strict_json import dumps
@@ -187,12 +187,12 @@ def load_scores(path: Path) -> pa.Table:
     """A score table: one Parquet file, or the folder of a sharded run (`score --engine ray`: its manifest)."""
     import pyarrow.parquet as pq
 
-    from selector.core.scores import is_score_dir, read_score_dir
+    from selector.core.scores import check_score_table, is_score_dir, read_score_dir
 
     path = Path(path)
     if is_score_dir(path):
         try:
-            return read_score_dir(path)
+            return check_score_table(read_score_dir(path), f"--scores {path}")
         except (pa.ArrowException, OSError) as exc:
             raise SelectionError(f"--scores {path}: a shard of this score folder is unreadable ({exc}); rerun "
                                  "`mmselect score` on it to rewrite it") from None
@@ -203,9 +203,7 @@ def load_scores(path: Path) -> pa.Table:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise SelectionError(f"--scores {path} is not a Parquet score table from `mmselect score` ({exc})") from None
-    if "id" not in table.column_names:
-        raise SelectionError(f"--scores {path} has no id column: not a score table from `mmselect score`")
-    return table
+    return check_score_table(table, f"--scores {path}")
 
 
 def _check_scores_input(stored: pa.Table, records: RecordSet, scores_path: Path) -> None:
@@ -402,7 +400,7 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
     records = read_records(config.input, images=config.images, fmt=config.fmt, strict=config.strict,
                            workers=config.workers, columns=config.columns, group_by=group_field)
     # every file of the input (a cc_sbu folder's filter_cap.json, each shard) is never an output
-    check_outputs(records.files, [out_path, rejected_target, report_path] + ([chart_path] if chart_path else []))
+    check_record_outputs(records, [out_path, rejected_target, report_path, chart_path])
     check_rejections(records, config.allow_rejects)
     if config.annotate:
         check_annotatable(records, config.out_format)

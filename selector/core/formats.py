@@ -334,6 +334,8 @@ def parse_conversations(obj: Any, rid: str | None) -> Parsed:
         role = turn.get("from")
         if role is None:
             role = turn.get("role")
+        if not isinstance(role, str):  # a list or object is not hashable, a number is no role: all unknown
+            return reject(f"unknown role {role!r} (turn {turn_no})", rid)
         value = turn.get("value")
         text = _text(turn.get("content") if value is None else value)
         if role in USER_ROLES:
@@ -365,7 +367,10 @@ def _message_parts(content: Any) -> tuple[list[str], list[str]] | str:
             return "content part is not an object"
         kind = part.get("type")
         if kind == "text":
-            texts.append(part.get("text") or "")
+            text = part.get("text")
+            if text is not None and not isinstance(text, str):
+                return "text part holds no text"
+            texts.append(text or "")
         elif kind in ("image_url", "image", "input_image"):
             refs = [part.get(k) for k in ("image_url", "image", "path", "url") if part.get(k) is not None]
             refs = [r.get("url") if isinstance(r, dict) else r for r in refs]
@@ -396,7 +401,7 @@ def parse_messages(obj: Any, rid: str | None) -> Parsed:
         if not isinstance(msg, dict):
             return reject(f"message {turn_no} is not an object", rid)
         role = msg.get("role")
-        if role not in MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:
             return reject(f"unknown role {role!r} (message {turn_no})", rid)
         parts = _message_parts(msg.get("content"))
         if isinstance(parts, str):

@@ -22,10 +22,34 @@ def _umask() -> int:
     return mask
 
 
+def _special(out: Path) -> str | None:
+    """What `out` is when it exists and is neither a regular file nor a folder (a device such as /dev/null, a FIFO,
+    a socket): a rename into place would replace it with a file."""
+    import stat
+
+    try:
+        mode = os.stat(out).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode) else \
+        "not a regular file"
+
+
+def _refuse_special(out: Path, flag: str | None = None) -> None:
+    what = _special(out)
+    if what:
+        raise OutputError(f"{flag + ' ' if flag else ''}{out} is {what}, not a file: outputs are written beside it "
+                          "and renamed into place, which would replace it; give a file path")
+
+
 def atomic_write(out: Path, chunks: Iterable[bytes], mode: int = 0o666) -> None:
     """Write to a temp file beside `out`, then rename: an interrupted run never leaves half a file in its place.
-    The file gets `mode` less the umask, like a file made by `open` (mkstemp alone would make it 0600)."""
+    The file gets `mode` less the umask, like a file made by `open` (mkstemp alone would make it 0600). An `out`
+    that is a device or pipe is refused, never replaced."""
     out = Path(out)
+    _refuse_special(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
@@ -50,6 +74,7 @@ def atomic_path(out: Path | str, suffix: str | None = None) -> Iterator[Path]:
             pq.write_table(table, tmp)
     """
     out = Path(out)
+    _refuse_special(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix if suffix is None else suffix, dir=out.parent)
     os.close(fd)
@@ -114,13 +139,14 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[Path], flag: str = "--out") -> None:
-    """Refuse, with one line, an output that is a folder, lies under a file, or is (after resolving `./`, `..`,
-    symlinks and hard links) one of the inputs: an input is never overwritten."""
+    """Refuse, with one line, an output that is a folder, a device or pipe (/dev/null), lies under a file, or is
+    (after resolving `./`, `..`, symlinks and hard links) one of the inputs: an input is never overwritten."""
     inputs = [Path(p) for p in inputs if p is not None]
     for out in outputs:
         out = Path(out)
         if out.is_dir():
             raise OutputError(f"{flag} {out} is a folder; give a file path")
+        _refuse_special(out, flag)
         parent = out.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent

@@ -77,17 +77,43 @@ def _list_like(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)
 
 
-def _image_type_ok(t: pa.DataType) -> bool:
-    if _list_like(t):
-        t = t.value_type
-    if pa.types.is_struct(t):
-        names = {f.name for f in t}
-        return bool(names & {"bytes", "path"})
+def _bytes_like(t: pa.DataType) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t) or _string_like(t)
 
 
+def _image_type_ok(t: pa.DataType) -> bool:
+    """An image column's type: bytes, a path, or an HF Image struct whose `bytes` are bytes and `path` a string
+    (either may be all-null), or a list of these. A struct holding numbers there is a wrong column, not a row's
+    problem."""
+    if _list_like(t):
+        t = t.value_type
+    if pa.types.is_struct(t):
+        fields = {f.name: f.type for f in t}
+        return bool({"bytes", "path"} & set(fields)) and \
+            all(pa.types.is_null(ft) or (_bytes_like(ft) if name == "bytes" else _string_like(ft))
+                for name, ft in fields.items() if name in ("bytes", "path"))
+    return _bytes_like(t)
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` with dictionary-encoded columns as their value types: what `Tables.read_plain` returns."""
+    return pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema],
+                     metadata=schema.metadata)
+
+
+def plain_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its dictionary-encoded columns decoded (a Parquet writer keeps a dictionary-encoded string
+    column so; its values are plain strings to the reader)."""
+    if not any(pa.types.is_dictionary(t) for t in batch.schema.types):
+        return batch
+    return pa.RecordBatch.from_arrays([c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
+                                       for c in batch.columns], schema=plain_schema(batch.schema))
+
+
 def detect_layout(schema: pa.Schema, columns: dict[str, str], group_by: str | None, where: str) -> TableLayout:
-    """The `TableLayout` of a table schema, with `columns` (role -> column) overriding the usual names."""
+    """The `TableLayout` of a table schema, with `columns` (role -> column) overriding the usual names. Columns are
+    judged by their values' type (a dictionary-encoded string column is a string column)."""
+    schema = plain_schema(schema)
     unknown = sorted(set(columns) - set(ROLES))
     if unknown:
         raise FormatError(f"--columns: unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
@@ -209,6 +235,11 @@ class Tables:
             raise FormatError(f"{self.source.files[fi]}: row group {ci} cannot be read "
                               f"({str(exc).splitlines()[0][:200]}); the file is damaged") from None
         return one_batch(table)
+
+    def read_plain(self, fi: int, ci: int, columns: list[str] | None) -> pa.RecordBatch:
+        """`read`, dictionary-encoded columns decoded: the values the reader interprets (the writer copies `read`'s
+        columns as they are stored)."""
+        return plain_batch(self.read(fi, ci, columns))
 
 
 def one_batch(table: pa.Table) -> pa.RecordBatch:
@@ -466,7 +497,7 @@ def _group_values(batch: pa.RecordBatch, layout: TableLayout) -> pa.Array | None
 def read_chunk(tables: Tables, layout: TableLayout, fi: int, ci: int, start: int, first_line: int) -> _Chunk:
     """One chunk's records (SCHEMA columns), their content fingerprints and group values."""
     source = tables.source
-    batch = tables.read(fi, ci, layout.read_columns())
+    batch = tables.read_plain(fi, ci, layout.read_columns())
     n = batch.num_rows
     file = str(Path(source.files[fi]).resolve())
     ids, kinds, id_reasons = _row_ids(batch.column(layout.id_column) if layout.id_column else None,
@@ -527,7 +558,7 @@ def _row_content(tables: Tables, layout: TableLayout, loc, rows: np.ndarray) -> 
         j = k
         while j < len(rows) and keys[j] == (f, c):
             j += 1
-        batch = tables.read(f, c, cols)
+        batch = tables.read_plain(f, c, cols)
         images = _image_names(batch, layout, tables.kind, "", c)
         for row in rows[k:j].tolist():
             r = int(ri[row])

@@ -62,10 +62,26 @@ def _kind_of_file(path: Path) -> str:
     return "json"
 
 
+MAX_NAMES = 1_000_000  # brace-pattern names; braceexpand builds each range whole (10M names: 16 s and GBs)
+_RANGE = re.compile(r"\{(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?\}|\{([^{}]*,[^{}]*)\}")
+
+
+def _pattern_size(spec: str) -> int:
+    """How many names a brace pattern expands to (numeric ranges and comma lists multiply), without expanding."""
+    size = 1
+    for lo, hi, step, items in _RANGE.findall(spec):
+        size *= (abs(int(hi) - int(lo)) // max(abs(int(step or 1)), 1) + 1) if lo else items.count(",") + 1
+    return size
+
+
 def _expand(spec: str) -> list[Path]:
     """The files a glob or brace pattern names (a brace pattern keeps its order; globs are sorted)."""
     from braceexpand import braceexpand  # webdataset's own shard-pattern expander
 
+    size = _pattern_size(spec)
+    if size > MAX_NAMES:
+        raise FormatError(f"{spec} expands to {size:,} names; at most {MAX_NAMES:,} shards can be named by one "
+                          "pattern (pass their folder instead)")
     out: list[Path] = []
     for part in braceexpand(spec):
         if re.search(r"[*?\[]", part):
@@ -101,6 +117,8 @@ def _folder(path: Path) -> Source:
         for f in files:
             if not f.is_file() or Path(os.path.realpath(f)).parent != Path(os.path.realpath(path)):
                 raise FormatError(f"{path}: state.json names {f.name}, which is not a file of this folder")
+        if not files:  # `datasets` saves a dataset of zero rows without any Arrow file
+            raise FormatError(f"{path}: this save_to_disk dataset has no rows (its state.json lists no Arrow file)")
         return Source(str(path), "arrow", tuple(files), path)
     if (path / "dataset_dict.json").is_file():
         splits = sorted(p.name for p in path.iterdir() if (p / "state.json").is_file())

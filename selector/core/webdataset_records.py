@@ -72,11 +72,14 @@ def _samples(path: Path, shard: int, problems: list[str]) -> Iterator[_Sample]:
     """The samples of one shard, in order; a shard that ends early yields what it holds up to there."""
     size = path.stat().st_size
     current: _Sample | None = None
+    if size == 0:
+        problems.append(f"{path.name}: empty (0 bytes); no sample in it")
+        return
     try:
         tf = tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as exc:
-        problems.append(f"{path.name}: not a readable tar shard ({exc}); no sample read from it")
-        return
+        # Its samples cannot be counted, so none can be accounted for: stop (as for a cut Parquet file).
+        raise FormatError(f"{path}: not a readable tar shard ({exc}){_compressed_hint(path)}") from None
     with tf:
         while True:
             try:
@@ -111,6 +114,15 @@ def _samples(path: Path, shard: int, problems: list[str]) -> Iterator[_Sample]:
                 current.problem = current.problem or f"shard {path.name} is cut inside member {m.name!r}"
     if current is not None:
         yield current
+
+
+def _compressed_hint(path: Path) -> str:
+    """What to do about a shard that is a compressed tar (members are read by offset, so it must be plain)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    kinds = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ": "xz"}
+    kind = next((k for magic, k in kinds.items() if head.startswith(magic)), None)
+    return f"; it is {kind}-compressed: decompress it to a plain .tar first" if kind else ""
 
 
 def _text_record(sample: _Sample, f, images: list[str]) -> tuple[Parsed, dict | None]:

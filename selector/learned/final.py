@@ -28,7 +28,7 @@ def spectral_groups(embeddings: np.ndarray, config: ClusterConfig = ClusterConfi
         return np.zeros(0, dtype=np.int64)
     if np.isnan(x).any():
         raise ValueError("spectral clustering needs complete embeddings; impute missing rows first")
-    k = min(config.k, n)
+    k = min(config.k, n - 1)  # as many clusters as rows: the spectral embedding's eigsh needs k < n (scipy refuses)
     if k <= 1:
         return np.zeros(n, dtype=np.int64)
     sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=min(config.n_neighbors, n - 1),

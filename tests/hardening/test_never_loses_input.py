@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,40 @@ def test_out_that_is_a_folder_or_under_a_file_is_one_line(src, tmp_path, cli):
     for out in (tmp_path / "afolder", src / "x.jsonl"):
         rc, _, err = cli("select", src, "--out", out, "--budget", "3")
         assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["select", "score"])
+def test_an_output_that_is_a_device_or_pipe_is_refused_not_replaced(src, tmp_path, cli, command):
+    """`--out /dev/null` used to rename a temp file over the device (as root, /dev/null became a file)."""
+    import stat
+
+    from selector.core.io import _special
+
+    assert _special(Path("/dev/null")) == "a device"  # the check itself, without touching /dev/null
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    extra = ("--budget", "2") if command == "select" else ("--metrics", "length")
+    rc, _, err = cli(command, src, "--out", fifo, *extra)
+    assert rc == 2 and "is a pipe, not a file" in err and len(err.strip().splitlines()) == 1, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not list(tmp_path.glob("fifo.*"))
+
+
+@pytest.mark.parametrize("command", ["select", "score", "analyze"])
+def test_an_output_that_is_a_records_image_is_refused(tmp_path, png, cli, command):
+    """Images are inputs too: `--out img/0.png` used to replace the image record r0 is made of."""
+    for i in range(3):
+        png(tmp_path / "img" / f"{i}.png", size=(8 + i, 8))
+    src = write_jsonl(tmp_path / "d.jsonl", [rec(i, image=f"img/{i}.png") for i in range(3)])
+    target = tmp_path / "img" / "1.png"
+    before = target.read_bytes()
+    out = {"select": ("--out", target, "--budget", "1"), "score": ("--out", target),
+           "analyze": ("--out", tmp_path / "img")}[command]
+    if command == "analyze":  # its page is OUT/index.html: make that name a record's image
+        target = tmp_path / "img" / "index.html"
+        target.write_bytes(before)
+        src = write_jsonl(tmp_path / "d.jsonl", [rec(i, image=f"img/{i}.png") for i in range(3)] +
+                          [rec(9, image="img/index.html")])
+        before = target.read_bytes()
+    rc, _, err = cli(command, src, *out, "--workers", "0")
+    assert rc == 2 and "an image of the input's records" in err and len(err.strip().splitlines()) == 1, err
+    assert target.read_bytes() == before

@@ -19,7 +19,7 @@ from selector.app.report.html import Section, figure, heading, page, paragraph, 
 from selector.app.report.pool import REASON_SUFFIX, Pool
 from selector.core.errors import MmselectError
 from selector.core.io import atomic_write, check_outputs
-from selector.core.records import RecordSet, read_records
+from selector.core.records import RecordSet, check_record_outputs, read_records
 
 log = logging.getLogger(__name__)
 PAGE = "index.html"
@@ -122,6 +122,7 @@ def run_analyze(config: AnalyzeConfig) -> PageResult:
     """Read and validate `config.input`, score it, and write the analysis page."""
     check_outputs([config.input, config.scoring.scores], [Path(config.out) / PAGE])
     records = read_records(config.input, images=config.images, fmt=config.fmt, workers=config.workers)
+    check_record_outputs(records, [Path(config.out) / PAGE])
     pool = load_pool(records, config.scoring, config.seed)
     path, data = _write(config.out, f"mmselect analyze: {Path(config.input).name}",
                         f"{records.path} ({records.layout.schema}, {records.layout.container}); images root "

@@ -88,13 +88,19 @@ def grouped_shares(categories: list[str], series: dict[str, np.ndarray], ylabel:
 def histograms(metric: str, edges: np.ndarray, series: dict[str, np.ndarray], as_share: bool) -> str:
     """Histograms of one metric over shared bins: counts for a single set, percent of each set for several
     (so a selection of 200 and a pool of 100,000 can be read on one axis)."""
+    # A span beyond float64 (scores near +-1.8e308) cannot be an axis: draw by bin number, label the bins' values.
+    with np.errstate(over="ignore"):
+        by_bin = not np.isfinite(edges[-1] - edges[0])
     with figure(4.6, 2.6) as (fig, ax, out):
-        width = np.diff(edges)
+        x, width = (np.arange(len(edges) - 1), 1.0) if by_bin else (edges[:-1], np.diff(edges))
+        if by_bin:
+            ticks = np.linspace(0, len(edges) - 1, 5).round().astype(int)
+            ax.set_xticks(ticks, [f"{edges[t]:.2g}" for t in ticks])
         for k, (name, counts) in enumerate(series.items()):
             counts = np.asarray(counts, dtype=np.float64)
             total = counts.sum()
             y = 100 * counts / total if as_share and total else counts
-            ax.bar(edges[:-1], y, width, align="edge", alpha=0.55 if len(series) > 1 else 0.9,
+            ax.bar(x, y, width, align="edge", alpha=0.55 if len(series) > 1 else 0.9,
                    color=COLOURS[(k + (1 if len(series) == 1 else 0)) % len(COLOURS)],
                    label=f"{short(name, 30)} ({int(total):,} records)")
         unit = next((u for k, u in UNITS.items() if metric.startswith(k)), "score")

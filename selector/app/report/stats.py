@@ -66,7 +66,8 @@ def bin_edges(*arrays: np.ndarray, bins: int = BINS) -> np.ndarray:
     hi = max(float(a.max()) for a in finite)
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
-    return np.linspace(lo, hi, bins + 1)
+    t = np.linspace(0.0, 1.0, bins + 1)
+    return lo * (1.0 - t) + hi * t  # not lo + (hi - lo) * t: hi - lo overflows for values near +-1.8e308
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -156,4 +157,5 @@ def project_2d(x: np.ndarray) -> np.ndarray:
     SVD of the rows for the few thousand points of a map)."""
     xs = np.asarray(x, dtype=np.float64) - x.mean(axis=0)
     _, vectors = np.linalg.eigh(xs.T @ xs)
-    return xs @ vectors[:, ::-1][:, :2]
+    xy = xs @ vectors[:, ::-1][:, :2]
+    return xy if xy.shape[1] == 2 else np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))  # a 1-D embedding: y = 0
