@@ -21,6 +21,11 @@ def test_fraction_budget_rounds_half_up_and_counts_clip():
     for bad in (-1, 0.0, 1.5, True, "3"):
         with pytest.raises(BudgetError):
             resolve_budget(bad, 10)
+    # A positive fraction that keeps nothing is refused (not an empty selection), except on an empty pool.
+    for tiny in (1e-320, 0.04):
+        with pytest.raises(BudgetError, match="rounds to 0"):
+            resolve_budget(tiny, 10)
+    assert resolve_budget(0.05, 10) == 1 and resolve_budget(0.5, 0) == 0
 
 
 def test_nan_scores_rank_last():

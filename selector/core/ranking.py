@@ -149,7 +149,11 @@ def resolve_budget(budget: int | float, n: int) -> int:
     if isinstance(budget, (float, np.floating)):
         if not 0.0 < budget <= 1.0:
             raise BudgetError(f"a fractional budget must lie in (0, 1], got {budget}")
-        return min(int(np.floor(budget * n + 0.5)), n)
+        k = min(int(np.floor(budget * n + 0.5)), n)
+        if k == 0 and n > 0:  # a positive fraction that keeps nothing is a mistake, not an empty selection
+            raise BudgetError(f"a budget of {budget:g} of {n} records rounds to 0; give a count (e.g. 1) or a larger "
+                              f"fraction")
+        return k
     raise BudgetError(f"budget must be an int or a float, got {type(budget).__name__}")
 
 
