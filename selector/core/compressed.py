@@ -19,21 +19,26 @@ from selector.core.errors import FormatError
 log = logging.getLogger(__name__)
 
 SUFFIXES = {".gz": "gz", ".gzip": "gz", ".zst": "zst", ".zstd": "zst"}
-_MAGIC = {b"\x1f\x8b": "gz", b"\x28\xb5\x2f\xfd": "zst"}
+# Compressions recognised by their magic bytes: the first two are read; the others are only named in errors.
+_MAGIC = {b"\x1f\x8b": "gz", b"\x28\xb5\x2f\xfd": "zst", b"BZh": "bzip2", b"\xfd7zXZ": "xz"}
+READABLE = frozenset({"gz", "zst"})
 BLOCK = 1 << 20
 
 
-def compression_of(path: Path) -> str | None:
-    """'gz' or 'zst' for a compressed file (by its magic bytes, whatever its name), else None."""
+def sniff_compression(path: Path) -> str | None:
+    """'gz', 'zst', 'bzip2' or 'xz' for a compressed file (by its magic bytes, whatever its name), else None."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4)
+            head = f.read(6)
     except OSError:
         return None
-    for magic, kind in _MAGIC.items():
-        if head.startswith(magic):
-            return kind
-    return None
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def compression_of(path: Path) -> str | None:
+    """'gz' or 'zst' for a compressed file this module reads (by its magic bytes, whatever its name), else None."""
+    kind = sniff_compression(path)
+    return kind if kind in READABLE else None
 
 
 def compression_for_output(path: Path) -> str | None:
