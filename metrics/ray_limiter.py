@@ -24,17 +24,20 @@ class Slots:
         self.held: dict[str, float] = {}  # token -> when its lease ends (monotonic seconds)
         self.epoch = uuid.uuid4().hex[:8]  # tokens of an earlier incarnation of this actor release nothing
         self.issued = self.peak = self.expired = 0
-        self._changed: asyncio.Condition | None = None  # made on the actor's event loop, at first use
+        self._changed: asyncio.Condition | None = None  # see _condition
 
     def _reclaim(self, now: float) -> None:
         for token in [t for t, end in self.held.items() if end <= now]:
             del self.held[token]
             self.expired += 1
 
-    async def acquire(self) -> str:
-        if self._changed is None:
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:  # made on the actor's event loop, at first use
             self._changed = asyncio.Condition()
-        async with self._changed:
+        return self._changed
+
+    async def acquire(self) -> str:
+        async with self._condition():
             while True:
                 now = time.monotonic()
                 self._reclaim(now)
@@ -51,9 +54,7 @@ class Slots:
             return token
 
     async def release(self, token: str) -> None:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        async with self._changed:
+        async with self._condition():
             if self.held.pop(token, None) is not None:
                 self._changed.notify()
 
