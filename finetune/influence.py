@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from selector.core.metric_api import Batch, Metric, Scored
+from selector.core.metric_api import Batch, Metric, Scored, config_key
 from selector.core.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,7 @@ class InfluenceMetric(Metric):
             root = Path(self._tmp.name)
         else:
             root = Path(self.cache_dir)
-        key = hashlib.sha256(json.dumps({"metric": self.name, **self._feature_config()}, sort_keys=True,
-                                        default=str).encode()).hexdigest()[:16]
-        work = root / f"influence-features-{key}"
+        work = root / f"influence-features-{config_key(self.name, self._feature_config())}"
         work.mkdir(parents=True, exist_ok=True)
         return work
 

@@ -72,6 +72,12 @@ def as_scored(out: "np.ndarray | Scored", n: int, name: str) -> Scored:
     return Scored(values, reasons, scored.extra)
 
 
+def config_key(name: str, config: dict[str, Any]) -> str:
+    """16 hex digits of a metric's name and configuration: the key of its caches."""
+    blob = json.dumps({"metric": name, **config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class SharedLimit:
     """A limit on a metric's requests in flight that holds across every copy of the metric in one run (one per Ray
@@ -111,8 +117,7 @@ class Metric:
         return {}
 
     def config_hash(self) -> str:
-        blob = json.dumps({"metric": self.name, **self.config()}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return config_key(self.name, self.config())
 
     @property
     def column(self) -> str:
