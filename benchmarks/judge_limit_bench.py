@@ -35,15 +35,13 @@ def main() -> None:
 
     import ray
 
-    from metrics.ray_engine import run_ray_job
+    from metrics.ray_engine import run_ray_job, start_local_ray
     from metrics.ray_limiter import start_limiter
     from metrics.score_job import ScoreJob
     from selector.core.metric_api import SharedLimit
     from tests.fixtures.fake_judge_server import FakeJudge
 
-    env = {"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}}
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False, runtime_env=env,
-             _node_ip_address="127.0.0.1")
+    start_local_ray(num_cpus=2, env={"OMP_NUM_THREADS": "1"})
     results = {"args": vars(args) | {"out": str(args.out)}, "rounds": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:

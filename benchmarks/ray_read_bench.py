@@ -46,9 +46,9 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}},
-             _node_ip_address="127.0.0.1")
+    from metrics.ray_engine import start_local_ray
+
+    start_local_ray(num_cpus=2, env={"OMP_NUM_THREADS": "1"})
     address = ray.get_runtime_context().gcs_address
     results = {"args": vars(args) | {"out": str(args.out)}, "rounds": []}
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))

@@ -247,6 +247,17 @@ def _delta(before: dict, after: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ the driver
+def start_local_ray(num_cpus: int | None = None, env: dict[str, str] | None = None) -> None:
+    """A Ray that listens on this machine only (127.0.0.1), whose workers import the same mmselect as the driver
+    (PYTHONPATH), with `env` added to their environment; `num_cpus` None: all of them."""
+    import ray
+
+    code_root = str(Path(__file__).resolve().parents[1])
+    env_vars = {"PYTHONPATH": os.pathsep.join(p for p in (code_root, os.environ.get("PYTHONPATH")) if p), **(env or {})}
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+             runtime_env={"env_vars": env_vars}, _node_ip_address="127.0.0.1")
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at `address`, or start a local Ray; True when this call started or joined it (and so
     should shut it down). Reuses a Ray already initialised in this process."""
@@ -254,15 +265,11 @@ def connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    code_root = str(Path(__file__).resolve().parents[1])  # local workers import the same mmselect as the driver
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (code_root, os.environ.get("PYTHONPATH")) if p)}}
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            # a local Ray listens on this machine only
-            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, runtime_env=env,
-                     _node_ip_address="127.0.0.1")
+            start_local_ray()
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise MmselectError(f"cannot reach a Ray cluster at {address or 'a new local Ray'} ({exc}); "
                             "start one with `ray start --head` or drop --ray-address") from None

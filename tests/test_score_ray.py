@@ -27,10 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # Ray start-up alone takes
 @pytest.fixture(scope="module")
 def local_ray():
     """A 2-CPU Ray on this machine for the module's tests; its workers import this checkout."""
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                        "OMP_NUM_THREADS": "1"}}
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False, runtime_env=env,
-             _node_ip_address="127.0.0.1")
+    from metrics.ray_engine import start_local_ray
+
+    start_local_ray(num_cpus=2, env={"OMP_NUM_THREADS": "1"})
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
