@@ -69,7 +69,7 @@ def main() -> int:
     data = build_data(config)
     truth = load_truth(data / "truth.jsonl")
     models = build_models(data, args.cache / "models-data0", 0, False)
-    records, rows, table = score_pool(data, args.cache / "scores-data0", demo_metrics(config.metrics, models["clip"]),
+    records, rows, table = score_pool(data, args.cache / "scores-data0", demo_metrics(config.metrics, models, data),
                                       False)
     results = []
     test_cache: dict = {}

@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MMSELECT = [sys.executable, "-m", "selector.app.cli", "-q"]
+SCORE_METRICS = "length,clip,ifd,embed-image,embed-text"  # the README's learned-selector score command
 EVAL_EPOCHS, EVAL_LR = 3.0, 3e-3  # the demo's evaluation fine-tunes (DemoConfig.finetune_epochs / finetune_lr)
 
 
@@ -59,15 +60,15 @@ def run_variant(work: Path, seed: int, noise: float, budget: int, reuse: bool = 
     v.mkdir(parents=True, exist_ok=True)
     log = v / "commands.log"
     t = {}
-    # --reuse: a variant's data, models and scores from an earlier run stand (none depends on the selector's code);
+    # --reuse: a variant's data and models from an earlier run stand (neither depends on the selector's code);
     # the baselines' LoRA runs are then cached too (finetune_and_test keys them by selection and model hash).
-    if not (reuse and (v / "D" / "meta.json").exists() and (v / "M" / "vlm-base").exists()
-            and (v / "s.parquet").exists()):
+    if not (reuse and (v / "D" / "meta.json").exists() and (v / "M" / "vlm-base").exists()):
         t["data"], _ = sh(["demo-data", "--out", "D", "--seed", str(seed), "--noise", str(noise)], log)
         t["models"], _ = sh(["demo-models", "--data", "D", "--out", "M", "--seed", str(seed)], log)
-        t["score"], _ = sh(["score", "D/train.jsonl", "--images", "D", "--metrics",
-                            "length,clip,embed-image,embed-text", "--clip-model", "local-dir:M/clip",
-                            "--text-encoder", "st", "--out", "s.parquet"], log)
+    # The README's score command; always run: the score cache (s.parquet.cache) makes metrics scored before free.
+    t["score"], _ = sh(["score", "D/train.jsonl", "--images", "D", "--metrics", SCORE_METRICS, "--clip-model",
+                        "local-dir:M/clip", "--ifd-model", "M/vlm-base", "--text-encoder", "st", "--out", "s.parquet"],
+                       log)
     t["train-selector"], rc = sh(["train-selector", "--data", "D/train.jsonl", "--images", "D", "--scores",
                                   "s.parquet", "--eval-data", "D/val.jsonl", "--eval-images", "D", "--base-model",
                                   "M/vlm-base", "--out", sel_name, *train_args], log, allowed=(0, 2))

@@ -25,8 +25,9 @@ def trained(tmp_path_factory):
     d, m, sel = w / "D", w / "M", w / "SEL"
     assert mmselect("demo-data", "--out", d, "--seed", SEED, "--noise", NOISE) == 0
     assert mmselect("demo-models", "--data", d, "--out", m, "--seed", SEED) == 0
-    assert mmselect("score", d / "train.jsonl", "--images", d, "--metrics", "length,clip,embed-image,embed-text",
-                    "--clip-model", f"local-dir:{m / 'clip'}", "--text-encoder", "st", "--out", w / "s.parquet") == 0
+    assert mmselect("score", d / "train.jsonl", "--images", d, "--metrics", "length,clip,ifd,embed-image,embed-text",
+                    "--clip-model", f"local-dir:{m / 'clip'}", "--ifd-model", m / "vlm-base", "--text-encoder", "st",
+                    "--out", w / "s.parquet") == 0
     assert mmselect("train-selector", "--data", d / "train.jsonl", "--images", d, "--scores", w / "s.parquet",
                     "--eval-data", d / "val.jsonl", "--eval-images", d, "--base-model", m / "vlm-base",
                     "--out", sel, "--subsets", 10) == 0

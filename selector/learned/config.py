@@ -52,7 +52,7 @@ class LabelConfig:
     subset_method: str = "metrics"
     # With "metrics": centre the metrics within each content cluster (spectral, on the image embedding) and give
     # every subset each cluster in proportion, so a subset's label measures quality, not which content it holds.
-    balance_content: bool = False  # opt-in until measured at the default 20 subsets (BENCHMARKS.md, issue 13)
+    balance_content: bool = True
     seeds: tuple[int, ...] = (0, 1)  # >= 2 measure the label noise, which the signal test needs
     aggregate: str = "median"
     # Labels enter the fit as normal scores of their ranks: the selector needs their order, and a LoRA run that blows

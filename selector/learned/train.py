@@ -236,6 +236,10 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     needed = [c for c in (sc.features.image_embedding, sc.features.text_embedding, *sc.features.extra_embeddings) if c]
     needed += list(sc.features.metrics or [])
     table = aligned_scores(pq.read_table(config.scores), ids, needed)
+    if "ifd" not in table.column_names and sc.features.metrics is None:
+        log.info("the score table has no `ifd` column; answer-loss labels favour short answers, and IFD is the metric "
+                 "that tells a truncated one from a right one: score with `--metrics ...,ifd --ifd-model BASE` "
+                 "(BENCHMARKS.md, issue 13)")
     subsets = pool_subsets(table, sc)
     out = Path(config.out)
     label_cache = config.label_cache or out / "labels"
