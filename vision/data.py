@@ -20,7 +20,7 @@ import torch
 from selector.core.errors import MmselectError
 
 __all__ = ["DataError", "ImageData", "Splits", "split", "from_tensors", "load_digits_data", "load_image_folder",
-           "load_torchvision", "load_dataset", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES", "image_folder_files"]
+           "load_torchvision", "load_dataset", "dataset_files", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES", "image_folder_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -302,3 +302,15 @@ def load_dataset(spec: str, size: int | None = None, channels: int | None = None
         return data
     raise DataError(f"unknown dataset {spec!r}; use digits, folder:PATH, or one of "
                     f"{', '.join(k + ':ROOT' for k in sorted(TORCHVISION_DATASETS))}")
+
+
+def dataset_files(spec: str) -> list[Path]:
+    """The files a dataset spec reads (the images of a folder dataset, every file under a torchvision root; none
+    for the built-in digits): what an output must never replace."""
+    kind, _, arg = spec.partition(":")
+    kind_key = kind.lower().replace("-", "").replace("_", "")
+    if kind_key == "folder" and arg and Path(arg).is_dir():
+        return [f for f, _ in image_folder_files(arg)[1]]
+    if kind_key in TORCHVISION_DATASETS and arg and Path(arg).is_dir():
+        return [f for f in Path(arg).rglob("*") if f.is_file()]
+    return []

@@ -26,7 +26,7 @@ from selector.core.errors import FormatError, MmselectError, RecordError
 from selector.core.formats import (ID_KINDS, Layout, Parsed, content_key, default_images_root, detect_layout,
                                    json_text, parse_record, resolve_input)
 from selector.core.images import check_images
-from selector.core.io import OutputError, _same_file, atomic_write, check_outputs
+from selector.core.io import OutputError, atomic_write, check_outputs, file_key
 from selector.core.registry import Registry
 from selector.core.sources import Source, resolve_source
 
@@ -647,21 +647,35 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
 
 def check_record_outputs(records: RecordSet, outputs: Iterable[Path | None], flag: str = "--out") -> None:
     """`check_outputs` against everything a run read: the input's own files, and the image files its records name
-    (images are inputs too: `--out img/0.png` must not replace a record's image). Only image names ending in an
-    existing output's file name are compared (resolved, symlinks followed), so a million images cost one pass."""
+    (images are inputs too: `--out img/0.png`, or a symlink or hard link to it under any name, must not replace a
+    record's image). Only an output that exists and either lies in the images root (symlinks followed) or has
+    another hard link can be an image; only then are the images stat'ed, once each."""
     from selector.core.embedded import is_ref
 
     outputs = [Path(o) for o in outputs if o is not None]
     check_outputs(records.files, outputs, flag)
-    existing = [o for o in outputs if o.is_file()]
-    if not existing or records.images_root is None:
+    if records.images_root is None:
         return
-    names = pc.list_flatten(records.table.column("images"))
-    for out in existing:
-        for name in set(names.filter(pc.ends_with(names, out.name)).to_pylist()):
-            if not is_ref(name) and _same_file(records.images_root / name, out):
-                raise OutputError(f"{flag} {out} would overwrite {name}, an image of the input's records; choose "
-                                  "another output path")
+    real_root = os.path.realpath(records.images_root)
+    keys = {}
+    for out in outputs:
+        try:
+            st = os.stat(out)
+        except (OSError, ValueError):
+            continue
+        real = os.path.realpath(out)
+        if st.st_nlink > 1 or real.startswith(real_root.rstrip(os.sep) + os.sep):
+            keys[(st.st_dev, st.st_ino)] = out
+    if not keys:
+        return
+    names = pc.unique(pc.list_flatten(records.table.column("images"))).to_pylist()
+    for name in names:
+        if not name or is_ref(name) or "\x00" in name:
+            continue
+        out = keys.get(file_key(os.path.join(real_root, name)))
+        if out is not None:
+            raise OutputError(f"{flag} {out} would overwrite {name}, an image of the input's records; choose "
+                              "another output path")
 
 
 def raise_first_rejection(table: pa.Table, path) -> None:
