@@ -129,20 +129,10 @@ def input_fingerprint(paths: Path | Iterable[Path]) -> dict:
     return {"sha256": h.hexdigest(), "size": sum(f.stat().st_size for f in files), "files": len(files)}
 
 
-def same_file(a: Path | str, b: Path | str) -> bool:
-    """Whether the paths `a` and `b` name one file: the same path after resolving `./`, `..` and symlinks, or one
-    inode (a hard link, a bind mount)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
 def file_key(path: Path | str) -> tuple[int, int] | None:
     """(device, inode) of the file `path` names (symlinks followed), or None when it does not exist: two names with
-    one key are one file, however they are spelled or linked."""
+    one key are one file, however they are spelled (`./`, `..`) or linked (symlinks, hard links, bind mounts). The
+    one same-file test: `check_outputs` and `records.check_record_outputs` both use it."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):
