@@ -39,7 +39,7 @@ from selector.core.dedup import fingerprint, row_key
 from selector.core.embedded import cell_ref
 from selector.core.errors import FormatError
 from selector.core.fastjsonl import conversation_rows
-from selector.core.formats import ID_KINDS, Layout, Parsed, parse_conversations
+from selector.core.formats import ID_KINDS, Layout, Parsed, parse_conversations, shown
 from selector.core.io import atomic_path
 from selector.core.records import (SCHEMA, Columns, RecordSet, finish_source_records, group_text,
                                    mark_duplicate_ids, mark_repeats, valid_positions)
@@ -294,7 +294,7 @@ def _row_ids(col: pa.Array | None, shard: str, start: int, n: int) -> tuple[pa.A
                 texts.append(str(int(v)))
             else:
                 texts.append(None)
-                reasons[i] = f"id must be a string or an integer, got {v!r}"
+                reasons[i] = f"id must be a string or an integer, got {shown(v)}"
         ids = strings(texts)
         kinds[:] = ID_KINDS["json"]
     elif pa.types.is_integer(col.type):

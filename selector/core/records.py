@@ -809,13 +809,20 @@ def _check_unchanged(records: RecordSet) -> None:
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
 
 
-_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""", re.S)  # a value quoted by `formats.shown`
+_NUMBERED = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)")
 
 
 def reason_kind(reason: str) -> str:
-    """A rejection reason without its record-specific part ('image file missing: a/b.png' -> 'image file
-    missing'), so reasons can be counted by kind."""
-    return _REASON_KIND.sub("", reason).strip() or reason
+    """A rejection reason without its record-specific parts, so reasons can be counted by kind: quoted values
+    ("image path '../x' leaves the images root" -> 'image path leaves the images root'), turn and line numbers,
+    a value after "got", and the detail after ': ' ('image file missing: a/b.png' -> 'image file missing'; a
+    parenthesis the cut leaves open goes whole). What is left is whole words of the message, never a value or a message cut in half."""
+    kind = _NUMBERED.sub("", _QUOTED.sub("", reason))
+    kind = re.sub(r",? got .*$", "", kind, flags=re.S).split(": ", 1)[0]
+    while kind.count("(") > kind.count(")"):  # a parenthesis opened before the cut: drop it whole
+        kind = kind[:kind.rindex("(")]
+    return re.sub(r"\s+", " ", kind).strip() or reason
 
 
 class MostlyRejected(MmselectError):
