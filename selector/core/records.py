@@ -614,7 +614,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     if columns:
         raise FormatError("--columns maps the columns of Parquet / Arrow tables; a JSON input names its fields itself")
     path = resolve_input(Path(path))
-    data_path, holder, problem = open_plain(path)
+    data_path, holder = open_plain(path)
     layout = detect_layout(data_path, fmt)
     st = data_path.stat()
     container = None
@@ -637,7 +637,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
         raise_first_rejection(table, path)
     meta = {"source_stat": (st.st_size, st.st_mtime_ns)}
     if holder is not None:
-        meta.update(decompressed=holder, compression_problem=problem)
+        meta.update(decompressed=holder)
     records = RecordSet(path=path, layout=layout, images_root=root, table=table, container=container, meta=meta,
                         source=Source(str(path), "json", (path,), path.parent), data_path=data_path)
     if group_by:

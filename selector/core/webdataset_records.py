@@ -31,7 +31,7 @@ import numpy as np
 import orjson
 
 from selector.core.arrow_numpy import strings
-from selector.core.compressed import sniff_compression
+from selector.core.compressed import NAMES, sniff_compression
 from selector.core.embedded import tar_ref
 from selector.core.errors import FormatError, RecordError
 from selector.core.formats import (CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, json_text, parse_conversations,
@@ -121,8 +121,7 @@ def _samples(path: Path, shard: int, problems: list[str]) -> Iterator[_Sample]:
 def _compressed_hint(path: Path) -> str:
     """What to do about a shard that is a compressed tar (members are read by offset, so it must be plain)."""
     kind = sniff_compression(path)
-    name = {"gz": "gzip", "zst": "zstd"}.get(kind, kind)
-    return f"; it is {name}-compressed: decompress it to a plain .tar first" if kind else ""
+    return f"; it is {NAMES[kind]}-compressed: decompress it to a plain .tar first" if kind else ""
 
 
 def _text_record(sample: _Sample, f, images: list[str]) -> tuple[Parsed, dict | None]:
