@@ -96,6 +96,8 @@ def _lines(path: Path, n: int, limit: int = 1 << 26) -> list[bytes]:
             line = f.readline(limit)
             if not line:
                 break
+            if not out:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not the file's first byte
             if line.strip():
                 out.append(line)
     return out
@@ -168,7 +170,7 @@ def _sniff_schema(path: Path, container: str, sample_lines: int) -> str:
     seen: list[str] = []
     if container == "json":
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
         except orjson.JSONDecodeError:
             return "llava"  # the reader reports the syntax error with its position
         for obj in data[:sample_lines] if isinstance(data, list) else []:
@@ -250,8 +252,9 @@ SHOWN_CHARS = 120  # an offending value quoted in a rejection reason keeps its f
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
-    """An offending value as a reason quotes it: a string as its repr, anything else as JSON text, `shortened`."""
-    return shortened(repr(value) if isinstance(value, str) else json_text(value), limit)
+    """An offending value as a reason quotes it: a string or a float as its repr (JSON would call NaN 'null'),
+    anything else as JSON text, `shortened`."""
+    return shortened(repr(value) if isinstance(value, (str, float)) else json_text(value), limit)
 
 
 def shortened(text: str, limit: int = SHOWN_CHARS) -> str:

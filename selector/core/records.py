@@ -204,9 +204,19 @@ def _reparse_lines(data: bytes, base: int, schema: str):
     return reparse
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def text_start(path: Path) -> int:
+    """Where a text file's first line starts: after a UTF-8 byte-order mark (Windows editors write one), so the
+    mark is never part of the first record's bytes (nor copied into the middle of an output)."""
+    with open(path, "rb") as f:
+        return len(BOM) if f.read(len(BOM)) == BOM else 0
+
+
 def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
     size = path.stat().st_size
-    cuts = [0]
+    cuts = [text_start(path)]
     with open(path, "rb") as f:
         for k in range(1, parts):
             f.seek(max(size * k // parts, cuts[-1]))
@@ -219,7 +229,7 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
 def line_ranges(path: Path, lines: int, block: int = 1 << 24) -> list[tuple[int, int]]:
     """Byte ranges of `lines` lines each (the last one shorter), in file order: input shards that stay where they
     are when a record elsewhere changes length."""
-    cuts, since, pos = [0], 0, 0  # since: newlines after the last cut
+    cuts, since, pos = [text_start(path)], 0, 0  # since: newlines after the last cut
     with open(path, "rb") as f:
         while data := f.read(block):
             newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
@@ -374,6 +384,8 @@ class _JsonText:
         self.path = name or path  # `name`: what messages call the file (a decompressed copy's original)
         # Invalid UTF-8 inside one record should cost only that record: decoded leniently, judged per record.
         self.text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        if self.text.startswith("\ufeff"):  # a byte-order mark: blank, like the whitespace around the JSON
+            self.text = " " + self.text[1:]
         self.decoder = json.JSONDecoder()
 
     def skip(self, i: int) -> int:
