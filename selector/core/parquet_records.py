@@ -50,6 +50,21 @@ _TURN_FIELDS = ("from", "role", "value", "content")
 _SEP_TURN = "\x1f"
 
 
+def schema_difference(first: pa.Schema, other: pa.Schema) -> str:
+    """What differs between two shards' schemas, in words: the first column missing, extra or of another type,
+    else the order."""
+    a, b = dict(zip(first.names, first.types)), dict(zip(other.names, other.types))
+    for name in first.names:
+        if name not in b:
+            return f"no column {name!r}"
+        if a[name] != b[name]:
+            return f"column {name!r} is {b[name]}, not {a[name]}"
+    extra = [n for n in other.names if n not in a]
+    if extra:
+        return f"an extra column {extra[0]!r}"
+    return "the same columns in another order" if first.names != other.names else "other field settings"
+
+
 @dataclass(frozen=True)
 class TableLayout:
     """Which columns hold what: `kind` is 'conversations' or 'texts' (the_cauldron)."""
@@ -188,8 +203,9 @@ class Tables:
         self.schema = self.schema_of(0)
         for i in range(1, len(source.files)):
             if not self.schema_of(i).equals(self.schema, check_metadata=False):
-                raise FormatError(f"{source.files[i]}: its columns differ from {source.files[0]}'s; pass shards of "
-                                  "one dataset")
+                raise FormatError(f"{source.files[i]}: its columns differ from {source.files[0]}'s "
+                                  f"({schema_difference(self.schema, self.schema_of(i))}); pass shards of one "
+                                  "dataset, written with one schema")
 
     def __getstate__(self) -> dict:
         """A Parquet source's tables travel to other processes (a cluster engine's read tasks) without their open
