@@ -37,7 +37,7 @@ from selector.core.errors import FormatError, RecordError
 from selector.core.formats import (CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, json_text, parse_conversations,
                                    shown)
 from selector.core.io import atomic_write
-from selector.core.records import (Columns, RecordSet, finish_source_records, group_text,
+from selector.core.records import (BOM, Columns, RecordSet, finish_source_records, group_text,
                                    mark_duplicate_ids, mark_repeats, valid_positions)
 from selector.core.sources import IMAGE_EXTENSIONS, Source
 
@@ -137,14 +137,14 @@ def _text_record(sample: _Sample, f, images: list[str]) -> tuple[Parsed, dict | 
     data = f.read(m.size)
     if ext == "txt":
         try:
-            caption = data.decode("utf-8")
+            caption = data.removeprefix(BOM).decode("utf-8")
         except UnicodeDecodeError as exc:
             return Parsed(sample.key, "", "", [], f".txt member is not valid UTF-8 (byte {exc.start})"), None
         if not caption.strip():
             return Parsed(sample.key, "", "", [], "empty answer"), None
         return Parsed(sample.key, CC_SBU_INSTRUCTION, caption.strip(), images), None
     try:
-        obj = orjson.loads(data)
+        obj = orjson.loads(data.removeprefix(BOM))  # a byte-order mark is read past, as in a JSON / JSONL input
     except orjson.JSONDecodeError as exc:
         return Parsed(sample.key, "", "", [], f".json member is invalid JSON: {exc}"), None
     if not isinstance(obj, dict):

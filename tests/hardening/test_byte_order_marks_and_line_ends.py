@@ -54,3 +54,25 @@ def test_a_float_id_that_is_nan_is_called_nan_not_null(tmp_path):
     reasons = read_records(tmp_path / "t.parquet", workers=1).table.column("reason").to_pylist()
     assert reasons[:2] == ["id must be a string or an integer, got nan", "id must be a string or an integer, got inf"]
     assert reasons[2] is None
+
+
+def test_a_byte_order_mark_in_a_tar_samples_json_or_txt(tmp_path):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from selector.core.records import read_records
+
+    image = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(image, "PNG")
+    with tarfile.open(tmp_path / "s.tar", "w") as tf:
+        for name, data in (("a.json", BOM + json.dumps(rec(0)).encode()), ("a.png", image.getvalue()),
+                           ("b.txt", BOM + b"a caption"), ("b.png", image.getvalue()),
+                           ("c.json", json.dumps(rec(2)).encode()), ("c.png", image.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    rs = read_records(tmp_path / "s.tar", workers=1, check_image_files=False)
+    assert rs.table.column("reason").to_pylist() == [None, None, None]
+    assert "\ufeff" not in "".join(rs.table.column("answer").to_pylist())
