@@ -93,3 +93,4 @@ def test_images_that_is_a_file_is_one_line_with_a_hint(pool, tmp_path, cli, comm
     rc, _, err = cli(command, pool, *out, "--images", tmp_path / "img" / "0.png")
     _one_line_refusal(rc, err, "is a file, expected a folder")
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "s.parquet").exists()
+
