@@ -80,6 +80,8 @@ def path_problem(root: str, name: str, folders: dict[str, str] | None = None) ->
         return None, f"image path is not a file: {rel}"
     if not stat.S_ISREG(st.st_mode):
         return None, f"image path is not a regular file (a FIFO, device or socket): {rel}"
+    if st.st_size == 0:
+        return None, f"image file empty (0 bytes): {rel}"
     if st.st_size > MAX_IMAGE_BYTES:
         return None, f"image file larger than {MAX_IMAGE_BYTES >> 20} MiB: {rel}"
     return target, None

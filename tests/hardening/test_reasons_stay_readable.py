@@ -58,3 +58,11 @@ def test_the_same_reason_error_names_the_whole_kind(tmp_path, cli):
     src = write_jsonl(tmp_path / "d.jsonl", [rec(i, image=f"../../outside/{i}.png") for i in range(6)])
     rc, _, err = cli("select", src, "--out", tmp_path / "o.jsonl", "--budget", "2")
     assert rc == 2 and "rejected for the same reason: image path leaves the images root" in err, err
+
+
+def test_an_empty_image_file_is_called_empty(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "0.png").write_bytes(b"")
+    src = write_jsonl(tmp_path / "d.jsonl", [rec(0, image="img/0.png")])
+    reasons = read_records(src, workers=1).table.column("reason").to_pylist()
+    assert reasons == ["image file empty (0 bytes): img/0.png"]
