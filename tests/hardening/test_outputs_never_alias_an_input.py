@@ -94,3 +94,25 @@ def test_images_that_is_a_file_is_one_line_with_a_hint(pool, tmp_path, cli, comm
     _one_line_refusal(rc, err, "is a file, expected a folder")
     assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "s.parquet").exists()
 
+
+
+def test_an_export_images_folder_that_is_a_file_is_refused_before_writing(tmp_path, cli):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    def png(i):
+        buf = io.BytesIO()
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(buf, "PNG")
+        return {"bytes": buf.getvalue(), "path": None}
+
+    conv = [[{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": f"answer {i}"}] for i in range(3)]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "image": [png(i) for i in range(3)], "conversations": conv}),
+                   tmp_path / "emb.parquet")
+    (tmp_path / "o_images").write_text("a file of the user's")
+    rc, _, err = cli("select", tmp_path / "emb.parquet", "--out", tmp_path / "o.jsonl", "--out-format", "llava-jsonl",
+                     "--budget", "2")
+    _one_line_refusal(rc, err, "is not a folder")
+    assert (tmp_path / "o_images").read_text() == "a file of the user's" and not (tmp_path / "o.jsonl").exists()
