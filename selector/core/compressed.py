@@ -143,9 +143,9 @@ def _cut(path: Path, what: str) -> FormatError:
 def decompress_to_temp(path: Path, kind: str) -> tuple[Path, tempfile.TemporaryDirectory]:
     """Decompress `path` into a file in a new temporary folder: (file, the folder's handle).
 
-    Concatenated streams (gzip members, bzip2 / xz streams, zstd frames) are all read. A truncated or corrupt stream is an
-    error (FormatError) naming where it stopped: records past a cut cannot be counted, so none may be lost
-    silently. A file that expands past `max_expansion()` times its size is refused (FormatError): that is a
+    Concatenated streams (gzip members, bzip2 / xz streams, zstd frames) are all read. A truncated or corrupt
+    stream is an error (FormatError) naming where it stopped: records past a cut cannot be counted, so none may be
+    lost silently. A file that expands past `max_expansion()` times its size is refused (FormatError): that is a
     decompression bomb, not a dataset."""
     ratio = max_expansion()
     limit = max(MIN_ALLOWANCE, ratio * Path(path).stat().st_size)

@@ -829,7 +829,8 @@ def reason_kind(reason: str) -> str:
     """A rejection reason without its record-specific parts, so reasons can be counted by kind: quoted values
     ("image path '../x' leaves the images root" -> 'image path leaves the images root'), turn and line numbers,
     a value after "got", and the detail after ': ' ('image file missing: a/b.png' -> 'image file missing'; a
-    parenthesis the cut leaves open goes whole). What is left is whole words of the message, never a value or a message cut in half."""
+    parenthesis the cut leaves open goes whole). What is left is whole words of the message, never a value or a
+    message cut in half."""
     kind = _NUMBERED.sub("", _QUOTED.sub("", reason))
     kind = re.sub(r",? got .*$", "", kind, flags=re.S).split(": ", 1)[0]
     while kind.count("(") > kind.count(")"):  # a parenthesis opened before the cut: drop it whole

@@ -17,7 +17,6 @@ import pytest
 from selector.core.records import read_records
 from tests.fixtures.formats import (bomb_png, onevision_rows, png, tar_add, truncated_png, wds_sample, write_onevision,
                                     write_shard)
-from tests.hardening.conftest import verdicts
 
 
 def _reasons(rs) -> dict[str, str | None]:

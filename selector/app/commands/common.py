@@ -13,8 +13,8 @@ from typing import Callable
 
 __all__ = ["budget", "csv_list", "float_list", "int_list", "positive_int", "nonneg_int", "seed", "share",
            "nonneg_float", "positive_float", "input_path", "input_dir", "input_file", "parquet_file", "score_table",
-           "output_file", "output_dir", "registry_names", "metric_list", "show_progress", "input_spec", "column_map", "add_preset",
-           "choose_preset", "announce_preset"]
+           "output_file", "output_dir", "registry_names", "metric_list", "show_progress", "input_spec", "column_map",
+           "add_preset", "choose_preset", "announce_preset"]
 
 
 def budget(text: str) -> int | float:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import (column_map, input_dir, input_file, input_path, input_spec, metric_list,
-                                          nonneg_int, output_dir, output_file, positive_float, positive_int, show_progress)
+from selector.app.commands.common import (column_map, input_dir, input_file, input_spec, metric_list, nonneg_int,
+                                          output_dir, output_file, positive_float, positive_int, show_progress)
 from selector.core.errors import MmselectError
 
 HELP = """Score every valid record of an instruction file. Metrics: length, clip, reward, judge, embed-image,
