@@ -16,6 +16,7 @@ checks and get the same decode in the same workers, their bytes read there, one 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from collections import deque
@@ -28,6 +29,7 @@ MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 1 GiB of RGBA);
 MAX_IMAGE_BYTES = 512 << 20
 MAX_PATH_BYTES = 4096
 DECODE_TIMEOUT = 60.0  # seconds one image may take to decode
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # http://, s3://, file://: a name that is not a path here
 
 
 def contained_path(root: str, name: str, folders: dict[str, str] | None = None) -> str | None:
@@ -61,6 +63,8 @@ def path_problem(root: str, name: str, folders: dict[str, str] | None = None) ->
         return None, f"image path {quoted} is not valid UTF-8"
     if len(encoded) > MAX_PATH_BYTES:
         return None, f"image path is longer than {MAX_PATH_BYTES} bytes"
+    if _URL.match(name):
+        return None, f"image path {quoted} is a URL; only local files are read (download the images, pass --images)"
     try:
         target = contained_path(root, name, folders)
     except (OSError, ValueError) as exc:

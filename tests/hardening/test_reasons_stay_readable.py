@@ -66,3 +66,10 @@ def test_an_empty_image_file_is_called_empty(tmp_path):
     src = write_jsonl(tmp_path / "d.jsonl", [rec(0, image="img/0.png")])
     reasons = read_records(src, workers=1).table.column("reason").to_pylist()
     assert reasons == ["image file empty (0 bytes): img/0.png"]
+
+
+def test_an_image_url_is_called_a_url(tmp_path):
+    src = write_jsonl(tmp_path / "d.jsonl", [rec(0, image="http://example.com/x.png"), rec(1, image="s3://b/k.jpg")])
+    reasons = read_records(src, workers=1).table.column("reason").to_pylist()
+    assert all("is a URL; only local files are read" in r for r in reasons), reasons
+    assert reason_kind(reasons[0]).startswith("image path is a URL; only local files are read")
