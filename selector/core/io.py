@@ -167,14 +167,14 @@ def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[Path], flag: 
             raise OutputError(f"{flag} {out} would overwrite the input {src}; choose another output path")
 
 
-def check_output_dir(inputs: Iterable[Path | None], out: Path, flag: str = "--out") -> None:
+def check_output_dir(inputs: Iterable[Path | str | None], out: Path, flag: str = "--out",
+                     risk: str = "the outputs written there could replace it") -> None:
     """Refuse an output folder that holds one of the inputs (resolved, symlinks followed): a command that fills a
-    folder with files of its own naming (and caches) must not write among the files it reads."""
+    folder with files of its own naming (and caches), or clears it, must not touch the files it reads."""
     real = os.path.realpath(out)
     for src in inputs:
         if src is None:
             continue
         where = os.path.realpath(src)
         if where == real or where.startswith(real.rstrip(os.sep) + os.sep):
-            raise OutputError(f"{flag} {out} holds the input {src}; the outputs written there could replace it: "
-                              "choose a new folder")
+            raise OutputError(f"{flag} {out} holds the input {src}; {risk}: choose a new folder")
