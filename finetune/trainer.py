@@ -24,7 +24,7 @@ from finetune.modeling import (load_model, prepare_model, quantization_4bit, sav
                                trainable_summary)
 from finetune.outputs import write_json, write_predictions, write_rejected
 from selector.core.errors import MmselectError
-from selector.core.io import atomic_path
+from selector.core.io import atomic_path, check_output_dir
 
 log = logging.getLogger(__name__)
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
@@ -136,6 +136,10 @@ def _check_out(config: FinetuneConfig, out: Path, is_main: bool) -> None:
     if not config.overwrite:
         raise MmselectError(f"--out {out} already holds a run ({', '.join(previous)}); pass --resume to continue "
                             "it from its newest checkpoint or --overwrite to replace it")
+    for name in previous:  # a previous run's model (OUT/merged) may be this run's --model: never delete an input
+        inputs = [config.model, config.data, config.images, config.eval_data, config.eval_images]
+        check_output_dir([p for p in inputs if p and os.path.exists(p)], out / name, "--out",
+                         f"--overwrite would delete {out / name} with the previous run")
     if is_main:
         for name in previous:
             path = out / name

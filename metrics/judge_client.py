@@ -25,6 +25,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
+from selector.core.errors import MmselectError
 from selector.core.metric_api import Limiter
 
 log = logging.getLogger(__name__)
@@ -63,24 +64,54 @@ class Reply:
 
 
 class ResponseCache:
-    """Successful replies keyed by a hash of (endpoint, model, messages, sampling settings); thread-safe."""
+    """Successful replies keyed by a hash of (endpoint, model, messages, sampling settings); thread-safe, and safe
+    to share between processes (workers, Ray actors): WAL journal, so readers never block the one writer, and a
+    busy timeout, so writers queue instead of failing with "database is locked". A cache is an optimisation: a
+    read or write that still fails (a lock held past the timeout, a full disk) is a miss, never a failed run."""
+
+    BUSY_TIMEOUT = 60.0  # seconds a writer waits for another process's write
 
     def __init__(self, path: str | os.PathLike):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
-        self._db.commit()
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=self.BUSY_TIMEOUT)
+            self._db.execute("PRAGMA journal_mode=WAL")  # where the filesystem cannot, SQLite keeps its default
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a crash may lose the last replies
+            self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise MmselectError(f"the judge's response cache {self.path} cannot be used ({exc}); delete it (it only "
+                                "saves repeated requests) or pass --no-cache") from None
         self._lock = threading.Lock()
+        self._warned = False
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("judge response cache %s: %s failed (%s); going on without it for those replies",
+                        self.path, what, exc)
 
     def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT text FROM replies WHERE key = ?", (key,)).fetchone()
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT text FROM replies WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._failed("a read", exc)
+            return None
         return row[0] if row else None
 
     def put(self, key: str, text: str) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, text))
-            self._db.commit()
+            try:
+                self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, text))
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._failed("a write", exc)
+                try:
+                    self._db.rollback()
+                except sqlite3.Error:
+                    pass
 
     def close(self) -> None:
         with self._lock:

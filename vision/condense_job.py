@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selector.core.io import atomic_write
-from vision.data import load_dataset, split
+from selector.core.io import atomic_write, check_outputs
+from vision.data import dataset_files, load_dataset, split
 from vision.reduce import reduce
 
 __all__ = ["CondenseJob", "CondenseResult", "run_condense"]
@@ -75,6 +75,9 @@ def _tsne(job: CondenseJob, reduction, splits, data) -> Path:
 def run_condense(job: CondenseJob) -> CondenseResult:
     from vision.condense.plots import save_grid
 
+    out = Path(job.out)
+    check_outputs(dataset_files(job.dataset), [out, out.with_suffix(".png"), out.with_suffix(".json"),
+                                              out.with_suffix(".tsne.png")])
     data = load_dataset(job.dataset, size=job.image_size, channels=job.channels)
     splits = split(data, SPLIT, seed=job.split_seed)
     settings = {"progress": job.progress, "device": job.device, "net_options": {"width": job.width,

@@ -20,7 +20,8 @@ import torch
 from selector.core.errors import MmselectError
 
 __all__ = ["DataError", "ImageData", "Splits", "split", "from_tensors", "load_digits_data", "load_image_folder",
-           "load_torchvision", "load_dataset", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES", "image_folder_files"]
+           "load_torchvision", "load_dataset", "dataset_files", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES",
+           "image_folder_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -209,14 +210,24 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
     classes, files = image_folder_files(root)
     arrays, labels = [], []
     first_shape = None
+    import warnings
+
+    from selector.core.images import MAX_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # the instruction readers' cap: past it, a decompression bomb
     for f, label in files:
         try:
-            with Image.open(f) as im:
-                im = im.convert(mode)
-                if size is not None:
-                    im = im.resize((size, size), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8)
-        except OSError as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(f) as im:
+                    im = im.convert(mode)
+                    if size is not None:
+                        im = im.resize((size, size), Image.BILINEAR)
+                    arr = np.asarray(im, dtype=np.uint8)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise DataError(f"{f}: image has more than {MAX_PIXELS} pixels (a decompression bomb?); remove or "
+                            "replace the file") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (OSError, ValueError...) is this file's
             raise DataError(f"{f}: cannot read image ({exc}); remove or replace the file") from exc
         if first_shape is None:
             first_shape = arr.shape
@@ -302,3 +313,15 @@ def load_dataset(spec: str, size: int | None = None, channels: int | None = None
         return data
     raise DataError(f"unknown dataset {spec!r}; use digits, folder:PATH, or one of "
                     f"{', '.join(k + ':ROOT' for k in sorted(TORCHVISION_DATASETS))}")
+
+
+def dataset_files(spec: str) -> list[Path]:
+    """The files a dataset spec reads (the images of a folder dataset, every file under a torchvision root; none
+    for the built-in digits): what an output must never replace."""
+    kind, _, arg = spec.partition(":")
+    kind_key = kind.lower().replace("-", "").replace("_", "")
+    if kind_key == "folder" and arg and Path(arg).is_dir():
+        return [f for f, _ in image_folder_files(arg)[1]]
+    if kind_key in TORCHVISION_DATASETS and arg and Path(arg).is_dir():
+        return [f for f in Path(arg).rglob("*") if f.is_file()]
+    return []

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from selector.core.io import atomic_dir, atomic_write
+from selector.core.io import atomic_dir, atomic_write, check_outputs
 from selector.core.stratified import Stratified
-from vision.data import DataError, image_folder_files, load_dataset
+from vision.data import DataError, dataset_files, image_folder_files, load_dataset
 from vision.reduce import reduce
 
 __all__ = ["PruneConfig", "PruneResult", "run_prune", "write_subset_tree", "LINKS"]
@@ -72,6 +72,7 @@ def run_prune(config: PruneConfig) -> PruneResult:
     The file holds: indices (kept positions, best first), ids, every example's score and label (so another budget can
     be cut without rescoring), the class quotas, and the dataset/method/ranker settings.
     """
+    check_outputs(dataset_files(config.dataset), [config.out])
     data = load_dataset(config.dataset, size=config.image_size, channels=config.channels)
     sel = reduce(data, config.keep, config.method, unit="total", seed=config.seed, stratified=config.stratified,
                  **config.params)

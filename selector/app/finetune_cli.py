@@ -37,9 +37,9 @@ def add_arguments(p: argparse.ArgumentParser, *, quiet_flag: bool = True) -> arg
     g = p.add_argument_group("model and data")
     g.add_argument("--model", required=True, help="hub id or local folder of an image-text-to-text model")
     g.add_argument("--data", required=True, help="training instruction file (LLaVA, ShareGPT, messages, cc_sbu)")
-    g.add_argument("--images", help="images root of --data (default: the file's folder)")
+    g.add_argument("--images", type=_folder, help="images root of --data (default: the file's folder)")
     g.add_argument("--eval-data", help="evaluation instruction file: answer loss, and accuracy on short answers")
-    g.add_argument("--eval-images", help="images root of --eval-data (default: the file's folder)")
+    g.add_argument("--eval-images", type=_folder, help="images root of --eval-data (default: the file's folder)")
     g.add_argument("--out", required=True, help="output folder: adapter/, metrics.json, checkpoints/")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint (same settings)")
@@ -105,6 +105,15 @@ def add_arguments(p: argparse.ArgumentParser, *, quiet_flag: bool = True) -> arg
     if quiet_flag:
         g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     return p
+
+
+def _folder(text: str) -> str:
+    """An images root: an existing folder (kept as text, as `FinetuneConfig` takes it). Not `commands.common`'s
+    `input_dir`: `commands/finetune` imports this module, so that import would be a cycle."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: {'is a file' if os.path.exists(text) else 'no such folder'}, "
+                                         "expected the folder the records' image paths are relative to")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -462,8 +462,6 @@ def run_select(config: SelectConfig, ranker_factory: Callable[[SelectConfig], ob
         report["composition"] = {"group_by": config.group_by, "groups": comp, "chart": str(chart_path)}
     if records.meta.get("webdataset"):
         report["webdataset"] = {k: v for k, v in records.meta["webdataset"].items()}
-    if records.meta.get("compression_problem"):
-        report["input_problem"] = records.meta["compression_problem"]
     shifts = []
     if config.metric_summary:
         from selector.core.selection_summary import metric_shifts, to_dicts

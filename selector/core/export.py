@@ -21,7 +21,7 @@ from selector.core.compressed import compress, compression_for_output
 from selector.core.embedded import image_file, is_ref
 from selector.core.errors import FormatError
 from selector.core.formats import CC_SBU_INSTRUCTION
-from selector.core.io import atomic_write
+from selector.core.io import OutputError, atomic_write
 from selector.core.records import RecordSet, record_bytes, id_value
 
 _MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8", ".jpg"), (b"GIF8", ".gif"), (b"BM", ".bmp"), (b"II*\x00", ".tif"),
@@ -113,6 +113,9 @@ def export_llava(records: RecordSet, rows: np.ndarray, out: Path, jsonl: bool) -
     kinds = records.table.column("id_kind").take(take).to_pylist()
     names = records.table.column("images").take(take).to_pylist()
     folder = out.parent / f"{out.name.split('.')[0]}_images"
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise OutputError(f"{folder}, where the selection's embedded images go, is not a folder; move it or choose "
+                          "another --out")
     written: set[str] = set()
     items: list[bytes] = []
     for k, (fields, conv) in enumerate(reader(records, np.asarray(rows, np.int64))):

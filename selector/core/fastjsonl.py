@@ -19,7 +19,7 @@ import pyarrow.json as pj
 
 from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.core.dedup import string_buffers
-from selector.core.formats import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES
+from selector.core.formats import ASSISTANT_ROLES, SYSTEM_ROLES, USER_ROLES, shown
 
 READ_BLOCK = 1 << 22  # reader block: small enough that every core gets several
 _FROM_VALUE = pa.struct([("from", pa.string()), ("value", pa.string())])
@@ -160,7 +160,7 @@ def conversation_rows(batch: pa.RecordBatch, full: bool, first_line: int, starts
         for r in np.flatnonzero(first_bad >= 0):
             if reasons[r] is None:
                 k = first_bad[r]
-                reasons[r] = (f"unknown role {role[int(k)].as_py()!r} (turn {turn_no[k]})" if kind[k] == UNKNOWN
+                reasons[r] = (f"unknown role {shown(role[int(k)].as_py())} (turn {turn_no[k]})" if kind[k] == UNKNOWN
                               else f"empty answer (turn {turn_no[k]})")
         for r in np.flatnonzero(n_answers == 0):
             if reasons[r] is None:

@@ -96,6 +96,8 @@ def _lines(path: Path, n: int, limit: int = 1 << 26) -> list[bytes]:
             line = f.readline(limit)
             if not line:
                 break
+            if not out:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not the file's first byte
             if line.strip():
                 out.append(line)
     return out
@@ -168,7 +170,7 @@ def _sniff_schema(path: Path, container: str, sample_lines: int) -> str:
     seen: list[str] = []
     if container == "json":
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
         except orjson.JSONDecodeError:
             return "llava"  # the reader reports the syntax error with its position
         for obj in data[:sample_lines] if isinstance(data, list) else []:
@@ -246,6 +248,24 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode() if not isinstance(value, _Number) else str(value)
 
 
+SHOWN_CHARS = 120  # an offending value quoted in a rejection reason keeps its first and last 60 characters
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """An offending value as a reason quotes it: a string or a float as its repr (JSON would call NaN 'null'),
+    anything else as JSON text, `shortened`."""
+    return shortened(repr(value) if isinstance(value, (str, float)) else json_text(value), limit)
+
+
+def shortened(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` whole when it is short, else its head and tail around a count of what was left out: a reason keeps
+    the words that say what was wrong (the value is shortened, never the message)."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}...[{len(text) - 2 * half:,} characters]...{text[-half:]}"
+
+
 def _id_of(value: Any) -> tuple[str | None, int, str | None]:
     """(id key, id kind, rejection reason) of a record's id value. Strings are their own key; numbers are keyed
     by their exact JSON text (so 1 and "1" differ, and 2**64 + 1 survives); no id means an automatic one."""
@@ -257,7 +277,7 @@ def _id_of(value: Any) -> tuple[str | None, int, str | None]:
         return value, ID_KINDS["string"], None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value), ID_KINDS["json"], None  # orjson parses integers of up to 64 bits exactly
-    return json_text(value), ID_KINDS["json"], f"id must be a string or a number, got {json_text(value)}"
+    return json_text(value), ID_KINDS["json"], f"id must be a string or a number, got {shown(value)}"
 
 
 def parse_record(data: bytes, line: int, schema: str) -> Parsed:
@@ -335,7 +355,7 @@ def parse_conversations(obj: Any, rid: str | None) -> Parsed:
         if role is None:
             role = turn.get("role")
         if not isinstance(role, str):  # a list or object is not hashable, a number is no role: all unknown
-            return reject(f"unknown role {role!r} (turn {turn_no})", rid)
+            return reject(f"unknown role {shown(role)} (turn {turn_no})", rid)
         value = turn.get("value")
         text = _text(turn.get("content") if value is None else value)
         if role in USER_ROLES:
@@ -345,7 +365,7 @@ def parse_conversations(obj: Any, rid: str | None) -> Parsed:
                 return reject(f"empty answer (turn {turn_no})", rid)
             answers.append(text)
         elif role not in SYSTEM_ROLES:
-            return reject(f"unknown role {role!r} (turn {turn_no})", rid)
+            return reject(f"unknown role {shown(role)} (turn {turn_no})", rid)
     if not answers:
         return reject("no answer", rid)
     images = _image_fields(obj)
@@ -381,7 +401,7 @@ def _message_parts(content: Any) -> tuple[list[str], list[str]] | str:
                     return "image part is not a local file (only local paths are supported)"
                 images.append(ref.removeprefix("file://"))
         else:
-            return f"unknown content part type {kind!r}"
+            return f"unknown content part type {shown(kind)}"
     return texts, images
 
 
@@ -402,7 +422,7 @@ def parse_messages(obj: Any, rid: str | None) -> Parsed:
             return reject(f"message {turn_no} is not an object", rid)
         role = msg.get("role")
         if not isinstance(role, str) or role not in MESSAGE_ROLES:
-            return reject(f"unknown role {role!r} (message {turn_no})", rid)
+            return reject(f"unknown role {shown(role)} (message {turn_no})", rid)
         parts = _message_parts(msg.get("content"))
         if isinstance(parts, str):
             return reject(f"{parts} (message {turn_no})", rid)

@@ -16,17 +16,20 @@ checks and get the same decode in the same workers, their bytes read there, one 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from collections import deque
 from pathlib import Path
 
 from selector.core.embedded import describe, is_ref, read_ref
+from selector.core.formats import shortened, shown
 
 MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 1 GiB of RGBA); above it: a rejection
 MAX_IMAGE_BYTES = 512 << 20
 MAX_PATH_BYTES = 4096
 DECODE_TIMEOUT = 60.0  # seconds one image may take to decode
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # http://, s3://, file://: a name that is not a path here
 
 
 def contained_path(root: str, name: str, folders: dict[str, str] | None = None) -> str | None:
@@ -51,22 +54,24 @@ def path_problem(root: str, name: str, folders: dict[str, str] | None = None) ->
     """(real path, None) for an image name that is safe to decode, else (None, the reason). Never opens the file."""
     if not isinstance(name, str) or not name:
         return None, "empty image path"
-    shown = ascii(name) if len(name) <= 200 else ascii(name[:200]) + "..."
+    quoted = shown(name)
     if "\x00" in name:
-        return None, f"image path {shown} contains a NUL byte"
+        return None, f"image path {quoted} contains a NUL byte"
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
-        return None, f"image path {shown} is not valid UTF-8"
+        return None, f"image path {quoted} is not valid UTF-8"
     if len(encoded) > MAX_PATH_BYTES:
         return None, f"image path is longer than {MAX_PATH_BYTES} bytes"
+    if _URL.match(name):
+        return None, f"image path {quoted} is a URL; only local files are read (download the images, pass --images)"
     try:
         target = contained_path(root, name, folders)
     except (OSError, ValueError) as exc:
-        return None, f"invalid image path {shown} ({exc.__class__.__name__})"
+        return None, f"invalid image path {quoted} ({_why(exc)})"
     if target is None:
-        return None, f"image path {name!r} leaves the images root"
-    rel = os.path.relpath(target, root)
+        return None, f"image path {quoted} leaves the images root"
+    rel = shortened(os.path.relpath(target, root))
     try:
         st = os.stat(target)
     except (FileNotFoundError, NotADirectoryError):
@@ -74,14 +79,22 @@ def path_problem(root: str, name: str, folders: dict[str, str] | None = None) ->
     except PermissionError:
         return None, f"image file unreadable (permission denied): {rel}"
     except (OSError, ValueError) as exc:
-        return None, f"invalid image path {shown} ({exc.__class__.__name__})"
+        return None, f"invalid image path {quoted} ({_why(exc)})"
     if stat.S_ISDIR(st.st_mode):
         return None, f"image path is not a file: {rel}"
     if not stat.S_ISREG(st.st_mode):
         return None, f"image path is not a regular file (a FIFO, device or socket): {rel}"
+    if st.st_size == 0:
+        return None, f"image file empty (0 bytes): {rel}"
     if st.st_size > MAX_IMAGE_BYTES:
         return None, f"image file larger than {MAX_IMAGE_BYTES >> 20} MiB: {rel}"
     return target, None
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, in words ('File name too long'), not only the exception's class."""
+    words = getattr(exc, "strerror", None) or str(exc)
+    return f"{exc.__class__.__name__}: {words}" if words else exc.__class__.__name__
 
 
 def _pillow_problem(f) -> str | None:
@@ -296,7 +309,7 @@ def _plan(real_root: str, names: list[list[str]], embedded: bool
 
 
 def _blame(reasons: list[str | None], owners: list[int], path: str, problem: str, real_root: str) -> None:
-    rel = describe(path) if is_ref(path) else os.path.relpath(path, real_root)
+    rel = shortened(describe(path) if is_ref(path) else os.path.relpath(path, real_root))
     for i in owners:
         if reasons[i] is None:
             reasons[i] = f"{problem}: {rel}" if not problem.endswith(rel) else problem

@@ -129,21 +129,25 @@ def input_fingerprint(paths: Path | Iterable[Path]) -> dict:
     return {"sha256": h.hexdigest(), "size": sum(f.stat().st_size for f in files), "files": len(files)}
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
+def file_key(path: Path | str) -> tuple[int, int] | None:
+    """(device, inode) of the file `path` names (symlinks followed), or None when it does not exist: two names with
+    one key are one file, however they are spelled (`./`, `..`) or linked (symlinks, hard links, bind mounts). The
+    one same-file test: `check_outputs` and `records.check_record_outputs` both use it."""
     try:
-        return os.path.samefile(a, b)  # hard links, bind mounts
-    except OSError:
-        return False
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[Path], flag: str = "--out") -> None:
     """Refuse, with one line, an output that is a folder, a device or pipe (/dev/null), lies under a file, or is
-    (after resolving `./`, `..`, symlinks and hard links) one of the inputs: an input is never overwritten."""
+    (after resolving `./`, `..`, symlinks and hard links) one of the inputs: an input is never overwritten.
+    Each input is stat'ed once, so a long list (every image of a folder dataset) costs one pass."""
     inputs = [Path(p) for p in inputs if p is not None]
+    outputs = [Path(o) for o in outputs if o is not None]
+    keys: dict[tuple[int, int], Path] = {}
     for out in outputs:
-        out = Path(out)
         if out.is_dir():
             raise OutputError(f"{flag} {out} is a folder; give a file path")
         _refuse_special(out, flag)
@@ -152,6 +156,25 @@ def check_outputs(inputs: Iterable[Path | None], outputs: Iterable[Path], flag: 
             parent = parent.parent
         if not parent.is_dir():
             raise OutputError(f"{flag} {out} lies under {parent}, which is a file, not a folder")
-        for src in inputs:
-            if _same_file(out, src):
-                raise OutputError(f"{flag} {out} would overwrite the input {src}; choose another output path")
+        key = file_key(out)
+        if key is not None:
+            keys.setdefault(key, out)
+    if not keys:
+        return  # no output exists yet, so none of them is an (existing) input
+    for src in inputs:
+        out = keys.get(file_key(src))
+        if out is not None:
+            raise OutputError(f"{flag} {out} would overwrite the input {src}; choose another output path")
+
+
+def check_output_dir(inputs: Iterable[Path | str | None], out: Path, flag: str = "--out",
+                     risk: str = "the outputs written there could replace it") -> None:
+    """Refuse an output folder that holds one of the inputs (resolved, symlinks followed): a command that fills a
+    folder with files of its own naming (and caches), or clears it, must not touch the files it reads."""
+    real = os.path.realpath(out)
+    for src in inputs:
+        if src is None:
+            continue
+        where = os.path.realpath(src)
+        if where == real or where.startswith(real.rstrip(os.sep) + os.sep):
+            raise OutputError(f"{flag} {out} holds the input {src}; {risk}: choose a new folder")

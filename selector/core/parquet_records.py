@@ -39,7 +39,7 @@ from selector.core.dedup import fingerprint, row_key
 from selector.core.embedded import cell_ref
 from selector.core.errors import FormatError
 from selector.core.fastjsonl import conversation_rows
-from selector.core.formats import ID_KINDS, Layout, Parsed, parse_conversations
+from selector.core.formats import ID_KINDS, Layout, Parsed, parse_conversations, shown
 from selector.core.io import atomic_path
 from selector.core.records import (SCHEMA, Columns, RecordSet, finish_source_records, group_text,
                                    mark_duplicate_ids, mark_repeats, valid_positions)
@@ -48,6 +48,21 @@ from selector.core.sources import Source
 ROLES = ("id", "image", "conversations", "texts")
 _TURN_FIELDS = ("from", "role", "value", "content")
 _SEP_TURN = "\x1f"
+
+
+def schema_difference(first: pa.Schema, other: pa.Schema) -> str:
+    """What differs between two shards' schemas, in words: the first column missing, extra or of another type,
+    else the order."""
+    a, b = dict(zip(first.names, first.types)), dict(zip(other.names, other.types))
+    for name in first.names:
+        if name not in b:
+            return f"no column {name!r}"
+        if a[name] != b[name]:
+            return f"column {name!r} is {b[name]}, not {a[name]}"
+    extra = [n for n in other.names if n not in a]
+    if extra:
+        return f"an extra column {extra[0]!r}"
+    return "the same columns in another order" if first.names != other.names else "other field settings"
 
 
 @dataclass(frozen=True)
@@ -188,8 +203,9 @@ class Tables:
         self.schema = self.schema_of(0)
         for i in range(1, len(source.files)):
             if not self.schema_of(i).equals(self.schema, check_metadata=False):
-                raise FormatError(f"{source.files[i]}: its columns differ from {source.files[0]}'s; pass shards of "
-                                  "one dataset")
+                raise FormatError(f"{source.files[i]}: its columns differ from {source.files[0]}'s "
+                                  f"({schema_difference(self.schema, self.schema_of(i))}); pass shards of one "
+                                  "dataset, written with one schema")
 
     def __getstate__(self) -> dict:
         """A Parquet source's tables travel to other processes (a cluster engine's read tasks) without their open
@@ -294,7 +310,7 @@ def _row_ids(col: pa.Array | None, shard: str, start: int, n: int) -> tuple[pa.A
                 texts.append(str(int(v)))
             else:
                 texts.append(None)
-                reasons[i] = f"id must be a string or an integer, got {v!r}"
+                reasons[i] = f"id must be a string or an integer, got {shown(v)}"
         ids = strings(texts)
         kinds[:] = ID_KINDS["json"]
     elif pa.types.is_integer(col.type):

@@ -26,7 +26,7 @@ from selector.core.errors import FormatError, MmselectError, RecordError
 from selector.core.formats import (ID_KINDS, Layout, Parsed, content_key, default_images_root, detect_layout,
                                    json_text, parse_record, resolve_input)
 from selector.core.images import check_images
-from selector.core.io import OutputError, _same_file, atomic_write, check_outputs
+from selector.core.io import OutputError, atomic_write, check_outputs, file_key
 from selector.core.registry import Registry
 from selector.core.sources import Source, resolve_source
 
@@ -204,9 +204,19 @@ def _reparse_lines(data: bytes, base: int, schema: str):
     return reparse
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def text_start(path: Path) -> int:
+    """Where a text file's first line starts: after a UTF-8 byte-order mark (Windows editors write one), so the
+    mark is never part of the first record's bytes (nor copied into the middle of an output)."""
+    with open(path, "rb") as f:
+        return len(BOM) if f.read(len(BOM)) == BOM else 0
+
+
 def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
     size = path.stat().st_size
-    cuts = [0]
+    cuts = [text_start(path)]
     with open(path, "rb") as f:
         for k in range(1, parts):
             f.seek(max(size * k // parts, cuts[-1]))
@@ -219,7 +229,7 @@ def _line_aligned_splits(path: Path, parts: int) -> list[tuple[int, int]]:
 def line_ranges(path: Path, lines: int, block: int = 1 << 24) -> list[tuple[int, int]]:
     """Byte ranges of `lines` lines each (the last one shorter), in file order: input shards that stay where they
     are when a record elsewhere changes length."""
-    cuts, since, pos = [0], 0, 0  # since: newlines after the last cut
+    cuts, since, pos = [text_start(path)], 0, 0  # since: newlines after the last cut
     with open(path, "rb") as f:
         while data := f.read(block):
             newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
@@ -374,6 +384,8 @@ class _JsonText:
         self.path = name or path  # `name`: what messages call the file (a decompressed copy's original)
         # Invalid UTF-8 inside one record should cost only that record: decoded leniently, judged per record.
         self.text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        if self.text.startswith("\ufeff"):  # a byte-order mark: blank, like the whitespace around the JSON
+            self.text = " " + self.text[1:]
         self.decoder = json.JSONDecoder()
 
     def skip(self, i: int) -> int:
@@ -614,7 +626,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     if columns:
         raise FormatError("--columns maps the columns of Parquet / Arrow tables; a JSON input names its fields itself")
     path = resolve_input(Path(path))
-    data_path, holder, problem = open_plain(path)
+    data_path, holder = open_plain(path)
     layout = detect_layout(data_path, fmt)
     st = data_path.stat()
     container = None
@@ -637,7 +649,7 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
         raise_first_rejection(table, path)
     meta = {"source_stat": (st.st_size, st.st_mtime_ns)}
     if holder is not None:
-        meta.update(decompressed=holder, compression_problem=problem)
+        meta.update(decompressed=holder)
     records = RecordSet(path=path, layout=layout, images_root=root, table=table, container=container, meta=meta,
                         source=Source(str(path), "json", (path,), path.parent), data_path=data_path)
     if group_by:
@@ -647,21 +659,35 @@ def read_records(path: str | os.PathLike, *, images: str | os.PathLike | None = 
 
 def check_record_outputs(records: RecordSet, outputs: Iterable[Path | None], flag: str = "--out") -> None:
     """`check_outputs` against everything a run read: the input's own files, and the image files its records name
-    (images are inputs too: `--out img/0.png` must not replace a record's image). Only image names ending in an
-    existing output's file name are compared (resolved, symlinks followed), so a million images cost one pass."""
+    (images are inputs too: `--out img/0.png`, or a symlink or hard link to it under any name, must not replace a
+    record's image). Only an output that exists and either lies in the images root (symlinks followed) or has
+    another hard link can be an image; only then are the images stat'ed, once each."""
     from selector.core.embedded import is_ref
 
     outputs = [Path(o) for o in outputs if o is not None]
     check_outputs(records.files, outputs, flag)
-    existing = [o for o in outputs if o.is_file()]
-    if not existing or records.images_root is None:
+    if records.images_root is None:
         return
-    names = pc.list_flatten(records.table.column("images"))
-    for out in existing:
-        for name in set(names.filter(pc.ends_with(names, out.name)).to_pylist()):
-            if not is_ref(name) and _same_file(records.images_root / name, out):
-                raise OutputError(f"{flag} {out} would overwrite {name}, an image of the input's records; choose "
-                                  "another output path")
+    real_root = os.path.realpath(records.images_root)
+    keys = {}
+    for out in outputs:
+        try:
+            st = os.stat(out)
+        except (OSError, ValueError):
+            continue
+        real = os.path.realpath(out)
+        if st.st_nlink > 1 or real.startswith(real_root.rstrip(os.sep) + os.sep):
+            keys[(st.st_dev, st.st_ino)] = out
+    if not keys:
+        return
+    names = pc.unique(pc.list_flatten(records.table.column("images"))).to_pylist()
+    for name in names:
+        if not name or is_ref(name) or "\x00" in name:
+            continue
+        out = keys.get(file_key(os.path.join(real_root, name)))
+        if out is not None:
+            raise OutputError(f"{flag} {out} would overwrite {name}, an image of the input's records; choose "
+                              "another output path")
 
 
 def raise_first_rejection(table: pa.Table, path) -> None:
@@ -795,13 +821,21 @@ def _check_unchanged(records: RecordSet) -> None:
         raise FormatError(f"{records.path} changed since it was read; re-run the selection")
 
 
-_REASON_KIND = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)|:.*$|\s+'.*$|\s+\"[^\"]*\"", re.S)
+_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""", re.S)  # a value quoted by `formats.shown`
+_NUMBERED = re.compile(r"\s*\((?:turn|message) \d+\)|\s*\(first seen at line \d+\)")
 
 
 def reason_kind(reason: str) -> str:
-    """A rejection reason without its record-specific part ('image file missing: a/b.png' -> 'image file
-    missing'), so reasons can be counted by kind."""
-    return _REASON_KIND.sub("", reason).strip() or reason
+    """A rejection reason without its record-specific parts, so reasons can be counted by kind: quoted values
+    ("image path '../x' leaves the images root" -> 'image path leaves the images root'), turn and line numbers,
+    a value after "got", and the detail after ': ' ('image file missing: a/b.png' -> 'image file missing'; a
+    parenthesis the cut leaves open goes whole). What is left is whole words of the message, never a value or a
+    message cut in half."""
+    kind = _NUMBERED.sub("", _QUOTED.sub("", reason))
+    kind = re.sub(r",? got .*$", "", kind, flags=re.S).split(": ", 1)[0]
+    while kind.count("(") > kind.count(")"):  # a parenthesis opened before the cut: drop it whole
+        kind = kind[:kind.rindex("(")]
+    return re.sub(r"\s+", " ", kind).strip() or reason
 
 
 class MostlyRejected(MmselectError):

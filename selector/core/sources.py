@@ -97,7 +97,11 @@ def _expand(spec: str) -> list[Path]:
 
 def _one_kind(spec: str, files: list[Path]) -> str:
     kinds = {_kind_of_file(f) for f in files}
-    if len(kinds) != 1 or (len(files) > 1 and kinds == {"json"}):
+    if kinds == {"json"} and len(files) > 1:
+        raise FormatError(f"{spec}: names {len(files)} JSON / JSONL files; a JSON input is one file: join the "
+                          f"shards first (cat {' '.join(f.name for f in files[:2])}{' ...' if len(files) > 2 else ''}"
+                          " > all.jsonl), or convert them to Parquet shards")
+    if len(kinds) != 1:
         raise FormatError(f"{spec}: mixes file kinds ({', '.join(sorted(f.name for f in files[:4]))}...); pass "
                           "Parquet shards, Arrow files or tar shards of one dataset")
     return kinds.pop()

@@ -31,12 +31,12 @@ import numpy as np
 import orjson
 
 from selector.core.arrow_numpy import strings
-from selector.core.compressed import sniff_compression
+from selector.core.compressed import NAMES, sniff_compression
 from selector.core.embedded import tar_ref
 from selector.core.errors import FormatError, RecordError
-from selector.core.formats import CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, json_text, parse_conversations
+from selector.core.formats import CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, parse_conversations, shown
 from selector.core.io import atomic_write
-from selector.core.records import (Columns, RecordSet, finish_source_records, group_text,
+from selector.core.records import (BOM, Columns, RecordSet, finish_source_records, group_text,
                                    mark_duplicate_ids, mark_repeats, valid_positions)
 from selector.core.sources import IMAGE_EXTENSIONS, Source
 
@@ -96,7 +96,7 @@ def _samples(path: Path, shard: int, problems: list[str]) -> Iterator[_Sample]:
                 continue
             match = _KEY.match(m.name)
             if match is None:
-                problems.append(f"{path.name}: member {m.name!r} has no extension; not part of any sample")
+                problems.append(f"{path.name}: member {shown(m.name)} has no extension; not part of any sample")
                 continue
             key, ext = match.group(1), match.group(2).lower()
             if current is None or current.key != key:
@@ -104,15 +104,15 @@ def _samples(path: Path, shard: int, problems: list[str]) -> Iterator[_Sample]:
                     yield current
                 current = _Sample(key, shard)
             if any(e == ext for e, _ in current.members):
-                current.problem = current.problem or f"member {m.name!r} appears twice"
+                current.problem = current.problem or f"member {shown(m.name)} appears twice"
             current.members.append((ext, m))
             why = _member_kind(m)
             if _unsafe(m.name):
-                current.problem = current.problem or f"member name {m.name!r} is absolute or leaves its folder"
+                current.problem = current.problem or f"member name {shown(m.name)} is absolute or leaves its folder"
             elif why:
-                current.problem = current.problem or f"member {m.name!r} is {why}; only regular files are read"
+                current.problem = current.problem or f"member {shown(m.name)} is {why}; only regular files are read"
             elif m.offset_data + m.size > size:
-                current.problem = current.problem or f"shard {path.name} is cut inside member {m.name!r}"
+                current.problem = current.problem or f"shard {path.name} is cut inside member {shown(m.name)}"
     if current is not None:
         yield current
 
@@ -120,8 +120,7 @@ def _samples(path: Path, shard: int, problems: list[str]) -> Iterator[_Sample]:
 def _compressed_hint(path: Path) -> str:
     """What to do about a shard that is a compressed tar (members are read by offset, so it must be plain)."""
     kind = sniff_compression(path)
-    name = {"gz": "gzip", "zst": "zstd"}.get(kind, kind)
-    return f"; it is {name}-compressed: decompress it to a plain .tar first" if kind else ""
+    return f"; it is {NAMES[kind]}-compressed: decompress it to a plain .tar first" if kind else ""
 
 
 def _text_record(sample: _Sample, f, images: list[str]) -> tuple[Parsed, dict | None]:
@@ -137,14 +136,14 @@ def _text_record(sample: _Sample, f, images: list[str]) -> tuple[Parsed, dict | 
     data = f.read(m.size)
     if ext == "txt":
         try:
-            caption = data.decode("utf-8")
+            caption = data.removeprefix(BOM).decode("utf-8")
         except UnicodeDecodeError as exc:
             return Parsed(sample.key, "", "", [], f".txt member is not valid UTF-8 (byte {exc.start})"), None
         if not caption.strip():
             return Parsed(sample.key, "", "", [], "empty answer"), None
         return Parsed(sample.key, CC_SBU_INSTRUCTION, caption.strip(), images), None
     try:
-        obj = orjson.loads(data)
+        obj = orjson.loads(data.removeprefix(BOM))  # a byte-order mark is read past, as in a JSON / JSONL input
     except orjson.JSONDecodeError as exc:
         return Parsed(sample.key, "", "", [], f".json member is invalid JSON: {exc}"), None
     if not isinstance(obj, dict):
@@ -157,7 +156,7 @@ def _text_record(sample: _Sample, f, images: list[str]) -> tuple[Parsed, dict | 
     elif isinstance(rid, int) and not isinstance(rid, bool):
         rid, kind = str(rid), ID_KINDS["json"]
     else:
-        return Parsed(sample.key, "", "", [], f"id must be a string or a number, got {json_text(rid)}"), obj
+        return Parsed(sample.key, "", "", [], f"id must be a string or a number, got {shown(rid)}"), obj
     if "conversations" in obj:
         p = parse_conversations({"conversations": obj["conversations"], "images": images}, rid)
         return Parsed(rid, p.instruction, p.answer, p.images, p.reason, kind), obj

@@ -228,6 +228,7 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
 
     from selector.core.io import atomic_write
     from selector.core.records import read_records
+    from selector.core.scores import check_score_table
 
     records = read_records(config.data, images=config.images)
     rows = records.valid_rows()
@@ -235,7 +236,8 @@ def train_selector(config: TrainSelectorConfig, label_fn: LabelFn) -> TrainSelec
     sc, lc = config.selector, config.selector.labels
     needed = [c for c in (sc.features.image_embedding, sc.features.text_embedding, *sc.features.extra_embeddings) if c]
     needed += list(sc.features.metrics or [])
-    table = aligned_scores(pq.read_table(config.scores), ids, needed)
+    where = f"--scores {config.scores}"  # one row per id, numbers or vectors, inf / NaN missing: as `select` checks
+    table = aligned_scores(check_score_table(pq.read_table(config.scores), where), ids, needed)
     if "ifd" not in table.column_names and sc.features.metrics is None:
         log.info("the score table has no `ifd` column; answer-loss labels favour short answers, and IFD is the metric "
                  "that tells a truncated one from a right one: score with `--metrics ...,ifd --ifd-model BASE` "

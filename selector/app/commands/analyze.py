@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from selector.app.commands.common import (input_path, metric_list, nonneg_int, output_dir, parquet_file, seed,
-                                          show_progress)
+from selector.app.commands.common import (input_dir, input_path, metric_list, nonneg_int, output_dir, parquet_file,
+                                          seed, show_progress)
 
 HELP = """Read and validate an instruction file (every format `select` reads), score it (--metrics, or reuse
 --scores from `mmselect score`), and write OUT/index.html: one self-contained page with the counts and rejection
@@ -26,7 +26,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """The flags `analyze` and `compare` share: where records and scores come from."""
-    p.add_argument("--images", type=input_path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
+    p.add_argument("--images", type=input_dir, help="images root (default: the input's folder; cc_sbu_align: its image/)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
     p.add_argument("--scores", type=parquet_file, help="score table from `mmselect score` (its columns are shown)")

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["budget", "csv_list", "float_list", "int_list", "positive_int", "nonneg_int", "seed", "share",
-           "nonneg_float", "positive_float", "input_path", "input_file", "parquet_file", "score_table", "output_file",
-           "output_dir", "registry_names", "metric_list", "show_progress", "input_spec", "column_map", "add_preset",
-           "choose_preset", "announce_preset"]
+           "nonneg_float", "positive_float", "input_path", "input_dir", "input_file", "parquet_file", "score_table",
+           "output_file", "output_dir", "registry_names", "metric_list", "show_progress", "input_spec", "column_map",
+           "add_preset", "choose_preset", "announce_preset"]
 
 
 def budget(text: str) -> int | float:
@@ -121,6 +121,15 @@ def input_path(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text}: no such file or folder")
     if not os.access(path, os.R_OK):
         raise argparse.ArgumentTypeError(f"{text}: permission denied")
+    return path
+
+
+def input_dir(text: str) -> Path:
+    """A folder that exists and can be read (an images root: record image paths are resolved under it)."""
+    path = input_path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a file, expected a folder: the one the records' image paths "
+                                         "are relative to (default: the input file's folder)")
     return path
 
 

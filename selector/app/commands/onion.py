@@ -86,7 +86,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(ns: argparse.Namespace) -> int:
     import json
 
-    from vision.data import load_dataset, split
+    from selector.core.io import check_outputs
+    from vision.data import dataset_files, load_dataset, split
+
+    check_outputs(dataset_files(ns.dataset), [ns.out / "report.json", ns.out / "swaps.jsonl", ns.out / "training.png"])
     from vision.onion.examples import ExampleLevelConfig
     from vision.onion.plot import plot_training
     from vision.onion.run import OnionConfig, run_onion

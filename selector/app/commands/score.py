@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import (column_map, input_file, input_path, input_spec, metric_list, nonneg_int,
+from selector.app.commands.common import (column_map, input_dir, input_file, input_spec, metric_list, nonneg_int,
                                           output_dir, output_file, positive_float, positive_int, show_progress)
 from selector.core.errors import MmselectError
 
@@ -120,7 +120,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="output score table (.parquet); with --engine ray, a folder of shards and a manifest")
     p.add_argument("--columns", type=column_map, default=None,
                    help="table inputs: which column holds what, e.g. id=uid,image=img,conversations=chat")
-    p.add_argument("--images", type=input_path, help="images root (default: the input's folder)")
+    p.add_argument("--images", type=input_dir, help="images root (default: the input's folder)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
     p.add_argument("--metrics", type=metric_list, default=("length",),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from selector.app.commands.common import (budget, column_map, csv_list, float_list, input_path, input_spec,
+from selector.app.commands.common import (budget, column_map, csv_list, float_list, input_dir, input_path, input_spec,
                                           metric_list, nonneg_int, output_dir, output_file, score_table,
                                           positive_float, positive_int, seed, show_progress)
 
@@ -49,7 +49,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                         "proportional quota >= 1; or cluster[:K] for spectral clusters of the metric scores. The "
                         "report shows the composition before and after (OUT.composition.png)")
     p.add_argument("--budget", "-b", type=budget, required=True, help="records to keep: a count (200) or a fraction (0.1, 10%%)")
-    p.add_argument("--images", type=input_path, help="images root (default: the input's folder; cc_sbu_align: its image/)")
+    p.add_argument("--images", type=input_dir, help="images root (default: the input's folder; cc_sbu_align: its image/)")
     p.add_argument("--format", dest="fmt", choices=["llava", "sharegpt", "messages", "cc_sbu"],
                    help="override format detection")
     p.add_argument("--metrics", type=metric_list, default=("length",),

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from selector.app.commands.common import (csv_list, float_list, input_path, input_spec, output_dir, parquet_file,
-                                          show_progress)
+from selector.app.commands.common import (csv_list, float_list, input_dir, input_path, input_spec, output_dir,
+                                          parquet_file, show_progress)
 
 HELP = """Split the scored pool into K equal subsets (strata of the quality metrics), LoRA-fine-tune BASE_MODEL on each
 with several seeds and evaluate it on EVAL_DATA: the subset's genuine quality label (cached under OUT/labels, so a re-run skips finished runs). The LoRA learning rate is derived
@@ -48,10 +48,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--data", type=input_spec, required=True,
                    help="the pool: any input `mmselect select` reads (instruction file, Parquet, save_to_disk, hf://, "
                         ".tar shards)")
-    p.add_argument("--images", type=Path, help="images root of --data (default: its folder)")
+    p.add_argument("--images", type=input_dir, help="images root of --data (default: its folder)")
     p.add_argument("--scores", type=parquet_file, required=True, help="score table of the pool from `mmselect score`")
     p.add_argument("--eval-data", type=input_path, required=True, help="held-out instruction file for the labels")
-    p.add_argument("--eval-images", type=Path, help="images root of --eval-data")
+    p.add_argument("--eval-images", type=input_dir, help="images root of --eval-data")
     p.add_argument("--base-model", required=True, help="model to LoRA-fine-tune per subset (folder or hub id)")
     p.add_argument("--out", "-o", type=output_dir, required=True, help="selector folder")
     g = p.add_argument_group("labels")
@@ -151,7 +151,11 @@ def selector_config(ns: argparse.Namespace):
 
 def run(ns: argparse.Namespace) -> int:
     from finetune.label import FinetuneLabel
+    from selector.core.io import check_output_dir
     from selector.learned.train import TrainSelectorConfig, train_selector
+
+    check_output_dir([ns.data if isinstance(ns.data, Path) else None, ns.images, ns.scores, ns.eval_data,
+                      ns.eval_images], ns.out)
 
     try:
         sc = selector_config(ns)

@@ -88,9 +88,10 @@ def grouped_shares(categories: list[str], series: dict[str, np.ndarray], ylabel:
 def histograms(metric: str, edges: np.ndarray, series: dict[str, np.ndarray], as_share: bool) -> str:
     """Histograms of one metric over shared bins: counts for a single set, percent of each set for several
     (so a selection of 200 and a pool of 100,000 can be read on one axis)."""
-    # A span beyond float64 (scores near +-1.8e308) cannot be an axis: draw by bin number, label the bins' values.
+    # A span beyond float64 (scores near +-1.8e308), or values so near it that matplotlib's margins and ticks
+    # overflow, cannot be an axis: draw by bin number, label the bins' values.
     with np.errstate(over="ignore"):
-        by_bin = not np.isfinite(edges[-1] - edges[0])
+        by_bin = not np.isfinite(edges[-1] - edges[0]) or np.abs(edges).max() > np.finfo(np.float64).max / 4
     with figure(4.6, 2.6) as (fig, ax, out):
         x, width = (np.arange(len(edges) - 1), 1.0) if by_bin else (edges[:-1], np.diff(edges))
         if by_bin:

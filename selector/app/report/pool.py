@@ -142,9 +142,11 @@ class Pool:
         x = self.embedding(self.embedding_columns[0])
         ok = ~np.isnan(x).any(axis=1) if x.size else np.zeros(len(x), bool)
         fit_rows = self.sample[ok[self.sample]]
-        k = min(CLUSTERS, len(fit_rows))
+        # at most one cluster per distinct vector: k-means cannot split identical points (and warns when asked)
+        k = min(CLUSTERS, len(np.unique(x[fit_rows], axis=0)) if len(fit_rows) else 0)
         labels = np.full(len(x), -1)
-        if k < 2:
+        if k < 2:  # one distinct vector: one cluster
+            labels[ok] = 0 if k else -1
             return labels
         model = KMeans(n_clusters=k, n_init=3, random_state=self.seed).fit(x[fit_rows])
         labels[ok] = model.predict(x[ok])

@@ -51,9 +51,22 @@ def summarise(name: str, values: np.ndarray, reasons: list | None = None) -> Met
     if not ok.any():
         return MetricSummary(name, len(values), int((~ok).sum()), dict(why.most_common()))
     v = values[ok]
-    p05, median, p95 = np.percentile(v, [5, 50, 95])
-    return MetricSummary(name, len(values), int((~ok).sum()), dict(why.most_common()), float(v.mean()),
-                         float(v.std()), float(v.min()), float(p05), float(median), float(p95), float(v.max()))
+    p05, median, p95 = _overflow_safe(lambda x: np.percentile(x, [5, 50, 95]), v)
+    mean, std = _overflow_safe(lambda x: np.array([x.mean(), x.std()]), v)
+    return MetricSummary(name, len(values), int((~ok).sum()), dict(why.most_common()), float(mean), float(std),
+                         float(v.min()), float(p05), float(median), float(p95), float(v.max()))
+
+
+def _overflow_safe(stat, v: np.ndarray) -> np.ndarray:
+    """`stat(v)` (an array of numbers that scale with `v`: means, deviations, percentiles), right even near
+    +-1.8e308 (finite but huge scores), where sums, squares and the spans percentiles interpolate across overflow:
+    then it is computed on `v` divided by its largest magnitude, and scaled back."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(stat(v), dtype=np.float64)
+    if np.all(np.isfinite(out)):
+        return out
+    scale = float(np.abs(v).max())
+    return np.asarray(stat(v / scale), dtype=np.float64) * scale
 
 
 def bin_edges(*arrays: np.ndarray, bins: int = BINS) -> np.ndarray:
@@ -64,10 +77,12 @@ def bin_edges(*arrays: np.ndarray, bins: int = BINS) -> np.ndarray:
         return np.array([0.0, 1.0])
     lo = min(float(a.min()) for a in finite)
     hi = max(float(a.max()) for a in finite)
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
+    if lo == hi:  # one value: a unit-wide bin around it, or (where 0.5 is below its precision) a relative one
+        pad = max(0.5, abs(lo) * 1e-9)
+        lo, hi = max(lo - pad, -np.finfo(np.float64).max), min(hi + pad, np.finfo(np.float64).max)
     t = np.linspace(0.0, 1.0, bins + 1)
-    return lo * (1.0 - t) + hi * t  # not lo + (hi - lo) * t: hi - lo overflows for values near +-1.8e308
+    edges = lo * (1.0 - t) + hi * t  # not lo + (hi - lo) * t: hi - lo overflows for values near +-1.8e308
+    return np.maximum.accumulate(edges)  # rounding at the float limits must not make an edge step back
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
