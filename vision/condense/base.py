@@ -188,8 +188,8 @@ def _largest_activation(net: nn.Module, x: torch.Tensor) -> int:
 
 def in_chunks(fn, net: nn.Module, x: torch.Tensor, budget: int | None = None):
     """`fn(x)` computed in row chunks whose largest activation in `net` stays under `budget` bytes (default
-    `CHUNK_BYTES`), and joined (a
-    tensor, or a tuple/list of tensors and lists of tensors, concatenated along dim 0). Gradients flow as usual.
+    `CHUNK_BYTES`), and joined: a tensor, or a tuple/list of tensors and lists of tensors, concatenated along dim 0.
+    Gradients flow as usual.
 
     Same numbers as one batch up to float rounding, as long as rows do not interact: a net with batch-norm layers
     in training mode (batch statistics) is run in one batch."""
