@@ -3,7 +3,7 @@
 Every iteration draws a randomly initialised ConvNet and freezes it; the synthetic images move so that, for every
 class, the mean embedding of the (siamese-augmented) synthetic images equals the mean embedding of a real batch.
 No network is trained, so an iteration is one forward over real data and one forward/backward over the synthetic
-set, done for all classes in a single batch.
+set, done for all classes in a single batch (both forwards in chunks small enough to reuse heap memory: `in_chunks`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vision.condense.base import CondenseConfig, Condenser
+from vision.condense.base import CondenseConfig, Condenser, in_chunks
 from vision.condense.distance import mean_embedding_distance
 
 __all__ = ["DMConfig", "DM"]
@@ -34,8 +34,8 @@ class DM(Condenser):
     def embed_pair(self, net, real, syn):
         c, m, k = real.shape[0], real.shape[1], syn.shape[1]
         with torch.no_grad():
-            e_real = net.embed(real.flatten(0, 1)).view(c, m, -1)
-        e_syn = net.embed(syn.flatten(0, 1)).view(c, k, -1)
+            e_real = in_chunks(net.embed, net, real.flatten(0, 1)).view(c, m, -1)
+        e_syn = in_chunks(net.embed, net, syn.flatten(0, 1)).view(c, k, -1)
         return e_real, e_syn
 
     def matching_loss(self, net, real, syn):
