@@ -24,7 +24,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not benchmark and not families and not cluster" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not benchmark and not families and not cluster" --durations=15 $(PYTEST_ARGS)
 
 # The VLM family matrix (about 2.5 minutes on 2 cores): kept out of `make test` to hold it under 10 minutes.
 test-families: $(STAMP)

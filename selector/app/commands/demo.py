@@ -9,6 +9,8 @@ from selector.app.commands.common import (int_list, metric_list, nonneg_int, out
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    from selector.app.demo.loop import DemoConfig
+
     p = sub.add_parser(name, help="run the selection loop end to end on DigitsVQA (offline)",
                        description="Build DigitsVQA and the demo models into CACHE (once), score the train pool, "
                                    "train the learned selector on genuine LoRA labels, select BUDGET records, "
@@ -32,8 +34,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--finetune-lr", type=positive_float, default=3e-3,
                    help="LoRA learning rate of the evaluation fine-tunes of each selection (default 3e-3)")
     p.add_argument("--stage1-epochs", type=positive_float, help="stage-1 epochs of the demo VLM (default: finetune's)")
-    p.add_argument("--metrics", type=metric_list, default=("length", "clip", "embed-image", "embed-text"),
-                   help="metrics to score (default: length,clip,embed-image,embed-text)")
+    p.add_argument("--metrics", type=metric_list, default=DemoConfig.metrics,
+                   help=f"metrics to score (default: {','.join(DemoConfig.metrics)}; ifd is scored under the demo's "
+                        "stage-1 VLM)")
     p.add_argument("--no-full-pool", action="store_true", help="skip fine-tuning on the whole pool")
     p.add_argument("--report", type=output_dir, help="report folder (default CACHE/report-data0-seedSEED)")
     p.add_argument("--threads", type=nonneg_int, default=2,
