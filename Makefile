@@ -24,7 +24,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not benchmark and not families and not cluster" --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not benchmark and not families and not cluster and not processes" --durations=15 $(PYTEST_ARGS)
 
 # The VLM family matrix (about 2.5 minutes on 2 cores): kept out of `make test` to hold it under 10 minutes.
 test-families: $(STAMP)
@@ -33,6 +33,11 @@ test-families: $(STAMP)
 # The Ray engine's tests (a local 2-CPU Ray per module, about 1.5 minutes): kept out of `make test` for the same reason.
 test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
+
+# Tests that start several Python processes (about 2 minutes on 2 cores: each process imports torch): kept out of
+# `make test` for the same reason.
+test-processes: $(STAMP)
+	$(BIN)/python -m pytest -q -m processes $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/mmselect demo --cache $(CACHE)

@@ -105,6 +105,7 @@ def _cli_args(tiny, train_path, eval_path, out) -> list[str]:
             "--threads", "1", "--report-to", "none", "-q"]
 
 
+@pytest.mark.processes
 def test_python_m_and_accelerate_launch_write_the_same_metrics(tiny, small_sets, tmp_path, monkeypatch):
     train_path, eval_path = small_sets
     # `python -m finetune` run in this process (runpy is what -m does), to save one interpreter start-up.

@@ -93,6 +93,7 @@ def _score_cli(args, **kw):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.processes
 def test_score_command_killed_and_restarted_matches_uninterrupted(digits_vqa, tiny_clip, tmp_path):
     out = tmp_path / "scores.parquet"
     data = _subset(digits_vqa, tmp_path)
@@ -126,6 +127,7 @@ def test_score_command_killed_and_restarted_matches_uninterrupted(digits_vqa, ti
     assert killed or done_before == 24  # (if the run finished before the kill, resume was trivially exact)
 
 
+@pytest.mark.processes
 def test_two_processes_equal_one(digits_vqa, tiny_clip, tmp_path):
     out = tmp_path / "two.parquet"
     data = _subset(digits_vqa, tmp_path)

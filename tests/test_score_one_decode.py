@@ -30,6 +30,7 @@ images.pillow_decode = counted
 '''
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_two_processes_decode_each_image_once_for_validation(digits_vqa, tmp_path):
     lines = (digits_vqa / "val.jsonl").read_text().splitlines()[:40]
