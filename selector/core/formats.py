@@ -22,6 +22,7 @@ USER_ROLES = {"human", "user"}
 ASSISTANT_ROLES = {"gpt", "assistant"}
 SYSTEM_ROLES = {"system"}
 MESSAGE_ROLES = {"user", "assistant", "system", "developer"}
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark (Windows editors write one): read past, never part of a record
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _lines(path: Path, n: int, limit: int = 1 << 26) -> list[bytes]:
             if not line:
                 break
             if not out:
-                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not the file's first byte
+                line = line.removeprefix(BOM)  # the mark is not the file's first byte
             if line.strip():
                 out.append(line)
     return out
@@ -170,7 +171,7 @@ def _sniff_schema(path: Path, container: str, sample_lines: int) -> str:
     seen: list[str] = []
     if container == "json":
         try:
-            data = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
+            data = orjson.loads(path.read_bytes().removeprefix(BOM))
         except orjson.JSONDecodeError:
             return "llava"  # the reader reports the syntax error with its position
         for obj in data[:sample_lines] if isinstance(data, list) else []:

@@ -23,8 +23,8 @@ from selector.core.arrow_numpy import scalar, strings, to_arrow, to_numpy
 from selector.core.compressed import compress, compression_for_output, open_plain
 from selector.core.dedup import fingerprint, note_distinct, repeats, row_key
 from selector.core.errors import FormatError, MmselectError, RecordError
-from selector.core.formats import (ID_KINDS, Layout, Parsed, content_key, default_images_root, detect_layout,
-                                   json_text, parse_record, resolve_input)
+from selector.core.formats import (BOM, ID_KINDS, Layout, Parsed, content_key, default_images_root,
+                                   detect_layout, json_text, parse_record, resolve_input)
 from selector.core.images import check_images
 from selector.core.io import OutputError, atomic_write, check_outputs, file_key
 from selector.core.registry import Registry
@@ -202,9 +202,6 @@ def _reparse_lines(data: bytes, base: int, schema: str):
             cols.add(line_no, parse_record(data[start - base:start - base + length], line_no, schema), start, length)
         return cols.table()
     return reparse
-
-
-BOM = b"\xef\xbb\xbf"
 
 
 def text_start(path: Path) -> int:

@@ -34,9 +34,9 @@ from selector.core.arrow_numpy import strings
 from selector.core.compressed import NAMES, sniff_compression
 from selector.core.embedded import tar_ref
 from selector.core.errors import FormatError, RecordError
-from selector.core.formats import CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, parse_conversations, shown
+from selector.core.formats import BOM, CC_SBU_INSTRUCTION, ID_KINDS, Layout, Parsed, parse_conversations, shown
 from selector.core.io import atomic_write
-from selector.core.records import (BOM, Columns, RecordSet, finish_source_records, group_text,
+from selector.core.records import (Columns, RecordSet, finish_source_records, group_text,
                                    mark_duplicate_ids, mark_repeats, valid_positions)
 from selector.core.sources import IMAGE_EXTENSIONS, Source
 

@@ -38,3 +38,12 @@ def png(tmp_path):
         Image.new("RGB", size, (200, 30, 30)).save(path)
         return path
     return make
+
+
+@pytest.fixture
+def folder_dataset(tmp_path, png):
+    """An image-folder dataset (`--dataset folder:PATH`): classes a and b, four PNGs each."""
+    for c in ("a", "b"):
+        for i in range(4):
+            png(tmp_path / "ds" / c / f"{i}.png")
+    return tmp_path / "ds"

@@ -4,16 +4,6 @@ from __future__ import annotations
 import struct
 import zlib
 
-import pytest
-
-
-@pytest.fixture
-def folder_dataset(tmp_path, png):
-    for c in ("a", "b"):
-        for i in range(4):
-            png(tmp_path / "ds" / c / f"{i}.png")
-    return tmp_path / "ds"
-
 
 def test_a_decompression_bomb_in_a_folder_dataset_is_one_line(folder_dataset, tmp_path, cli):
     """Pillow's DecompressionBombError is not an OSError: it used to end `prune` with a traceback."""

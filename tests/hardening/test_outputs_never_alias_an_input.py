@@ -52,14 +52,6 @@ def test_a_score_table_under_another_name_is_refused(pool, tmp_path, cli):
     _one_line_refusal(rc, err, "would overwrite the input")
 
 
-@pytest.fixture
-def folder_dataset(tmp_path, png):
-    for c in ("a", "b"):
-        for i in range(4):
-            png(tmp_path / "ds" / c / f"{i}.png")
-    return tmp_path / "ds"
-
-
 @pytest.mark.parametrize("command", ["prune", "condense", "onion"])
 def test_image_dataset_commands_never_overwrite_a_dataset_file(folder_dataset, tmp_path, cli, command):
     victim = folder_dataset / "b" / "2.png"
