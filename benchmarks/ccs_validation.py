@@ -32,23 +32,24 @@ def run(args) -> list[dict]:
     s = Settings()
     splits = split(load_digits_data(size=s.image_size), s.split, seed=s.split_seed)
     rows = [json.loads(line) for line in args.cache.read_text().splitlines()] if args.cache.exists() else []
-    done = {(r["method"], r["keep"], r["seed"], r["beta"], r["strata"]) for r in rows}
+    done = {(r["method"], r["keep"], r["seed"], r["beta"], r["strata"], r.get("within", "random")) for r in rows}
     for seed in args.seeds:
         todo = [(m, k, b) for m in args.methods for k in args.keeps for b in args.betas
-                if (m, k, seed, b, args.strata) not in done]
+                if (m, k, seed, b, args.strata, args.within) not in done]
         if not todo:
             continue
         rankings, _ = rank_all(splits.train, s, seed, tuple(dict.fromkeys(m for m, _, _ in todo)))
         for method, keep, beta in todo:
-            sel = select(rankings[method], keep, seed=seed, stratified=Stratified(beta=beta, strata=args.strata))
+            sel = select(rankings[method], keep, seed=seed, stratified=Stratified(beta=beta, strata=args.strata,
+                                                                                 within=args.within))
             t0 = time.perf_counter()
             r = train_eval(splits.train.subset(sel.indices), splits, s, seed)
-            r.update(method=method, keep=keep, seed=seed, beta=beta, strata=args.strata, n=len(sel),
+            r.update(method=method, keep=keep, seed=seed, beta=beta, strata=args.strata, within=args.within, n=len(sel),
                      seconds=time.perf_counter() - t0)
             rows.append(r)
             with args.cache.open("a") as f:
                 f.write(json.dumps(r) + "\n")
-            print(f"seed {seed} {method}-ccs keep {keep:g} beta {beta:g}: val {r['val_accuracy']:.4f} "
+            print(f"seed {seed} {method}-ccs keep {keep:g} beta {beta:g} within {args.within}: val {r['val_accuracy']:.4f} "
                   f"test {r['test_accuracy']:.4f} ({r['seconds']:.0f}s)", flush=True)
     return rows
 
@@ -120,6 +121,37 @@ def curve(rows: list[dict], curve_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def within_table(rows: list[dict], curve_rows: list[dict]) -> str:
+    """At the default β: CCS taking a stratum's share hardest-first vs at random (the paper), validation and test,
+    paired by seed (mean ± standard error, points), and the test gap of each to plain EL2N (the acceptance's bar)."""
+    from selector.core.stratified import ccs_beta
+
+    acc = {(r["method"], r["keep"], r.get("within", "random"), r["seed"]): r for r in rows
+           if r["beta"] == ccs_beta(r["keep"])}
+    plain = {(r["keep"], r["seed"]): 100 * r["test_accuracy"] for r in curve_rows if r["method"] == "el2n"}
+
+    def diff(a: list[float], b: list[float]) -> str:
+        d = np.subtract(a, b)
+        return f"{d.mean():+.1f} ± {d.std(ddof=1) / np.sqrt(len(d)):.1f}" if len(d) > 1 else "–"
+
+    lines = ["| ranker | kept | β | val random / hardest | test random / hardest | hardest - random, val | "
+             "hardest - random, test | random - el2n, test | hardest - el2n, test |", "|---" * 9 + "|"]
+    for method, keep in sorted({(m, k) for m, k, w, _ in acc if w == "hardest"}):
+        seeds = sorted(s for m, k, w, s in acc if (m, k, w) == (method, keep, "hardest")
+                       and (method, keep, "random", s) in acc)
+        if not seeds:
+            continue
+        v = {w: [100 * acc[method, keep, w, s]["val_accuracy"] for s in seeds] for w in ("random", "hardest")}
+        t = {w: [100 * acc[method, keep, w, s]["test_accuracy"] for s in seeds] for w in ("random", "hardest")}
+        ps = [s for s in seeds if (keep, s) in plain]
+        to_plain = {w: diff([t[w][seeds.index(s)] for s in ps], [plain[keep, s] for s in ps]) for w in t}
+        lines.append(f"| {method} | {keep:g} | {ccs_beta(keep):g} | {np.mean(v['random']):.1f} / "
+                     f"{np.mean(v['hardest']):.1f} | {np.mean(t['random']):.1f} / {np.mean(t['hardest']):.1f} | "
+                     f"{diff(v['hardest'], v['random'])} | {diff(t['hardest'], t['random'])} | "
+                     f"{to_plain['random']} | {to_plain['hardest']} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",")], default=[0, 1, 2, 3, 4])
@@ -127,19 +159,26 @@ def main() -> int:
     p.add_argument("--keeps", type=lambda t: tuple(float(v) for v in t.split(",")), default=(0.1, 0.2, 0.3))
     p.add_argument("--betas", type=lambda t: tuple(float(v) for v in t.split(",")), default=BETAS)
     p.add_argument("--strata", type=int, default=50)
+    p.add_argument("--within", choices=("random", "hardest"), default="random",
+                   help="how CCS takes a stratum's share (Stratified.within); the tables compare the two")
     p.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "results" / "ccs_validation.jsonl")
     p.add_argument("--curve", type=Path, default=ROOT / "benchmarks" / "results" / "prune_curve.jsonl",
                    help="the pruning curve's runs, shown next to the β-by-validation rows")
     p.add_argument("--summary-only", action="store_true", help="print the table from the cache, run nothing")
     args = p.parse_args()
     torch.set_num_threads(1)
-    rows = [json.loads(line) for line in args.cache.read_text().splitlines()] if args.summary_only else run(args)
+    every = [json.loads(line) for line in args.cache.read_text().splitlines()] if args.summary_only else run(args)
+    rows = [r for r in every if r.get("within", "random") == "random"]
     print(summarise(rows))
     print()
     print(paired(rows))
     if args.curve.exists():
         print()
         print(curve(rows, [json.loads(line) for line in args.curve.read_text().splitlines()]))
+    if any(r.get("within") == "hardest" for r in every):
+        print()
+        print(within_table(every, [json.loads(line) for line in args.curve.read_text().splitlines()]
+                           if args.curve.exists() else []))
     return 0
 
 

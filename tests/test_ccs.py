@@ -51,7 +51,7 @@ def test_per_class_keeps_class_proportions_and_cuts_inside_each_class():
         members = np.flatnonzero(groups == g)
         cut = np.sort(scores[members])[int(0.8 * len(members))]
         assert scores[sel.indices[groups[sel.indices] == g]].max() < cut
-    assert sel.info["stratified"] == {"beta": 0.2, "beta_auto": False, "strata": 50}
+    assert sel.info["stratified"] == {"beta": 0.2, "beta_auto": False, "strata": 50, "within": "random"}
 
 
 def test_default_beta_follows_the_kept_share_and_is_deterministic():
@@ -69,3 +69,15 @@ def test_bad_hard_cut_is_refused(beta):
 
     with pytest.raises(SettingsError):
         Stratified(beta=beta)
+
+
+def test_within_hardest_takes_each_strata_share_from_its_top():
+    # two equal-width strata over 0..99 (0-49, 50-99), 10 slots: 5 each; "hardest" takes 45-49 and 95-99
+    scores = np.arange(100, dtype=float)
+    picked = ccs_pick(scores, 10, beta=0.0, strata=2, rng=np.random.default_rng(0), within="hardest")
+    assert sorted(scores[picked].tolist()) == [45, 46, 47, 48, 49, 95, 96, 97, 98, 99]
+    rand = ccs_pick(scores, 10, beta=0.0, strata=2, rng=np.random.default_rng(0))
+    assert np.bincount((scores[rand] >= 50).astype(int)).tolist() == [5, 5]  # same shares, not the tops
+    assert sorted(scores[rand].tolist()) != sorted(scores[picked].tolist())
+    with pytest.raises(Exception, match="stratum"):
+        Stratified(within="easiest")
