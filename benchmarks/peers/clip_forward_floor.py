@@ -6,7 +6,9 @@ second of the same HF CLIP folder in each tool's configuration, no reading, deco
 Configurations (2 cores in all): ours as one process, 2 threads, batch 64; ours as two processes (`score
 --num-processes 2`), 1 thread, batch 64 each, run at the same time; Data-Juicer's `num_proc` 2: two processes, 1
 thread, batch 1 (its op scores one sample per call), run at the same time. Text: 41 tokens (what the benchmark's
-answers tokenize to with that folder's tokenizer). Prints one JSON line per configuration.
+answers tokenize to with that folder's tokenizer). Last, the CPU's fp32 ceiling: `torch.mm` of two 4,096 x 4,096
+matrices at 2 threads, in GFLOP/s (the floor argument for condensation in BENCHMARKS.md uses it too). Prints one
+JSON line per configuration.
 """
 from __future__ import annotations
 
@@ -36,6 +38,21 @@ def child(model: str, threads: int, batch: int, pairs: int) -> None:
         print(steps * batch / (time.perf_counter() - start), flush=True)
 
 
+def matmul_gflops(threads: int = 2, n: int = 4096, repeats: int = 5) -> float:
+    """Best of `repeats` fp32 n x n matrix products, in GFLOP/s (2 n^3 FLOP each)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, required=True, help="an HF CLIP folder (dj_clip.py builds one)")
@@ -54,6 +71,7 @@ def main() -> None:
         rates = [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in running]
         print(json.dumps({"config": name, "pairs_per_s": round(sum(rates), 2),
                           "per_process": [round(r, 2) for r in rates]}), flush=True)
+    print(json.dumps({"config": "fp32 torch.mm 4096 x 4096, 2 threads", "gflops": round(matmul_gflops(), 1)}))
 
 
 if __name__ == "__main__":

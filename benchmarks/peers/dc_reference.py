@@ -2,6 +2,7 @@
 
     /work/main/.venv/bin/python benchmarks/peers/dc_reference.py            # default: ~5 min on a quiet 2-core CPU
     ... --rounds 3 --dm-iterations 20 --dc-iterations 5 --ipc 1 10 --eval-models 5 --eval-epochs 300
+    ... --evaluate-dir /tmp/dcref-XXXX --out R.json    # evaluate the sets of a run that was stopped early
 
 The reference is run, never copied: its `utils.py`/`networks.py` come from ../shared/peers/dc-reference/ref (or
 $REF), with the two import-time fixes the peer README lists (DSA's in-place `X[:] = X[0]`, `ConvNet.embed`'s view).
@@ -182,6 +183,9 @@ def main() -> None:
     p.add_argument("--eval-epochs", type=int, default=100)
     p.add_argument("--ref", type=Path, default=DEFAULT_REF)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/peers_dc_reference.json")
+    p.add_argument("--evaluate-dir", type=Path, default=None,
+                   help="only evaluate the sets a run saved in this folder (IMPL-METHOD-IPC-ROUND.pt; the run prints "
+                        "it), e.g. after stopping it early")
     p.add_argument("--one", dest="impl", choices=["reference", "ours"], help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--ipc-one", type=int, help=argparse.SUPPRESS)
@@ -191,7 +195,19 @@ def main() -> None:
     args = p.parse_args()
     if args.impl:
         return one(args)
+    if args.evaluate_dir:
+        paths = {}
+        for f in sorted(args.evaluate_dir.glob("*-*-*-*.pt")):
+            impl, method, ipc, _ = f.stem.split("-")
+            paths.setdefault(f"{impl}-{method}-ipc{ipc}", []).append(str(f))
+        accuracy = evaluate(paths, args.eval_models, args.eval_epochs, seed=0)
+        doc = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "sets": paths, "accuracy": accuracy}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=1))
+        return print(json.dumps(accuracy, indent=1))
     work = Path(tempfile.mkdtemp(prefix="dcref-"))
+    print(f"synthetic sets saved in {work}", file=sys.stderr, flush=True)
     runs, paths = [], {}
     for r in range(args.rounds):
         for method in args.methods:
@@ -216,7 +232,7 @@ def main() -> None:
                                            if x["impl"] == impl and x["method"] == method and x["ipc"] == ipc)
                    for impl in ("reference", "ours")}
             summary[f"{method}-ipc{ipc}"] = {"reference_it_per_s": med["reference"], "ours_it_per_s": med["ours"],
-                                             "ours_over_reference": med["ours"] / med["reference"]}
+                                             "ours_over_reference": med["ours"] / med["reference"] if med["reference"] else None}
     accuracy = evaluate(paths, args.eval_models, args.eval_epochs, seed=0) if args.eval_models else {}
     doc = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "threads": args.threads, "cpus": os.cpu_count(), "load_end": os.getloadavg(), "runs": runs,
