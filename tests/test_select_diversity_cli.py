@@ -103,7 +103,8 @@ def test_prune_stratified_cli(tmp_path, capsys):
                          "--keep", "0.1", "--stratified", "--strata", "5", "--out", out)
     assert rc == 0, err
     doc = json.loads(out.read_text())
-    assert doc["stratified"] == {"beta": 0.1, "beta_auto": True, "strata": 5, "within": "random"} and len(doc["indices"]) == 180
+    assert doc["stratified"] == {"beta": 0.1, "beta_auto": True, "strata": 5, "within": "random"}
+    assert len(doc["indices"]) == 180
     counts = np.bincount(np.array(doc["labels"])[doc["indices"]], minlength=10)
     assert counts.sum() == 180 and counts.min() >= 17
     rc, _, err = _run(capsys, "prune", "--dataset", "digits", "--method", "random", "--keep", "0.1",
