@@ -44,13 +44,13 @@ def run(args) -> list[dict]:
                                                                                  within=args.within))
             t0 = time.perf_counter()
             r = train_eval(splits.train.subset(sel.indices), splits, s, seed)
-            r.update(method=method, keep=keep, seed=seed, beta=beta, strata=args.strata, within=args.within, n=len(sel),
-                     seconds=time.perf_counter() - t0)
+            r.update(method=method, keep=keep, seed=seed, beta=beta, strata=args.strata, within=args.within,
+                     n=len(sel), seconds=time.perf_counter() - t0)
             rows.append(r)
             with args.cache.open("a") as f:
                 f.write(json.dumps(r) + "\n")
-            print(f"seed {seed} {method}-ccs keep {keep:g} beta {beta:g} within {args.within}: val {r['val_accuracy']:.4f} "
-                  f"test {r['test_accuracy']:.4f} ({r['seconds']:.0f}s)", flush=True)
+            print(f"seed {seed} {method}-ccs keep {keep:g} beta {beta:g} within {args.within}: "
+                  f"val {r['val_accuracy']:.4f} test {r['test_accuracy']:.4f} ({r['seconds']:.0f}s)", flush=True)
     return rows
 
 
@@ -169,16 +169,16 @@ def main() -> int:
     torch.set_num_threads(1)
     every = [json.loads(line) for line in args.cache.read_text().splitlines()] if args.summary_only else run(args)
     rows = [r for r in every if r.get("within", "random") == "random"]
+    curve_rows = [json.loads(line) for line in args.curve.read_text().splitlines()] if args.curve.exists() else []
     print(summarise(rows))
     print()
     print(paired(rows))
-    if args.curve.exists():
+    if curve_rows:
         print()
-        print(curve(rows, [json.loads(line) for line in args.curve.read_text().splitlines()]))
+        print(curve(rows, curve_rows))
     if any(r.get("within") == "hardest" for r in every):
         print()
-        print(within_table(every, [json.loads(line) for line in args.curve.read_text().splitlines()]
-                           if args.curve.exists() else []))
+        print(within_table(every, curve_rows))
     return 0
 
 

@@ -6,10 +6,10 @@ shared machine's load swings hit every variant alike; `uptime` is recorded befor
     python benchmarks/ray_bench.py --data D10K --build 10000 --clip CLIPDIR --running-cluster --skip-decode
 
 D: a DigitsVQA build (`mmselect demo-data`, train.jsonl scored; `--build N` writes one with N train records when D has
-none); CLIPDIR: an open_clip local-dir (the demo CLIP, or the tests' tiny one) or an HF CLIP folder. Each "ray" run starts its own local
-Ray inside the CLI process (its start-up is in the time). With `--running-cluster` two more variants join a 2-CPU Ray
-that this script starts on 127.0.0.1 before them and shuts down after them (`--ray-address`), as on a cluster that is
-already up: its start-up is not in their time, the actors' start-up is.
+none); CLIPDIR: an open_clip local-dir (the demo CLIP, or the tests' tiny one) or an HF CLIP folder. Each "ray" run
+starts its own local Ray inside the CLI process (its start-up is in the time). With `--running-cluster` the "ray"
+variants run again, joining a 2-CPU Ray that this script starts on 127.0.0.1 before them and shuts down after them
+(`--ray-address`), as on a cluster that is already up: its start-up is not in their time, the actors' start-up is.
 """
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def uptime() -> str:
 def clip_spec(clip: Path) -> str:
     """`--clip-model` for a folder: an HF CLIP (config.json) or an open_clip local-dir."""
     return f"hf:{clip}" if (clip / "config.json").exists() else f"local-dir:{clip}"
+
+
+def alternate(names, r: int) -> list[str]:
+    """`names` in order on even rounds, reversed on odd ones, so no variant always runs first."""
+    return list(names) if r % 2 == 0 else list(reversed(list(names)))
 
 
 def score(data: Path, images: Path, clip: Path, out: Path, extra: list[str]) -> float:
@@ -90,8 +95,8 @@ def main() -> None:
     variants = {"local (--workers 1)": ["--no-cache", "--workers", "1"],
                 "ray, 2 actors": ["--engine", "ray", "--ray-actors", "2", *shards],
                 "ray, 1 actor": ["--engine", "ray", "--ray-actors", "1", *shards]}
-    joining = {"ray, running cluster, 2 actors": ["--engine", "ray", "--ray-actors", "2", *shards],
-               "ray, running cluster, 1 actor": ["--engine", "ray", "--ray-actors", "1", *shards]}
+    joining = {name.replace("ray, ", "ray, running cluster, "): extra for name, extra in variants.items()
+               if name.startswith("ray")}
 
     def timed(r: int, name: str, extra: list[str]) -> None:
         out = tmp / f"{r}-{len(results['runs'])}"
@@ -106,8 +111,7 @@ def main() -> None:
         variants = {short[v]: variants[short[v]] for v in args.variants.split(",")}
     try:
         for r in range(0 if args.skip_engines else args.rounds):
-            order = list(variants) if r % 2 == 0 else list(reversed(variants))
-            for name in order:
+            for name in alternate(variants, r):
                 timed(r, name, variants[name])
             if args.running_cluster:  # a cluster that is up before the job, as a user's would be
                 import ray
@@ -117,7 +121,7 @@ def main() -> None:
                 start_local_ray(num_cpus=2)
                 address = ray.get_runtime_context().gcs_address
                 try:
-                    for name in (list(joining) if r % 2 == 0 else list(reversed(joining))):
+                    for name in alternate(joining, r):
                         timed(r, name, joining[name] + ["--ray-address", address])
                 finally:
                     ray.shutdown()

@@ -171,6 +171,22 @@ def evaluate(paths: dict[str, list[str]], models: int, epochs: int, seed: int) -
     return out
 
 
+def saved_sets(folder: Path) -> dict[str, list[str]]:
+    """The synthetic sets a run saved (IMPL-METHOD-IPC-ROUND.pt), grouped as IMPL-METHOD-ipcIPC: one key per row."""
+    paths: dict[str, list[str]] = {}
+    for f in sorted(folder.glob("*-*-*-*.pt")):
+        impl, method, ipc, _ = f.stem.split("-")
+        paths.setdefault(f"{impl}-{method}-ipc{ipc}", []).append(str(f))
+    return paths
+
+
+def write_result(out: Path, fields: dict) -> None:
+    """The JSON result: the command and date, then `fields`."""
+    doc = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **fields}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=2)
@@ -196,19 +212,13 @@ def main() -> None:
     if args.impl:
         return one(args)
     if args.evaluate_dir:
-        paths = {}
-        for f in sorted(args.evaluate_dir.glob("*-*-*-*.pt")):
-            impl, method, ipc, _ = f.stem.split("-")
-            paths.setdefault(f"{impl}-{method}-ipc{ipc}", []).append(str(f))
+        paths = saved_sets(args.evaluate_dir)
         accuracy = evaluate(paths, args.eval_models, args.eval_epochs, seed=0)
-        doc = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "sets": paths, "accuracy": accuracy}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1))
+        write_result(args.out, {"sets": paths, "accuracy": accuracy})
         return print(json.dumps(accuracy, indent=1))
     work = Path(tempfile.mkdtemp(prefix="dcref-"))
     print(f"synthetic sets saved in {work}", file=sys.stderr, flush=True)
-    runs, paths = [], {}
+    runs = []
     for r in range(args.rounds):
         for method in args.methods:
             its = args.dm_iterations if method == "dm" else args.dc_iterations
@@ -224,7 +234,6 @@ def main() -> None:
                     rec = {**json.loads(line.strip().splitlines()[-1]), "round": r, "load": os.getloadavg()[0]}
                     print(json.dumps(rec), flush=True)
                     runs.append(rec)
-                    paths.setdefault(f"{impl}-{method}-ipc{ipc}", []).append(str(save))
     summary = {}
     for method in args.methods:
         for ipc in args.ipc:
@@ -232,13 +241,11 @@ def main() -> None:
                                            if x["impl"] == impl and x["method"] == method and x["ipc"] == ipc)
                    for impl in ("reference", "ours")}
             summary[f"{method}-ipc{ipc}"] = {"reference_it_per_s": med["reference"], "ours_it_per_s": med["ours"],
-                                             "ours_over_reference": med["ours"] / med["reference"] if med["reference"] else None}
-    accuracy = evaluate(paths, args.eval_models, args.eval_epochs, seed=0) if args.eval_models else {}
-    doc = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "threads": args.threads, "cpus": os.cpu_count(), "load_end": os.getloadavg(), "runs": runs,
-           "speed": summary, "accuracy": accuracy}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
+                                             "ours_over_reference": (med["ours"] / med["reference"]
+                                                                     if med["reference"] else None)}
+    accuracy = evaluate(saved_sets(work), args.eval_models, args.eval_epochs, seed=0) if args.eval_models else {}
+    write_result(args.out, {"threads": args.threads, "cpus": os.cpu_count(), "load_end": os.getloadavg(),
+                            "runs": runs, "speed": summary, "accuracy": accuracy})
     print(json.dumps({"speed": summary, "accuracy": accuracy}, indent=1))
 
 

@@ -72,8 +72,9 @@ def ccs_pick(scores: np.ndarray, k: int, beta: float, strata: int, rng: np.rando
     members = [pool[bins == b] for b in range(int(bins.max()) + 1)]
     members = [m for m in members if len(m)]
     members.sort(key=len)  # smallest stratum first (stable: ties keep score order)
-    rank = np.empty(n, dtype=np.int64)  # position in hardness order (ties already broken at random)
-    rank[by_hardness] = np.arange(len(by_hardness))
+    if within == "hardest":
+        rank = np.empty(n, dtype=np.int64)  # position in hardness order (ties already broken at random)
+        rank[by_hardness] = np.arange(len(by_hardness))
 
     def take(items: np.ndarray, size: int) -> np.ndarray:
         if within == "hardest":
