@@ -9,7 +9,9 @@ an interrupted benchmark resumes. Small, CPU-feasible settings (see --help); the
     .venv/bin/python benchmarks/prune_curve.py --seeds 5 --methods el2n-ccs,forgetting-ccs   # CCS rows (issue 20)
 
 A method name ending in `-ccs` cuts that ranker's scores with CCS (`select(..., stratified=Stratified())`: the
-default hard cut for the kept share, 50 strata) instead of keeping the best scores. `benchmarks/ccs_validation.py`
+default hard cut for the kept share, 50 strata) instead of keeping the best scores; one ending in `-auto` lets
+`vision.prune.cut_choice.choose_cut` pick between the two on a held-out 20 % of the training split (what
+`mmselect prune --stratified auto` does; the curve's validation split is not used for it). `benchmarks/ccs_validation.py`
 runs the same cut at a grid of hard cuts; its runs at the default cut are the same computation as this script's and
 are stored here too (marked "from").
 """
@@ -27,7 +29,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("random", "forgetting", "el2n", "grand", "curvature", "herding", "kcenter")
-CCS_METHODS = tuple(f"{m}-ccs" for m in METHODS if m not in ("random", "herding", "kcenter"))
+SCORED = tuple(m for m in METHODS if m not in ("random", "herding", "kcenter"))
+CUTS = ("-ccs", "-auto")  # a scored ranker's CCS cut, and the cut chosen on held-out data
+CCS_METHODS = tuple(f"{m}{cut}" for cut in CUTS for m in SCORED)
 KEEPS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
@@ -50,13 +54,26 @@ class Settings:
     curvature_probes: int = 10
 
 
+def proxy_config(s: Settings):
+    from vision.prune.base import ProxyConfig
+
+    return ProxyConfig(width=s.width, depth=s.depth, epochs=s.proxy_epochs, lr=s.lr, batch_size=s.batch_size,
+                       device="cpu")
+
+
+def base_of(method: str) -> str:
+    """The ranker under a cut's name (el2n-ccs -> el2n)."""
+    for cut in CUTS:
+        method = method.removesuffix(cut)
+    return method
+
+
 def rank_all(train, s: Settings, seed: int, methods=METHODS) -> dict[str, "object"]:
     from vision.prune import build_ranker, extract_features
     from vision.prune.base import ProxyConfig
     from vision.prune.coreset import HerdingRanker, KCenterRanker
 
-    proxy = ProxyConfig(width=s.width, depth=s.depth, epochs=s.proxy_epochs, lr=s.lr, batch_size=s.batch_size,
-                        device="cpu")
+    proxy = proxy_config(s)
     rankings, seconds = {}, {}
     for name in methods:
         t0 = time.perf_counter()
@@ -96,6 +113,7 @@ def run(args) -> list[dict]:
     from selector.core.ranking import select
     from selector.core.stratified import Stratified
     from vision.data import load_digits_data, split
+    from vision.prune.cut_choice import CutChoice, choose_cut
 
     s = Settings()
     splits = split(load_digits_data(size=s.image_size), s.split, seed=s.split_seed)
@@ -111,21 +129,26 @@ def run(args) -> list[dict]:
                 if (m if k < 1 else "full", k, seed) not in done]
         if not todo:
             continue
-        bases = tuple(dict.fromkeys(m.removesuffix("-ccs") for m, _ in todo))
+        bases = tuple(dict.fromkeys(base_of(m) for m, _ in todo))
         rankings, seconds = rank_all(splits.train, s, seed, bases)
         print(f"seed {seed}: ranked in " + ", ".join(f"{m} {t:.0f}s" for m, t in seconds.items()), flush=True)
         for method, keep in todo:
             key_method = method if keep < 1 else "full"
             if (key_method, keep, seed) in done:
                 continue
-            base = method.removesuffix("-ccs")
-            sel = select(rankings[base], keep, seed=seed, stratified=Stratified() if method != base else None)
+            base = base_of(method)
+            cut = Stratified() if method.endswith("-ccs") else None
+            if method.endswith("-auto"):
+                cut, choice = choose_cut(splits.train, rankings[base], keep, CutChoice(), proxy_config(s), seed)
+            sel = select(rankings[base], keep, seed=seed, stratified=cut)
             t0 = time.perf_counter()
             r = train_eval(splits.train.subset(sel.indices), splits, s, seed)
             r.update(method=key_method, keep=keep, seed=seed, n=len(sel), seconds=time.perf_counter() - t0,
                      rank_seconds=seconds.get(base))
             if sel.info.get("stratified"):
                 r["ccs_beta"] = sel.info["stratified"]["beta"]
+            if method.endswith("-auto"):
+                r["cut_choice"] = choice
             done[(key_method, keep, seed)] = r
             rows.append(r)
             with cache.open("a") as f:
@@ -167,11 +190,11 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m in methods:
         ks = [k for k in KEEPS if (m, k) in table]
-        base = m.removesuffix("-ccs")  # a CCS row takes its ranker's colour, dotted, with open markers
+        base = base_of(m)  # a CCS row takes its ranker's colour, dotted, with open markers
         ax.errorbar(ks, [table[(m, k)][0] for k in ks], yerr=[table[(m, k)][1] for k in ks],
                     marker="o", mfc="white" if base != m else None, capsize=3, label=m,
                     color=f"C{METHODS.index(base)}",
-                    linestyle="--" if m == "random" else ":" if base != m else "-")
+                    linestyle="--" if m == "random" else "-." if m.endswith("-auto") else ":" if base != m else "-")
     ax.set_xlabel("fraction of the training split kept")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"digits 16x16, ConvNet-3 (width 32), {len(seeds)} seeds")

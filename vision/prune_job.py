@@ -14,6 +14,7 @@ import numpy as np
 
 from selector.core.io import atomic_dir, atomic_write, check_outputs
 from selector.core.stratified import Stratified
+from vision.prune.cut_choice import CutChoice
 from vision.data import DataError, dataset_files, image_folder_files, load_dataset
 from vision.reduce import reduce
 
@@ -32,7 +33,7 @@ class PruneConfig:
     image_size: int | None = None
     channels: int | None = None
     params: dict[str, Any] = field(default_factory=dict)  # ranker and proxy settings but the seed (see build_ranker)
-    stratified: Stratified | None = None  # CCS coverage-centric cut instead of the best scores
+    stratified: Stratified | CutChoice | None = None  # CCS cut instead of the best scores, or chosen on held-out data
     subset_dir: Path | None = None  # folder datasets: write the kept files here as a class-folder tree
     link: str = "symlink"  # LINKS: how subset_dir holds each kept file
     preset: str | None = None  # the run preset (vision.presets) the settings came from, recorded in OUT
@@ -59,6 +60,7 @@ class PruneResult:
     total: int
     indices: np.ndarray  # kept positions in the loaded dataset, best first
     stratified: dict | None = None  # what the CCS cut did (its hard-cut share, strata), when it was used
+    cut_choice: dict | None = None  # how --stratified auto chose the cut (held-out accuracies), when it was used
 
 
 def _json_float(v: float) -> float | None:
@@ -107,12 +109,13 @@ def run_prune(config: PruneConfig) -> PruneResult:
         if config.subset_dir is not None:
             write_subset_tree(root, doc["files"], Path(config.subset_dir), config.link)
             doc["subset_dir"] = str(Path(config.subset_dir).resolve())
-    if sel.info.get("stratified"):
-        doc["stratified"] = sel.info["stratified"]
+    for key in ("stratified", "cut_choice"):
+        if sel.info.get(key):
+            doc[key] = sel.info[key]
     out = Path(config.out)
     atomic_write(out, [json.dumps(doc).encode("utf-8"), b"\n"])
     return PruneResult(out=out, kept=len(sel), total=len(data), indices=sel.indices,
-                       stratified=sel.info.get("stratified"))
+                       stratified=sel.info.get("stratified"), cut_choice=sel.info.get("cut_choice"))
 
 
 def _check_subset_dir(out: Path, root: Path) -> None:

@@ -33,7 +33,8 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
     ranker's own groups: class quotas proportional to class sizes for class-balanced rankers (the default), one
     global cut for a ranker built with balancing off. `params` go to the ranker or the condenser's config.
     `stratified` (a `selector.core.stratified.Stratified`, pruning with unit="total" only) fills the cut by CCS
-    coverage-centric sampling over the score range instead of by best score.
+    coverage-centric sampling over the score range instead of by best score; a `vision.prune.cut_choice.CutChoice`
+    chooses between that and the best scores on a held-out share of `data` (recorded in `Selection.info`).
     """
     key = method.lower()
     if unit not in ("ipc", "total"):
@@ -48,9 +49,29 @@ def reduce(data: ImageData, budget: int | float, method: str = "random", *, unit
         from vision.prune import build_ranker
     except ImportError as exc:  # the pruning package is another module's job; say so plainly
         raise ReduceError(f"pruning method {method!r} needs vision.prune ({exc})") from exc
-    ranking = build_ranker(key, seed=seed, **params).rank(data)
+    ranker = build_ranker(key, seed=seed, **params)
+    ranking = ranker.rank(data)
     if unit == "ipc":
         if isinstance(budget, float):
             raise ReduceError("unit='ipc' needs an integer number of images per class")
         return select_per_class(ranking, data.labels, int(budget), seed=seed)
-    return select(ranking, budget, seed=seed, stratified=stratified)
+    from vision.prune.cut_choice import CutChoice, choose_cut
+
+    if not isinstance(stratified, CutChoice):
+        return select(ranking, budget, seed=seed, stratified=stratified)
+    cut, report = choose_cut(data, ranking, budget, stratified, _proxy_of(ranker, params), seed)
+    sel = select(ranking, budget, seed=seed, stratified=cut)
+    sel.info["cut_choice"] = report
+    return sel
+
+
+def _proxy_of(ranker, params: dict):
+    """The proxy network the ranker trains, or (a ranker without one) the one its flat settings describe."""
+    from dataclasses import fields
+
+    from vision.prune import ProxyConfig
+
+    proxy = getattr(ranker, "proxy", None)
+    if isinstance(proxy, ProxyConfig):
+        return proxy
+    return ProxyConfig(**{f.name: params[f.name] for f in fields(ProxyConfig) if f.name in params})

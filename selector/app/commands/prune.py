@@ -36,14 +36,19 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grey, 3 = RGB (default: the dataset's)")
     p.add_argument("--global", dest="global_cut", action="store_true",
                    help="one cut over the whole set instead of the same fraction per class")
-    p.add_argument("--stratified", action="store_true",
-                   help="coverage-centric cut (CCS, Zheng et al. 2023) instead of the best scores: drop the hardest "
-                        "--hard-cut share, split the rest of the score range into --strata bins and sample the "
-                        "budget evenly over them, smallest bin first (any method; per class unless --global)")
+    p.add_argument("--stratified", nargs="?", const="ccs", choices=["ccs", "auto"],
+                   help="ccs (the value when none is given): coverage-centric cut (CCS, Zheng et al. 2023) instead "
+                        "of the best scores: drop the hardest --hard-cut share, split the rest of the score range "
+                        "into --strata bins and sample the budget evenly over them, smallest bin first (any method; "
+                        "per class unless --global). auto: hold out --cut-val-share of the data, cut the rest both "
+                        "ways, train the proxy on each and keep the cut that validates better (CCS wins at small "
+                        "budgets, the best scores often at half or more; costs one proxy training per cut)")
     p.add_argument("--hard-cut", type=share, help="--stratified: share of the highest-scored (hardest) examples "
                    "dropped first (default: 0 when keeping >= 50%%, 0.1 below; "
                    "chosen on the digits validation split, see BENCHMARKS.md)")
     p.add_argument("--strata", type=positive_int, default=50, help="--stratified: score bins (default 50)")
+    p.add_argument("--cut-val-share", type=share, default=0.2,
+                   help="--stratified auto: class-stratified share held out to compare the cuts (default 0.2)")
     p.add_argument("--subset-dir", type=output_dir,
                    help="folder datasets: write the kept images here as the same class-folder tree (a new or empty "
                         "folder); OUT also names the kept files")
@@ -105,6 +110,10 @@ def run(ns: argparse.Namespace) -> int:
     if ns.hard_cut is not None and not ns.stratified:
         raise MmselectError("--hard-cut applies to --stratified selection; add --stratified")
     stratified = Stratified(beta=ns.hard_cut, strata=ns.strata) if ns.stratified else None
+    if ns.stratified == "auto":
+        from vision.prune.cut_choice import CutChoice
+
+        stratified = CutChoice(ccs=stratified, val_share=ns.cut_val_share)
     preset = choose_preset(ns)
     params, from_preset = _params(ns, preset)
     sizes, sized = apply("prune", preset, {"image_size": ns.image_size}, accepted={"image_size"})
@@ -118,5 +127,9 @@ def run(ns: argparse.Namespace) -> int:
     if ns.subset_dir is not None and not ns.quiet:
         print(f"wrote the kept images to {ns.subset_dir} ({ns.link}s)")
     how = f" (CCS, hard cut {result.stratified['beta']:g})" if result.stratified else ""
+    if result.cut_choice and result.cut_choice["val_accuracy"]:
+        acc = ", ".join(f"{k} {100 * v:.1f} %" for k, v in result.cut_choice["val_accuracy"].items())
+        how += (f"; cut chosen on a held-out {100 * result.cut_choice['val_share']:g} %: {result.cut_choice['chosen']}"
+                f" (validation accuracy {acc})")
     print(f"{ns.method} (preset {preset}): kept {result.kept} of {result.total} examples{how}")
     return 0
