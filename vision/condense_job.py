@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from selector.core.io import atomic_write, check_outputs
-from vision.data import dataset_files, load_dataset, split
+from vision.data import dataset_files, load_dataset, rejected_entries, split
 from vision.reduce import reduce
 
 __all__ = ["CondenseJob", "CondenseResult", "run_condense"]
@@ -89,6 +89,8 @@ def run_condense(job: CondenseJob) -> CondenseResult:
     report = {"out": str(out), "grid": str(grid), "dataset": job.dataset, "split_seed": job.split_seed, "preset": job.preset,
               "train_size": len(splits.train), "settings": reduction.settings,
               "final_loss": reduction.history[-1]["loss"] if reduction.history else None}
+    if data.rejected:  # dataset files the loader could not use, each with its reason
+        report["rejected"] = rejected_entries(data)
     line = None
     if job.eval_models:
         report["eval"], line = _evaluate(job, reduction, splits)

@@ -10,6 +10,7 @@ splits so a pruned subset can always be traced back). `split` makes seeded, clas
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,9 +20,11 @@ import torch
 
 from selector.core.errors import MmselectError
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["DataError", "ImageData", "Splits", "split", "from_tensors", "load_digits_data", "load_image_folder",
            "load_torchvision", "load_dataset", "dataset_files", "TORCHVISION_DATASETS", "IMAGE_SUFFIXES",
-           "image_folder_files"]
+           "image_folder_files", "rejected_entries"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -37,6 +40,8 @@ class ImageData:
     images: float32 (N, C, H, W), already normalised with `mean`/`std` (per channel).
     labels: int64 (N,), values in [0, len(classes)).
     ids:    int64 (N,), the example's position in the dataset it was loaded from (survives `subset`/`split`).
+    rejected: what the loader could not use, as (entry, reason) pairs (a folder dataset's undecodable files); only
+            the loaded dataset carries it, not its subsets.
     """
 
     images: torch.Tensor
@@ -46,6 +51,7 @@ class ImageData:
     std: tuple[float, ...]
     ids: torch.Tensor = field(default=None)  # type: ignore[assignment]
     name: str = ""
+    rejected: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if self.images.ndim != 4:
@@ -136,7 +142,8 @@ def split(data: ImageData, fractions: tuple[float, float, float] = (0.7, 0.15, 0
 
 def from_tensors(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
                  classes: Sequence[str] | None = None, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, name: str = "tensors") -> ImageData:
+                 std: Sequence[float] | None = None, name: str = "tensors", ids: Sequence[int] | None = None,
+                 rejected: Sequence[tuple[str, str]] = ()) -> ImageData:
     """Wrap raw images as `ImageData`.
 
     images: (N, C, H, W) or (N, H, W); uint8 (0..255) or float pixels in [0, 1]. They are normalised per channel with
@@ -159,7 +166,8 @@ def from_tensors(images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nd
         raise DataError(f"mean/std need {c} values (one per channel)")
     x = (x - m.view(1, c, 1, 1)) / s.view(1, c, 1, 1)
     return ImageData(x.contiguous(), y, tuple(classes), tuple(float(v) for v in m), tuple(float(v) for v in s),
-                     None, name)
+                     None if ids is None else torch.as_tensor(np.asarray(ids, dtype=np.int64)), name,
+                     tuple(rejected))
 
 
 def load_digits_data(size: int = 28, channels: int = 1) -> ImageData:
@@ -180,26 +188,44 @@ def load_digits_data(size: int = 28, channels: int = 1) -> ImageData:
     return from_tensors(x, torch.tensor(d.target), classes=[str(i) for i in range(10)], name=f"digits{size}")
 
 
-def image_folder_files(path: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """(class names, [(image file, label)]) of a folder with one sub-folder per class, in the order
-    `load_image_folder` loads them (classes sorted, files sorted within each class): position i of a loaded
-    folder dataset is file i here."""
+NOT_A_FILE = "has an image name but is not a regular file (a folder, FIFO, socket or broken link)"
+
+
+def image_folder_files(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, str]]]:
+    """(class names, [(image file, label)], [(entry, reason)]) of a folder with one sub-folder per class.
+
+    Files come in the order `load_image_folder` reads them (classes sorted, files sorted within each class): a
+    loaded example's id is its position here. Entries with an image name that are not regular files (a folder
+    called x.png, a FIFO, a broken link) are never opened (a FIFO would block the read): they come back rejected."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; expected one sub-folder per class (root/CLASS/IMG.png)")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     if not class_dirs:
         raise DataError(f"image folder {root} has no class sub-folders; put images under {root}/<class>/")
-    files = [(f, label) for label, cdir in enumerate(class_dirs)
-             for f in sorted(f for f in cdir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())]
-    return [d.name for d in class_dirs], files
+    files, rejected = [], []
+    for label, cdir in enumerate(class_dirs):
+        for f in sorted(f for f in cdir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES):
+            if f.is_file():
+                files.append((f, label))
+            else:
+                rejected.append((f, NOT_A_FILE))
+    return [d.name for d in class_dirs], files, rejected
+
+
+def rejected_entries(data: ImageData) -> list[dict[str, str]]:
+    """What the loader of `data` could not use, as the `rejected` list of a run's output: {"file", "reason"}."""
+    return [{"file": entry, "reason": reason} for entry, reason in data.rejected]
 
 
 def load_image_folder(path: str | Path, size: int | None = None, channels: int = 3) -> ImageData:
     """A folder with one sub-folder per class (`root/cat/001.png`), classes in sorted order.
 
     Images are converted to grey (channels=1) or RGB (channels=3) and resized to size x size when `size` is given;
-    without `size` every image must already have the same dimensions.
+    without `size` every image must already have the same dimensions. A file that cannot be used (undecodable,
+    truncated, a decompression bomb, not a regular file) costs that example, not the load: it is left out, listed in
+    `rejected` with its reason (paths relative to the folder) and logged; the kept examples' ids are their positions
+    in `image_folder_files`.
     """
     from PIL import Image
 
@@ -207,15 +233,16 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise DataError(f"channels must be 1 or 3, got {channels}")
-    classes, files = image_folder_files(root)
-    arrays, labels = [], []
+    classes, files, not_files = image_folder_files(root)
+    rejected = [(f, reason) for f, reason in not_files]
+    arrays, labels, ids = [], [], []
     first_shape = None
     import warnings
 
     from selector.core.images import MAX_PIXELS
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # the instruction readers' cap: past it, a decompression bomb
-    for f, label in files:
+    for position, (f, label) in enumerate(files):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -225,10 +252,11 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
                         im = im.resize((size, size), Image.BILINEAR)
                     arr = np.asarray(im, dtype=np.uint8)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise DataError(f"{f}: image has more than {MAX_PIXELS} pixels (a decompression bomb?); remove or "
-                            "replace the file") from None
+            rejected.append((f, f"more than {MAX_PIXELS} pixels (a decompression bomb?)"))
+            continue
         except Exception as exc:  # noqa: BLE001 - any decoder failure (OSError, ValueError...) is this file's
-            raise DataError(f"{f}: cannot read image ({exc}); remove or replace the file") from exc
+            rejected.append((f, f"cannot read image: {str(exc)[:200] or type(exc).__name__}"))
+            continue
         if first_shape is None:
             first_shape = arr.shape
         elif arr.shape != first_shape:
@@ -236,11 +264,18 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
                             f"pass size=N (--image-size N) to resize all images")
         arrays.append(arr)
         labels.append(label)
+        ids.append(position)
+    rejected = [(Path(f).relative_to(root).as_posix(), reason) for f, reason in rejected]
     if not arrays:
-        raise DataError(f"image folder {root} has class sub-folders but no images ({', '.join(IMAGE_SUFFIXES)})")
+        why = f"; {len(rejected)} rejected, first: {rejected[0][0]} ({rejected[0][1]})" if rejected else ""
+        raise DataError(f"image folder {root} has class sub-folders but no usable images "
+                        f"({', '.join(IMAGE_SUFFIXES)}){why}")
+    if rejected:
+        logger.warning("%s: %d of %d image entries rejected (first: %s: %s); the run's output lists them all",
+                       root, len(rejected), len(files) + len(not_files), *rejected[0])
     x = np.stack(arrays)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    return from_tensors(x, np.asarray(labels), classes=classes, name=f"folder:{root}")
+    return from_tensors(x, np.asarray(labels), classes=classes, name=f"folder:{root}", ids=ids, rejected=rejected)
 
 
 # name -> (torchvision class name, keyword for the split: "train" bool or "split" str)

@@ -15,7 +15,7 @@ import numpy as np
 from selector.core.io import atomic_dir, atomic_write, check_outputs
 from selector.core.stratified import Stratified
 from vision.prune.cut_choice import CutChoice
-from vision.data import DataError, dataset_files, image_folder_files, load_dataset
+from vision.data import DataError, dataset_files, image_folder_files, load_dataset, rejected_entries
 from vision.reduce import reduce
 
 __all__ = ["PruneConfig", "PruneResult", "run_prune", "write_subset_tree", "LINKS"]
@@ -61,6 +61,7 @@ class PruneResult:
     indices: np.ndarray  # kept positions in the loaded dataset, best first
     stratified: dict | None = None  # what the CCS cut did (its hard-cut share, strata), when it was used
     cut_choice: dict | None = None  # how --stratified auto chose the cut (held-out accuracies), when it was used
+    rejected: int = 0  # dataset files the loader could not use (listed in OUT with their reasons)
 
 
 def _json_float(v: float) -> float | None:
@@ -100,22 +101,27 @@ def run_prune(config: PruneConfig) -> PruneResult:
     }
     root = config.folder_root()
     if root is not None:  # name the files, not only their positions
-        _, listed = image_folder_files(root)
-        if len(listed) != len(data):
-            raise DataError(f"{root} changed while it was read ({len(listed)} files now, {len(data)} loaded)")
+        _, listed, _ = image_folder_files(root)
         files = [f.relative_to(root).as_posix() for f, _ in listed]
+        unread = len(set(files) & {entry for entry, _ in data.rejected})
+        if len(files) - unread != len(data):
+            raise DataError(f"{root} changed while it was read ({len(files)} files now, {len(data)} loaded, "
+                            f"{unread} rejected)")
         doc["root"] = str(root.resolve())
-        doc["files"] = [files[i] for i in sel.indices.tolist()]
+        doc["files"] = [files[int(data.ids[i])] for i in sel.indices.tolist()]
         if config.subset_dir is not None:
             write_subset_tree(root, doc["files"], Path(config.subset_dir), config.link)
             doc["subset_dir"] = str(Path(config.subset_dir).resolve())
+    if data.rejected:  # files the loader could not use: each named with its reason, none silently dropped
+        doc["rejected"] = rejected_entries(data)
     for key in ("stratified", "cut_choice"):
         if sel.info.get(key):
             doc[key] = sel.info[key]
     out = Path(config.out)
     atomic_write(out, [json.dumps(doc).encode("utf-8"), b"\n"])
     return PruneResult(out=out, kept=len(sel), total=len(data), indices=sel.indices,
-                       stratified=sel.info.get("stratified"), cut_choice=sel.info.get("cut_choice"))
+                       stratified=sel.info.get("stratified"), cut_choice=sel.info.get("cut_choice"),
+                       rejected=len(data.rejected))
 
 
 def _check_subset_dir(out: Path, root: Path) -> None:

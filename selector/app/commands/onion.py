@@ -87,7 +87,7 @@ def run(ns: argparse.Namespace) -> int:
     import json
 
     from selector.core.io import check_outputs
-    from vision.data import dataset_files, load_dataset, split
+    from vision.data import dataset_files, load_dataset, rejected_entries, split
 
     check_outputs(dataset_files(ns.dataset), [ns.out / "report.json", ns.out / "swaps.jsonl", ns.out / "training.png"])
     from vision.onion.examples import ExampleLevelConfig
@@ -122,6 +122,8 @@ def run(ns: argparse.Namespace) -> int:
     result = run_onion(splits, config)
     ns.out.mkdir(parents=True, exist_ok=True)
     summary = {"preset": preset, **result.summary()}
+    if data.rejected:  # dataset files the loader could not use, each with its reason
+        summary["rejected"] = rejected_entries(data)
     atomic_write(ns.out / "report.json", [json.dumps(summary, indent=1, default=str).encode()])
     atomic_write(ns.out / "swaps.jsonl", [(json.dumps(s.as_dict()) + "\n").encode() for s in result.swaps])
     plot_training(result, ns.out / "training.png")

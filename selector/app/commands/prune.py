@@ -131,5 +131,7 @@ def run(ns: argparse.Namespace) -> int:
         acc = ", ".join(f"{k} {100 * v:.1f} %" for k, v in result.cut_choice["val_accuracy"].items())
         how += (f"; cut chosen on a held-out {100 * result.cut_choice['val_share']:g} %: {result.cut_choice['chosen']}"
                 f" (validation accuracy {acc})")
+    if result.rejected:
+        how += f"; {result.rejected} unreadable files rejected (listed under 'rejected' in {result.out})"
     print(f"{ns.method} (preset {preset}): kept {result.kept} of {result.total} examples{how}")
     return 0
