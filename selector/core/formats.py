@@ -358,7 +358,10 @@ def parse_conversations(obj: Any, rid: str | None) -> Parsed:
         if not isinstance(role, str):  # a list or object is not hashable, a number is no role: all unknown
             return reject(f"unknown role {shown(role)} (turn {turn_no})", rid)
         value = turn.get("value")
-        text = _text(turn.get("content") if value is None else value)
+        raw = turn.get("content") if value is None else value
+        text = _text(raw)
+        if raw is not None and text is None:  # a list, number or object where the turn's text belongs
+            return reject(f"turn {turn_no} value is {type(raw).__name__}, not text", rid)
         if role in USER_ROLES:
             user.append(text or "")
         elif role in ASSISTANT_ROLES:
@@ -450,7 +453,9 @@ def parse_cc_sbu(obj: Any, rid: str | None) -> Parsed:
     caption = obj.get("caption")
     if caption is None:
         return reject("no answer", rid)
-    if not isinstance(caption, str) or not caption.strip():
+    if not isinstance(caption, str):
+        return reject(f"caption is {type(caption).__name__}, not text", rid)
+    if not caption.strip():
         return reject("empty answer", rid)
     return Parsed(rid, CC_SBU_INSTRUCTION, caption, [f"{rid}.jpg"])
 

@@ -73,3 +73,17 @@ def test_an_image_url_is_called_a_url(tmp_path):
     reasons = read_records(src, workers=1).table.column("reason").to_pylist()
     assert all("is a URL; only local files are read" in r for r in reasons), reasons
     assert reason_kind(reasons[0]).startswith("image path is a URL; only local files are read")
+
+
+def test_a_turn_that_holds_no_text_says_so(tmp_path):
+    """A list or number where a turn's text belongs used to read as "empty answer"; an empty string still does."""
+    path = write_jsonl(tmp_path / "t.jsonl", [
+        {"id": "list", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": ["a", "b"]}]},
+        {"id": "num", "conversations": [{"from": "human", "value": 7}, {"from": "gpt", "value": "a"}]},
+        {"id": "empty", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": " "}]},
+        {"id": "ok", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+    ])
+    t = read_records(path, images=tmp_path, workers=1).table
+    reasons = dict(zip(t.column("id").to_pylist(), t.column("reason").to_pylist()))
+    assert reasons == {"list": "turn 2 value is list, not text", "num": "turn 1 value is int, not text",
+                       "empty": "empty answer (turn 2)", "ok": None}
