@@ -94,3 +94,15 @@ def test_prune_cli_auto_records_the_choice(tmp_path, capsys):
     assert ("stratified" in doc) == (choice["chosen"] == "ccs")
     assert len(doc["indices"]) == 180
     assert "cut chosen on a held-out 25 %" in capsys.readouterr().out
+
+
+def test_prune_cli_refuses_a_held_out_share_without_auto_and_a_share_above_half(tmp_path, capsys):
+    from selector.app.cli import main
+
+    base = ["prune", "--dataset", "digits", "--image-size", "8", "--method", "random", "--keep", "0.1",
+            "--out", str(tmp_path / "p.json")]
+    assert main([*base, "--cut-val-share", "0.3"]) == 2
+    assert "--stratified auto" in capsys.readouterr().err
+    assert main([*base, "--stratified", "auto", "--cut-val-share", "0.7"]) == 2
+    err = capsys.readouterr().err
+    assert "(0, 0.5]" in err and "Traceback" not in err and not (tmp_path / "p.json").exists()

@@ -47,8 +47,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "dropped first (default: 0 when keeping >= 50%%, 0.1 below; "
                    "chosen on the digits validation split, see BENCHMARKS.md)")
     p.add_argument("--strata", type=positive_int, default=50, help="--stratified: score bins (default 50)")
-    p.add_argument("--cut-val-share", type=share, default=0.2,
-                   help="--stratified auto: class-stratified share held out to compare the cuts (default 0.2)")
+    p.add_argument("--cut-val-share", type=share,
+                   help="--stratified auto: class-stratified share held out to compare the cuts (default 0.2, at "
+                        "most 0.5)")
     p.add_argument("--subset-dir", type=output_dir,
                    help="folder datasets: write the kept images here as the same class-folder tree (a new or empty "
                         "folder); OUT also names the kept files")
@@ -110,10 +111,13 @@ def run(ns: argparse.Namespace) -> int:
     if ns.hard_cut is not None and not ns.stratified:
         raise MmselectError("--hard-cut applies to --stratified selection; add --stratified")
     stratified = Stratified(beta=ns.hard_cut, strata=ns.strata) if ns.stratified else None
+    if ns.cut_val_share is not None and ns.stratified != "auto":
+        raise MmselectError("--cut-val-share applies to --stratified auto; add --stratified auto")
     if ns.stratified == "auto":
         from vision.prune.cut_choice import CutChoice
 
-        stratified = CutChoice(ccs=stratified, val_share=ns.cut_val_share)
+        stratified = CutChoice(ccs=stratified, **({} if ns.cut_val_share is None else
+                                                  {"val_share": ns.cut_val_share}))
     preset = choose_preset(ns)
     params, from_preset = _params(ns, preset)
     sizes, sized = apply("prune", preset, {"image_size": ns.image_size}, accepted={"image_size"})
