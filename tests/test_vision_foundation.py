@@ -59,8 +59,10 @@ def test_from_tensors_and_image_folder(tmp_path):
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert load_dataset(f"folder:{tmp_path}", size=8, channels=1).images.shape == (6, 1, 8, 8)
     Image.fromarray(rng.integers(0, 255, (5, 5, 3), dtype=np.uint8)).save(tmp_path / "dog" / "odd.png")
-    with pytest.raises(DataError, match="size"):
-        load_image_folder(tmp_path)
+    mixed = load_image_folder(tmp_path)  # no --image-size: the common shape wins, the stray one is rejected
+    assert mixed.images.shape == (6, 3, 10, 12) and mixed.ids.tolist() == [0, 1, 2, 3, 4, 5]
+    assert mixed.rejected == (("dog/odd.png", "image is 5 x 5, most are 12 x 10; pass --image-size N to resize all "
+                                              "images"),)
     t = from_tensors(torch.zeros(4, 2, 5, 5, dtype=torch.uint8) + 255, torch.tensor([0, 1, 1, 0]))
     assert t.classes == ("0", "1") and t.channels == 2
 

@@ -227,7 +227,12 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
     `rejected` with its reason (paths relative to the folder) and logged; the kept examples' ids are their positions
     in `image_folder_files`.
     """
+    import os
+    from collections import Counter
+
     from PIL import Image
+
+    from selector.core.images import decode_all, decode_image
 
     root = Path(path)
     mode = {1: "L", 3: "RGB"}.get(channels)
@@ -235,36 +240,31 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
         raise DataError(f"channels must be 1 or 3, got {channels}")
     classes, files, not_files = image_folder_files(root)
     rejected = [(f, reason) for f, reason in not_files]
-    arrays, labels, ids = [], [], []
-    first_shape = None
-    import warnings
-
-    from selector.core.images import MAX_PIXELS
-
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # the instruction readers' cap: past it, a decompression bomb
-    for position, (f, label) in enumerate(files):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(f) as im:
-                    im = im.convert(mode)
-                    if size is not None:
-                        im = im.resize((size, size), Image.BILINEAR)
-                    arr = np.asarray(im, dtype=np.uint8)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            rejected.append((f, f"more than {MAX_PIXELS} pixels (a decompression bomb?)"))
+    # The instruction readers' checks, shared: every file is first decoded in killable worker processes (pixel cap,
+    # per-image timeout, a crashing decoder costs its file), then the good ones are decoded here for their pixels.
+    problems = decode_all([str(f) for f, _ in files], workers=min(4, os.cpu_count() or 1))
+    kept = []  # (position, label, pixels)
+    for position, ((f, label), problem) in enumerate(zip(files, problems)):
+        image = None
+        if problem is None:
+            image, problem = decode_image(str(f))  # may still fail: the file can change after the check
+        if problem is not None:
+            rejected.append((f, problem))
             continue
-        except Exception as exc:  # noqa: BLE001 - any decoder failure (OSError, ValueError...) is this file's
-            rejected.append((f, f"cannot read image: {str(exc)[:200] or type(exc).__name__}"))
-            continue
-        if first_shape is None:
-            first_shape = arr.shape
-        elif arr.shape != first_shape:
-            raise DataError(f"{f}: image is {arr.shape[:2]}, the first image was {first_shape[:2]}; "
-                            f"pass size=N (--image-size N) to resize all images")
-        arrays.append(arr)
-        labels.append(label)
-        ids.append(position)
+        image = image.convert(mode)
+        if size is not None:
+            image = image.resize((size, size), Image.BILINEAR)
+        kept.append((position, label, np.asarray(image, dtype=np.uint8)))
+    if size is None and kept:  # without --image-size the common shape wins; a stray size costs its own file
+        common, _ = Counter(a.shape for _, _, a in kept).most_common(1)[0]
+        for position, _, a in kept:
+            if a.shape != common:
+                rejected.append((files[position][0], f"image is {a.shape[1]} x {a.shape[0]}, most are {common[1]} x "
+                                                     f"{common[0]}; pass --image-size N to resize all images"))
+        kept = [k for k in kept if k[2].shape == common]
+    arrays = [a for _, _, a in kept]
+    labels = [label for _, label, _ in kept]
+    ids = [position for position, _, _ in kept]
     rejected = [(Path(f).relative_to(root).as_posix(), reason) for f, reason in rejected]
     if not arrays:
         why = f"; {len(rejected)} rejected, first: {rejected[0][0]} ({rejected[0][1]})" if rejected else ""
