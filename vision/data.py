@@ -222,27 +222,26 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int =
     """A folder with one sub-folder per class (`root/cat/001.png`), classes in sorted order.
 
     Images are converted to grey (channels=1) or RGB (channels=3) and resized to size x size when `size` is given;
-    without `size` every image must already have the same dimensions. A file that cannot be used (undecodable,
-    truncated, a decompression bomb, not a regular file) costs that example, not the load: it is left out, listed in
-    `rejected` with its reason (paths relative to the folder) and logged; the kept examples' ids are their positions
-    in `image_folder_files`.
+    without `size` the most common dimensions are kept. A file that cannot be used (undecodable, truncated, a
+    decompression bomb, a stuck or crashing decoder, not a regular file, or without `size` another size) costs that
+    example, not the load: it is left out, listed in `rejected` with its reason (paths relative to the folder) and
+    logged; the kept examples' ids are their positions in `image_folder_files`.
     """
-    import os
     from collections import Counter
 
     from PIL import Image
 
-    from selector.core.images import decode_all, decode_image
+    from selector.core.images import decode_all, decode_image, decode_workers
 
     root = Path(path)
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise DataError(f"channels must be 1 or 3, got {channels}")
     classes, files, not_files = image_folder_files(root)
-    rejected = [(f, reason) for f, reason in not_files]
+    rejected = list(not_files)
     # The instruction readers' checks, shared: every file is first decoded in killable worker processes (pixel cap,
     # per-image timeout, a crashing decoder costs its file), then the good ones are decoded here for their pixels.
-    problems = decode_all([str(f) for f, _ in files], workers=min(4, os.cpu_count() or 1))
+    problems = decode_all([str(f) for f, _ in files], workers=decode_workers(len(files)))
     kept = []  # (position, label, pixels)
     for position, ((f, label), problem) in enumerate(zip(files, problems)):
         image = None

@@ -14,8 +14,8 @@ import numpy as np
 
 from selector.core.io import atomic_dir, atomic_write, check_outputs
 from selector.core.stratified import Stratified
-from vision.prune.cut_choice import CutChoice
 from vision.data import DataError, dataset_files, image_folder_files, load_dataset, rejected_entries
+from vision.prune.cut_choice import CutChoice
 from vision.reduce import reduce
 
 __all__ = ["PruneConfig", "PruneResult", "run_prune", "write_subset_tree", "LINKS"]

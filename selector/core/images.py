@@ -315,6 +315,12 @@ def _blame(reasons: list[str | None], owners: list[int], path: str, problem: str
             reasons[i] = f"{problem}: {rel}" if not problem.endswith(rel) else problem
 
 
+def decode_workers(n_paths: int, workers: int = 0) -> int:
+    """How many decode processes `n_paths` images get: `workers` (0 = one per CPU), but no more than one per 16
+    images (a process costs more to start than a few small images take to decode)."""
+    return min(workers or (os.cpu_count() or 1), max(1, n_paths // 16))
+
+
 def check_images(root: Path, names: list[list[str]], workers: int = 0,
                  timeout: float = DECODE_TIMEOUT, embedded: bool = False) -> list[str | None]:
     """One rejection reason (or None) per record, given each record's image names relative to `root`.
@@ -325,8 +331,7 @@ def check_images(root: Path, names: list[list[str]], workers: int = 0,
     real_root = os.path.realpath(root)
     reasons, todo = _plan(real_root, names, embedded)
     paths = [p for p, owners in todo.items() if any(reasons[i] is None for i in owners)]
-    workers = workers or (os.cpu_count() or 1)
-    for path, problem in zip(paths, decode_all(paths, min(workers, max(1, len(paths) // 16)), timeout)):
+    for path, problem in zip(paths, decode_all(paths, decode_workers(len(paths), workers), timeout)):
         if problem:
             _blame(reasons, todo[path], path, problem, real_root)
     return reasons
